@@ -1,0 +1,81 @@
+"""The `vidiff` command line: a thin layer that parses, validates and calls the Python API."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import VidiffError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, sample and evaluate video diffusion models.")
+
+
+@app.command()
+def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. configs/tiny-shapes.yaml"),
+          out: Path = typer.Option(..., help="run folder: checkpoints, samples, loss.png"),
+          resume: bool = typer.Option(False, help="continue the run in --out from its latest checkpoint"),
+          steps: Optional[int] = typer.Option(None, help="override train.steps"),
+          progress: bool = typer.Option(True, help="show a progress bar")):
+    """Train a text-to-video model."""
+    from .config import load_config
+    from .training.checkpoint import read_config, resolve_checkpoint
+    from .training.trainer import Trainer
+    if config is None and not resume:
+        raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
+    cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
+    if steps is not None:
+        cfg.train.steps = steps
+    summary = Trainer(cfg, out, resume=resume, progress=progress).train()
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
+def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a blue square bouncing'"),
+             out: Path = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)"),
+             model: Optional[Path] = typer.Option(None, help="checkpoint or run folder; default: embedded model"),
+             frames: Optional[int] = typer.Option(None, help="frame count (default: the model's)"),
+             size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
+             steps: int = typer.Option(25, help="sampling steps"),
+             guidance: float = typer.Option(3.0, help="classifier-free guidance scale"),
+             sampler: str = typer.Option("ddim", help="ddim | ddpm"),
+             eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)"),
+             seed: int = typer.Option(0, help="random seed"),
+             fps: int = typer.Option(8, help="frames per second of the file"),
+             scale: int = typer.Option(4, help="enlarge frames this many times (nearest neighbour)"),
+             sheet: bool = typer.Option(False, help="also write a PNG contact sheet beside the video"),
+             overwrite: bool = typer.Option(False, help="replace existing output files")):
+    """Generate a video from a text prompt."""
+    import torch
+
+    from .pipeline import VideoPipeline
+    outputs = [out] + ([out.with_suffix(".png")] if sheet and out.suffix != ".png" else [])
+    for path in outputs:  # check before minutes of sampling, not after
+        if path.exists() and not overwrite:
+            raise VidiffError(f"'{path}' already exists; choose another --out or pass --overwrite")
+        if path.suffix.lower() not in (".mp4", ".gif", ".png"):
+            raise VidiffError(f"cannot write '{path}': use .mp4, .gif or .png")
+        if not path.parent.is_dir():
+            raise VidiffError(f"cannot write '{path}': folder '{path.parent}' does not exist")
+    if scale < 1 or fps < 1:
+        raise VidiffError("--scale and --fps must be at least 1")
+    pipe = VideoPipeline.from_pretrained(model)
+    video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
+                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta)
+    for path in outputs:
+        video.save(path, fps=fps, scale=scale, overwrite=overwrite)
+        typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except VidiffError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,85 @@
+"""Samplers: every one is ``sampler(denoiser, x_T, schedule, steps, generator=None, ...) -> x_0``.
+
+The denoiser returns (x0, eps) estimates for (x_t, log_snr); guidance and parameterisation wrap it
+outside. Update arithmetic runs in float64 (as EDM does) and the random source is passed in.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .objectives import Denoiser
+from .schedules import Schedule, alpha_sigma
+
+
+def time_grid(steps: int, device=None) -> Tensor:
+    """Uniform times from 1 (noise) to 0 (data), steps + 1 points, float64."""
+    if steps < 1:
+        raise ValueError(f"sampling needs at least 1 step, got {steps}")
+    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
+
+
+def _denoise64(denoiser: Denoiser, x: Tensor, log_snr: Tensor, dtype) -> tuple[Tensor, Tensor]:
+    batch_log_snr = log_snr.expand(x.shape[0]).to(dtype)
+    x0, eps = denoiser(x.to(dtype), batch_log_snr)
+    return x0.double(), eps.double()
+
+
+def ddim(denoiser: Denoiser, x_T: Tensor, schedule: Schedule, steps: int,
+         generator: torch.Generator | None = None, eta: float = 0.0, progress: bool = False,
+         callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+    """DDIM (Song et al. 2021, eq. 12), generalised by eta: 0 is the deterministic ODE-like sampler,
+    1 matches DDPM's ancestral posterior variance."""
+    dtype, x = x_T.dtype, x_T.double()
+    log_snrs = schedule(time_grid(steps, x.device))
+    for i in tqdm(range(steps), disable=not progress, desc="ddim", leave=False):
+        x0, eps = _denoise64(denoiser, x, log_snrs[i], dtype)
+        if i == steps - 1:  # the last step lands on the data: return the clean estimate
+            x = x0
+            break
+        alpha_t, sigma_t = alpha_sigma(log_snrs[i])
+        alpha_s, sigma_s = alpha_sigma(log_snrs[i + 1])
+        # eq. 16: sigma_eta^2 = eta^2 * (sigma_s^2 / sigma_t^2) * (1 - alpha_t^2 / alpha_s^2)
+        c = eta * (sigma_s / sigma_t) * (1 - (alpha_t / alpha_s) ** 2).clamp(min=0).sqrt()
+        x = alpha_s * x0 + (sigma_s ** 2 - c ** 2).clamp(min=0).sqrt() * eps
+        if eta > 0:
+            x = x + c * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        if callback is not None:
+            callback(i, x0.to(dtype))
+    return x.to(dtype)
+
+
+def ddpm(denoiser: Denoiser, x_T: Tensor, schedule: Schedule, steps: int,
+         generator: torch.Generator | None = None, progress: bool = False,
+         callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+    """Ancestral sampling from the Gaussian posterior q(x_s | x_t, x0_hat) (Ho et al. 2020, eq. 6-7),
+    written for arbitrary s < t (Kingma et al. 2021, eq. 33)."""
+    dtype, x = x_T.dtype, x_T.double()
+    log_snrs = schedule(time_grid(steps, x.device))
+    for i in tqdm(range(steps), disable=not progress, desc="ddpm", leave=False):
+        x0, _ = _denoise64(denoiser, x, log_snrs[i], dtype)
+        if i == steps - 1:
+            x = x0
+            break
+        alpha_t, sigma_t = alpha_sigma(log_snrs[i])
+        alpha_s, sigma_s = alpha_sigma(log_snrs[i + 1])
+        alpha_ts = alpha_t / alpha_s                      # q(x_t | x_s) = N(alpha_ts x_s, sigma_ts^2)
+        sigma_ts2 = sigma_t ** 2 - alpha_ts ** 2 * sigma_s ** 2
+        mean = (alpha_ts * sigma_s ** 2 / sigma_t ** 2) * x + (alpha_s * sigma_ts2 / sigma_t ** 2) * x0
+        std = (sigma_ts2 * sigma_s ** 2 / sigma_t ** 2).clamp(min=0).sqrt()
+        x = mean + std * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        if callback is not None:
+            callback(i, x0.to(dtype))
+    return x.to(dtype)
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddim": ddim, "ddpm": ddpm}
+
+
+def get_sampler(name: str) -> Callable[..., Tensor]:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{name}'; choose one of: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]

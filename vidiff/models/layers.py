@@ -1,0 +1,71 @@
+"""Building blocks shared by the backbones: noise-level embedding, rotary positions, attention."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """(B,) scalars -> (B, dim) sin/cos features at geometrically spaced frequencies (Vaswani et al.)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    args = x.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class NoiseLevelEmbedding(nn.Module):
+    """Embeds the log-SNR. Scaling by 25 spreads [-20, 20] over the range a 1000-step timestep covers."""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, log_snr: Tensor) -> Tensor:
+        return self.mlp(sinusoidal_embedding(25.0 * log_snr, self.dim))
+
+
+def rotary_tables(length: int, head_dim: int, device, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos/sin tables (length, head_dim) for rotary position embedding (Su et al. 2021, RoFormer)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq[None]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate (..., L, head_dim) features; q.k then depends only on the position offset."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos.to(x.dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention on (N, L, dim) tokens through scaled_dot_product_attention.
+
+    Self-attention when context is None, else cross-attention to (N, S, context_dim) with an optional
+    (N, S) boolean key mask (True = attend). rotary=True adds relative positions along L.
+    """
+
+    def __init__(self, dim: int, head_dim: int, context_dim: int | None = None, rotary: bool = False):
+        super().__init__()
+        self.heads, self.head_dim, self.rotary = dim // head_dim, head_dim, rotary
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_out.weight)  # each attention block starts as the identity
+        nn.init.zeros_(self.to_out.bias)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        q = self.to_q(x)
+        k, v = self.to_kv(x if context is None else context).chunk(2, dim=-1)
+        q, k, v = (rearrange(z, "n l (h d) -> n h l d", h=self.heads) for z in (q, k, v))
+        if self.rotary:
+            cos, sin = rotary_tables(x.shape[1], self.head_dim, x.device)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        attn_mask = None if mask is None else mask[:, None, None, :]  # (N, 1, 1, S)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.to_out(rearrange(out, "n h l d -> n l (h d)"))

@@ -1,0 +1,23 @@
+"""Exponential moving average of model weights (Polyak averaging), the weights used for sampling."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA:
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def effective_decay(self, step: int) -> float:
+        """Warm up the decay, (1 + n) / (10 + n), so early averages are not dominated by the random init."""
+        return min(self.decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        ema_params = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.effective_decay(step))

@@ -1,0 +1,178 @@
+"""The training loop: data -> noise at random log-SNR -> model -> weighted loss -> AdamW, EMA, checkpoints.
+
+Every random draw of step k comes from a generator seeded by (seed, k), and clip i of the data is a
+pure function of (data seed, i); together with saved model, optimizer and EMA state this makes
+--resume continue exactly where an uninterrupted run would be.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import Config
+from ..data import DATASETS, collate
+from ..diffusion import add_noise, diffusion_loss, get_schedule
+from ..errors import VidiffError
+from ..models import TextToVideoModel
+from ..sampling import sample_video
+from .checkpoint import load_weights, read_config, resolve_checkpoint, write_checkpoint, write_pointer
+from .ema import EMA
+from .plots import save_loss_plot, save_samples
+
+MAX_BAD_STEPS = 10  # non-finite losses tolerated (skipped) before the run stops
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_for(precision: str, device: torch.device):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+
+def learning_rate(cfg, step: int) -> float:
+    """Linear warm-up, then constant or cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_decay == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def training_loss(model: TextToVideoModel, cfg: Config, video: torch.Tensor, ids: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU)."""
+    b = video.shape[0]
+    # stratified times: one uniform offset, evenly spaced across the batch (VDM's low-variance sampler)
+    t = (torch.rand(1, generator=generator) + torch.arange(b) / b) % 1.0
+    noise = torch.randn(video.shape, generator=generator)
+    drop = torch.rand(b, generator=generator) < cfg.train.cfg_dropout
+    ids = ids.clone()
+    ids[drop, 1:] = 0                                      # the empty prompt: <bos> alone
+    device = video.device
+    log_snr = get_schedule(cfg.diffusion.schedule)(t).to(device)
+    noise = noise.to(device)
+    x_t = add_noise(video, noise, log_snr)
+    with autocast_for(cfg.train.precision, device):
+        context, mask = model.encode(ids.to(device))
+        output = model(x_t, log_snr, context, mask)
+    return diffusion_loss(output, video, noise, log_snr, cfg.diffusion.prediction,
+                          cfg.diffusion.loss_weighting).mean()
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.device = pick_device()
+        torch.manual_seed(cfg.train.seed)
+        self.model = TextToVideoModel(cfg.model).to(self.device)
+        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
+                                           weight_decay=cfg.train.weight_decay)
+        self.dataset = DATASETS[cfg.data.type](cfg.data)
+        self.step, self.bad_steps, self.history = 0, 0, []
+        self.checkpoints = self.run_dir / "checkpoints"
+        if resume:
+            self._resume()
+        elif self.checkpoints.exists() and any(self.checkpoints.iterdir()):
+            raise VidiffError(f"run folder '{self.run_dir}' already has checkpoints; pass --resume to "
+                              "continue it or choose another --out")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_dir / "config.json")
+
+    def _resume(self) -> None:
+        if not (self.run_dir / "latest").is_file():
+            raise VidiffError(f"nothing to resume in '{self.run_dir}' (no 'latest' checkpoint); drop --resume")
+        folder = resolve_checkpoint(self.run_dir)
+        saved = read_config(folder)
+        for section in ("model", "diffusion", "data"):
+            if getattr(saved, section) != getattr(self.cfg, section):
+                raise VidiffError(f"config section '{section}' differs from the checkpoint in '{folder}'; "
+                                  "resume with the run's own config.json")
+        load_weights(self.model, folder / "model.safetensors", saved)
+        load_weights(self.ema.model, folder / "ema.safetensors", saved)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.device))
+        state = json.loads((folder / "state.json").read_text())
+        self.step, self.bad_steps, self.history = state["step"], state["bad_steps"], state["history"]
+
+    def batch(self, micro_index: int) -> dict:
+        b = self.cfg.train.batch_size
+        return collate([self.dataset[i] for i in range(micro_index * b, (micro_index + 1) * b)])
+
+    def train_step(self) -> float:
+        """One optimizer step (with gradient accumulation); returns the mean loss."""
+        tc = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(tc, self.step)
+        total = 0.0
+        for micro in range(tc.grad_accum):
+            index = self.step * tc.grad_accum + micro
+            batch = self.batch(index)
+            generator = torch.Generator().manual_seed(tc.seed * 1_000_003 + index)
+            ids = self.model.tokenizer.encode(batch["caption"])
+            loss = training_loss(self.model, self.cfg, batch["video"].to(self.device), ids, generator)
+            (loss / tc.grad_accum).backward()
+            total += loss.item() / tc.grad_accum
+        if not math.isfinite(total):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_steps += 1
+            if self.bad_steps > MAX_BAD_STEPS:
+                raise VidiffError(f"{self.bad_steps} steps had a non-finite loss; lower train.lr or check the data")
+        else:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.ema.update(self.model, self.step)
+        self.step += 1
+        return total
+
+    def save(self) -> Path:
+        name = f"step_{self.step:08d}"
+        state = {"step": self.step, "bad_steps": self.bad_steps, "history": self.history}
+        if not (self.checkpoints / name).exists():
+            write_checkpoint(self.checkpoints / name, self.cfg, self.model, self.ema.model, self.optimizer, state)
+        write_pointer(self.run_dir, name)
+        kept = sorted(p for p in self.checkpoints.iterdir() if p.name.startswith("step_"))
+        for old in kept[: -self.cfg.train.keep_last]:
+            shutil.rmtree(old)
+        return self.checkpoints / name
+
+    def write_samples(self) -> None:
+        tc, dc = self.cfg.train, self.cfg.data
+        captions = [self.dataset[10**9 + i]["caption"] for i in range(4)]   # far outside the training stream
+        ids = self.ema.model.tokenizer.encode(captions)
+        videos = sample_video(self.ema.model, self.cfg.diffusion, ids,
+                              (self.cfg.model.in_channels, dc.frames, dc.size, dc.size), tc.sample_steps,
+                              tc.sample_guidance, generator=torch.Generator().manual_seed(tc.seed))
+        save_samples(videos, captions, self.run_dir / "samples", self.step)
+
+    def train(self) -> dict:
+        tc = self.cfg.train
+        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
+        start, start_step = time.perf_counter(), self.step
+        while self.step < tc.steps:
+            loss = self.train_step()
+            bar.update(1)
+            if self.step % tc.log_every == 0 or self.step == tc.steps:
+                rate = (self.step - start_step) / (time.perf_counter() - start)
+                self.history.append({"step": self.step, "loss": loss, "lr": learning_rate(tc, self.step - 1),
+                                     "steps_per_s": rate})
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate(tc, self.step - 1):.1e}")
+            if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
+                self.save()
+                save_loss_plot(self.history, self.run_dir / "loss.png")
+            if self.step % tc.sample_every == 0 or self.step == tc.steps:
+                self.write_samples()
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return {"steps": self.step, "seconds": elapsed, "bad_steps": self.bad_steps,
+                "final_loss": self.history[-1]["loss"] if self.history else None}
