@@ -52,6 +52,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     import torch
 
     from .pipeline import VideoPipeline
+    if not prompt.strip():
+        raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
     outputs = [out] + ([out.with_suffix(".png")] if sheet and out.suffix != ".png" else [])
     for path in outputs:  # check before minutes of sampling, not after
         if path.exists() and not overwrite:
@@ -68,6 +70,14 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     for path in outputs:
         video.save(path, fps=fps, scale=scale, overwrite=overwrite)
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def export(source: Path = typer.Argument(..., help="run folder or checkpoint folder"),
+           out: Path = typer.Argument(..., help="new folder for the inference checkpoint")):
+    """Export a checkpoint's EMA weights as an inference-only model folder."""
+    from .training.checkpoint import export_pretrained
+    typer.echo(f"wrote {export_pretrained(source, out)}")
 
 
 def main() -> None:

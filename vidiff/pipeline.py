@@ -59,7 +59,8 @@ class VideoPipeline:
         if not prompts or any(not p.strip() for p in prompts):
             raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
         data = self.config.data
-        frames, height, width = num_frames or data.frames, height or data.size, width or data.size
+        frames, height, width = (data.frames if num_frames is None else num_frames,
+                                 data.size if height is None else height, data.size if width is None else width)
         factor = 2 ** (len(self.config.model.channel_mults) - 1)
         if frames < 1 or height < factor or width < factor or height % factor or width % factor:
             raise VidiffError(f"cannot make {frames} frames of {height}x{width}: this model needs frames >= 1 "

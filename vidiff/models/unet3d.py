@@ -27,18 +27,31 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm with statistics per frame, not over the whole clip: frames then interact only
+    through the temporal layers, so a 1-frame video is normalised exactly like an image and an image
+    model inflated with zero-initialised temporal layers reproduces the image model frame by frame."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        z = x.view(b, self.num_groups, c // self.num_groups, t, h * w)
+        var, mean = torch.var_mean(z, dim=(2, 4), keepdim=True, unbiased=False)
+        z = ((z - mean) * torch.rsqrt(var + self.eps)).view(b, c, t, h, w)
+        return z * self.weight.view(1, c, 1, 1, 1) + self.bias.view(1, c, 1, 1, 1)
+
+
 class ResBlock3D(nn.Module):
     """Spatial residual block with scale-shift conditioning, then a residual temporal conv."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.norm1 = FrameGroupNorm(groups, in_ch)
         self.conv1 = nn.Conv3d(in_ch, out_ch, (1, 3, 3), padding=(0, 1, 1))
         self.emb = nn.Linear(emb_dim, 2 * out_ch)
-        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.norm2 = FrameGroupNorm(groups, out_ch)
         self.conv2 = zero_init(nn.Conv3d(out_ch, out_ch, (1, 3, 3), padding=(0, 1, 1)))
         self.skip = nn.Conv3d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-        self.norm_t = nn.GroupNorm(groups, out_ch)
+        self.norm_t = FrameGroupNorm(groups, out_ch)
         self.conv_t = zero_init(nn.Conv3d(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0)))
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -148,7 +161,7 @@ class UNet3D(nn.Module):
                 ch = width
             if lvl > 0:
                 self.up.append(Upsample(ch))
-        self.out = nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(),
+        self.out = nn.Sequential(FrameGroupNorm(groups, ch), nn.SiLU(),
                                  zero_init(nn.Conv3d(ch, in_channels, (1, 3, 3), padding=(0, 1, 1))))
 
     def check_shape(self, x: Tensor) -> None:

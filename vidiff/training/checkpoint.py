@@ -103,3 +103,14 @@ def load_weights(module: nn.Module, file: Path, config: Config) -> None:
         raise VidiffError(f"weights '{file}' do not fit the model in its config.json ({what}); "
                           "the checkpoint comes from another architecture or size")
     module.load_state_dict(tensors)
+
+
+def export_pretrained(source: str | Path, folder: str | Path) -> Path:
+    """Write an inference-only checkpoint (config.json + the EMA weights as model.safetensors)."""
+    source = resolve_checkpoint(source)
+    config = read_config(source)
+    from ..models import TextToVideoModel
+    model = TextToVideoModel(config.model)
+    weights = source / "ema.safetensors"
+    load_weights(model, weights if weights.is_file() else source / "model.safetensors", config)
+    return write_checkpoint(folder, config, model)

@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidiff.data.io import read_video
+from vidiff.errors import VidiffError
+from vidiff.models import TextToVideoModel
+from vidiff.pipeline import DEFAULT_MODEL, VideoPipeline
+from vidiff.training.checkpoint import export_pretrained, write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from conftest import tiny_config_dict
+    from vidiff.config import config_from_dict
+    cfg = config_from_dict(tiny_config_dict())
+    torch.manual_seed(0)
+    model = TextToVideoModel(cfg.model)
+    with torch.no_grad():  # untrained but not the zero-initialised identity, so outputs depend on inputs
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", cfg, model)
+
+
+def generate(pipe, seed=0, **kwargs):
+    args = dict(num_frames=3, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), progress=False)
+    return pipe("a red circle bouncing", **{**args, **kwargs})
+
+
+def test_generate_returns_uint8_frames_reproducible_by_seed(tiny_checkpoint):
+    pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
+    a, b, c = generate(pipe), generate(pipe), generate(pipe, seed=1)
+    assert a.frames.shape == (1, 3, 16, 16, 3) and a.frames.dtype == np.uint8
+    assert np.array_equal(a.frames, b.frames) and not np.array_equal(a.frames, c.frames)
+    assert generate(pipe, height=32, width=24).frames.shape == (1, 3, 32, 24, 3)
+    assert generate(pipe, sampler="ddpm").frames.shape == (1, 3, 16, 16, 3)
+
+
+def test_save_mp4_gif_and_png_sheet(tiny_checkpoint, tmp_path):
+    video = generate(VideoPipeline.from_pretrained(tiny_checkpoint), num_frames=5)
+    video.save(tmp_path / "v.mp4", scale=2)
+    decoded = read_video(tmp_path / "v.mp4")
+    assert decoded.shape == (5, 32, 32, 3)
+    video.save(tmp_path / "v.gif")
+    assert Image.open(tmp_path / "v.gif").n_frames == 5
+    video.save(tmp_path / "v.png")
+    assert Image.open(tmp_path / "v.png").size == (5 * 16 + 4, 16)
+
+
+def test_existing_output_is_not_overwritten_and_bad_paths_fail_cleanly(tiny_checkpoint, tmp_path):
+    video = generate(VideoPipeline.from_pretrained(tiny_checkpoint))
+    (tmp_path / "v.mp4").write_bytes(b"precious")
+    with pytest.raises(VidiffError, match="already exists"):
+        video.save(tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == b"precious"
+    with pytest.raises(VidiffError, match="does not exist"):
+        video.save(tmp_path / "missing" / "v.mp4")
+    with pytest.raises(VidiffError, match="suffixes"):
+        video.save(tmp_path / "v.avi")
+    video.save(tmp_path / "v.mp4", overwrite=True)
+    assert read_video(tmp_path / "v.mp4").shape[0] == 3
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"prompt": "  "}, "prompt is empty"),
+    ({"prompt": "a red dog bouncing"}, "unknown word 'dog'"),
+    ({"height": 17}, "multiples of 2"),
+    ({"num_frames": 0}, "frames >= 1"),
+    ({"num_inference_steps": 0}, "at least 1"),
+    ({"sampler": "euler"}, "unknown sampler"),
+])
+def test_bad_generation_input_is_a_one_line_error(tiny_checkpoint, kwargs, message):
+    pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
+    prompt = kwargs.pop("prompt", "a red circle bouncing")
+    with pytest.raises(VidiffError, match=message) as e:
+        pipe(prompt, num_frames=kwargs.pop("num_frames", 2), num_inference_steps=kwargs.pop("num_inference_steps", 1),
+             progress=False, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoint_from_another_architecture_is_rejected(tiny_checkpoint, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes((tiny_checkpoint / "model.safetensors").read_bytes())
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["model"]["base_channels"] = 32
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VidiffError, match="another architecture or size"):
+        VideoPipeline.from_pretrained(other)
+    (other / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(VidiffError, match="cannot read weights"):
+        VideoPipeline.from_pretrained(other)
+    with pytest.raises(VidiffError, match="not a vidiff checkpoint"):
+        VideoPipeline.from_pretrained(tmp_path / "nowhere")
+
+
+def test_export_writes_the_ema_weights_as_an_inference_model(tmp_path):
+    from conftest import tiny_config_dict
+    from vidiff.config import config_from_dict
+    from vidiff.training.trainer import Trainer
+    trainer = Trainer(config_from_dict(tiny_config_dict(steps=2)), tmp_path / "run", progress=False)
+    trainer.train()
+    out = export_pretrained(tmp_path / "run", tmp_path / "exported")
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors"}
+    pipe = VideoPipeline.from_pretrained(out)
+    for a, b in zip(pipe.model.state_dict().values(), trainer.ema.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_embedded_default_model_generates_the_prompted_colour():
+    """The shipped model: a 'red' prompt must give red pixels and a 'blue' one blue pixels."""
+    assert (DEFAULT_MODEL / "model.safetensors").stat().st_size < 25e6
+    pipe = VideoPipeline.from_pretrained()
+    video = pipe(["a red square bouncing", "a blue circle bouncing"], num_inference_steps=10, progress=False,
+                 generator=torch.Generator().manual_seed(0)).frames.astype(int)
+    red = (video[..., 0] > 150) & (video[..., 1] < 100) & (video[..., 2] < 100)
+    blue = (video[..., 2] > 150) & (video[..., 0] < 120) & (video[..., 1] < 150)
+    assert red[0].mean() > 0.02 and blue[1].mean() > 0.02        # objects of the prompted colour exist
+    assert red[1].mean() < 0.005 and blue[0].mean() < 0.005      # and not the other colour

@@ -1,0 +1,64 @@
+"""Samplers on Gaussian data, where the exact denoiser E[x0 | x_t] is known in closed form."""
+import pytest
+import torch
+
+from vidiff.diffusion import SAMPLERS, ddim, ddpm, get_schedule
+from vidiff.diffusion.schedules import alpha_sigma
+
+MU = torch.tensor([1.0, -0.5, 0.3], dtype=torch.float64)
+STD = torch.tensor([0.5, 1.0, 0.2], dtype=torch.float64)
+
+
+def exact_denoiser(x_t, log_snr):
+    """x0 ~ N(MU, STD^2): E[x0 | x_t] = MU + alpha STD^2 / (alpha^2 STD^2 + sigma^2) (x_t - alpha MU)."""
+    alpha, sigma = alpha_sigma(log_snr[:, None])
+    x0 = MU + alpha * STD ** 2 / (alpha ** 2 * STD ** 2 + sigma ** 2) * (x_t - alpha * MU)
+    return x0, (x_t - alpha * x0) / sigma
+
+
+# Stochastic samplers converge more slowly in steps than the deterministic one (the ancestral step
+# ignores the uncertainty of x0 given x_t), hence their larger step counts below.
+def run(sampler, steps, schedule="cosine", n=40_000, **kwargs):
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return sampler(exact_denoiser, x_T, get_schedule(schedule), steps, generator=g, **kwargs)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+@pytest.mark.parametrize("sampler,kwargs,steps", [
+    (ddim, {"eta": 0.0}, 400), (ddim, {"eta": 1.0}, 1000), (ddim, {"eta": 0.5}, 1000), (ddpm, {}, 1000)])
+def test_sampler_reproduces_gaussian_mean_and_std(sampler, kwargs, steps, schedule):
+    x = run(sampler, steps, schedule, **kwargs)
+    torch.testing.assert_close(x.mean(0), MU, atol=0.02, rtol=0)
+    torch.testing.assert_close(x.std(0), STD, atol=0, rtol=0.03)
+
+
+def test_deterministic_ddim_error_shrinks_with_steps():
+    """First-order convergence: doubling the steps about halves the error in the spread."""
+    errors = [(run(ddim, steps).std(0) - STD).abs().max().item() for steps in (50, 100, 200)]
+    assert errors[1] < 0.6 * errors[0] and errors[2] < 0.6 * errors[1]
+
+
+def test_ddim_with_eta_one_is_ddpm():
+    """DDIM's eta = 1 variance is DDPM's posterior variance, and the means coincide too."""
+    a = run(ddim, 20, n=1000, eta=1.0)
+    b = run(ddpm, 20, n=1000)
+    torch.testing.assert_close(a, b)
+
+
+def test_deterministic_ddim_maps_noise_to_data_monotonically():
+    """The probability-flow map is the affine x -> MU + STD * x for Gaussian data."""
+    x_T = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None].repeat(1, 3)
+    x = ddim(exact_denoiser, x_T, get_schedule("cosine"), 400)
+    torch.testing.assert_close(x, MU + STD * x_T, atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_sampler_contract_shape_dtype_seed(name):
+    sampler = SAMPLERS[name]
+    x_T = torch.randn(2, 3, 4, 4, 4)
+    denoise = lambda x, s: (torch.zeros_like(x), x / alpha_sigma(s)[1].view(-1, 1, 1, 1, 1))
+    out = [sampler(denoise, x_T, get_schedule("cosine"), 5, generator=torch.Generator().manual_seed(3))
+           for _ in range(2)]
+    assert out[0].shape == x_T.shape and out[0].dtype == x_T.dtype
+    torch.testing.assert_close(out[0], out[1], atol=0, rtol=0)

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config_dict
+from vidiff.config import config_from_dict
+from vidiff.errors import VidiffError
+from vidiff.training.checkpoint import write_checkpoint
+from vidiff.training.trainer import Trainer, training_loss
+
+
+def fixed_loss(trainer, clip):
+    """Loss on one clip averaged over fixed noise draws: comparable before and after training."""
+    ids = trainer.model.tokenizer.encode([clip["caption"]] * 8)
+    video = clip["video"][None].repeat(8, 1, 1, 1, 1)
+    with torch.no_grad():
+        return training_loss(trainer.model, trainer.cfg, video, ids, torch.Generator().manual_seed(123)).item()
+
+
+def test_model_overfits_a_single_clip(tmp_path):
+    cfg = config_from_dict(tiny_config_dict(steps=200, lr=2e-3, warmup_steps=10, checkpoint_every=1000,
+                                            cfg_dropout=0.0))
+    cfg.data.num_clips = 1
+    cfg.diffusion.prediction, cfg.diffusion.loss_weighting = "x0", "none"   # x0 error is memorisable at every noise level
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    clip = trainer.dataset[0]
+    before = fixed_loss(trainer, clip)
+    trainer.train()
+    after = fixed_loss(trainer, clip)
+    assert after < 0.05 * before, (before, after)
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    full = Trainer(config_from_dict(tiny_config_dict(steps=4)), tmp_path / "full", progress=False)
+    full.train()
+    part = Trainer(config_from_dict(tiny_config_dict(steps=2)), tmp_path / "part", progress=False)
+    part.train()
+    resumed = Trainer(config_from_dict(tiny_config_dict(steps=4)), tmp_path / "part", resume=True, progress=False)
+    assert resumed.step == 2
+    resumed.train()
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for a, b in zip(full.ema.model.state_dict().values(), resumed.ema.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_run_leaves_checkpoints_config_plot_and_samples(tmp_path):
+    cfg = config_from_dict(tiny_config_dict(steps=4, checkpoint_every=1, keep_last=2))
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000003", "step_00000004"]
+    assert (run / "latest").read_text().strip() == "step_00000004"
+    ckpt = run / "checkpoints" / "step_00000004"
+    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", "ema.safetensors",
+                                                "optimizer.pt", "state.json"}
+    assert json.loads((ckpt / "config.json").read_text()) == cfg.to_dict()
+    assert (run / "loss.png").stat().st_size > 1000
+    assert (run / "samples" / "step_00000004.gif").is_file() and (run / "samples" / "step_00000004.png").is_file()
+
+
+def test_existing_run_is_never_overwritten_without_resume(tmp_path):
+    cfg = config_from_dict(tiny_config_dict(steps=2))
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    before = (tmp_path / "run" / "checkpoints" / "step_00000002" / "model.safetensors").read_bytes()
+    with pytest.raises(VidiffError, match="already has checkpoints; pass --resume"):
+        Trainer(cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "step_00000002" / "model.safetensors").read_bytes() == before
+    with pytest.raises(VidiffError, match="nothing to resume"):
+        Trainer(cfg, tmp_path / "fresh", resume=True, progress=False)
+    other = config_from_dict(tiny_config_dict(steps=2))
+    other.model.base_channels = 32
+    with pytest.raises(VidiffError, match="section 'model' differs"):
+        Trainer(other, tmp_path / "run", resume=True, progress=False)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, tiny_config):
+    from vidiff.models import TextToVideoModel
+    from vidiff.training import checkpoint
+    model = TextToVideoModel(tiny_config.model)
+    write_checkpoint(tmp_path / "a", tiny_config, model)
+    with pytest.raises(VidiffError, match="never overwritten"):
+        write_checkpoint(tmp_path / "a", tiny_config, model)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(checkpoint.torch, "save", crash)
+    with pytest.raises(OSError):
+        write_checkpoint(tmp_path / "b", tiny_config, model, optimizer=torch.optim.SGD(model.parameters(), 0.1))
+    assert not (tmp_path / "b").exists() and (tmp_path / "a" / "model.safetensors").is_file()
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
+    from vidiff.training import trainer as trainer_module
+    trainer = Trainer(config_from_dict(tiny_config_dict(steps=20)), tmp_path / "run", progress=False)
+    weights = [p.clone() for p in trainer.model.parameters()]
+    monkeypatch.setattr(trainer_module, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    trainer.train_step()
+    assert trainer.bad_steps == 1 and all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters()))
+    with pytest.raises(VidiffError, match="non-finite loss"):
+        trainer.train()
