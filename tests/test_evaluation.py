@@ -1,0 +1,91 @@
+"""Calibration: ground truth scores near perfect; each corruption lowers exactly the metric it
+targets, and more corruption lowers it more."""
+import numpy as np
+import pytest
+
+from vidiff.config import DataConfig
+from vidiff.data import ShapesDataset
+from vidiff.data.io import to_uint8
+from vidiff.evaluation import corruptions as C
+from vidiff.evaluation.objects import detect, parse_caption
+from vidiff.evaluation.temporal import temporal_scores
+from vidiff.evaluation.world import score_video
+
+CFG = DataConfig(max_objects=2)
+CLIPS = [ShapesDataset(CFG)[i] for i in (1, 4, 6, 7)]   # clips whose objects stay apart (occluded frames are not measured)
+
+
+def scores(video, clip):
+    return {**score_video(video, clip["caption"]), **temporal_scores(video)}
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return [scores(to_uint8(c["video"]), c) for c in CLIPS]
+
+
+def test_ground_truth_scores_near_perfect(truth):
+    for s in truth:
+        assert s["permanence"] >= 0.9 and s["fidelity"] == 1.0 and s["moving"]
+        assert s["shape_stability"] >= 0.9 and s["size_stability"] >= 0.8
+        assert s["physics_error_px"] < 0.6 and s["flicker"] < 0.05
+
+
+def test_detection_finds_colour_shape_and_position():
+    clip = ShapesDataset(DataConfig(max_objects=3, min_objects=3))[2]
+    frame = to_uint8(clip["video"])[0]
+    found = {d.colour: d for d in detect(frame, [t.colour for t in clip["tracks"]] + ["white"])}
+    for tr in clip["tracks"]:
+        if not found[tr.colour].occluded:
+            assert found[tr.colour].shape == tr.shape
+            np.testing.assert_allclose(found[tr.colour].centroid, tr.positions[0], atol=0.7)
+
+
+def test_parse_caption():
+    assert parse_caption("a red circle and a blue square bouncing") == [("red", "circle"), ("blue", "square")]
+
+
+def mean_of(metric, make):
+    return float(np.mean([scores(make(c), c)[metric] for c in CLIPS]))
+
+
+def test_vanishing_object_lowers_permanence_only_and_monotonically(truth):
+    values = [mean_of("permanence", lambda c, k=k: C.remove_object(c["tracks"], CFG.size, np.arange(k)))
+              for k in (2, 5, 10)]
+    assert np.mean([s["permanence"] for s in truth]) > values[0] > values[1] > values[2]
+    assert mean_of("fidelity", lambda c: C.remove_object(c["tracks"], CFG.size, np.arange(5))) == 1.0
+
+
+def test_colour_swap_lowers_permanence_then_fidelity(truth):
+    partial = [mean_of("permanence", lambda c, k=k: C.swap_colour(c["tracks"], CFG.size, np.arange(k)))
+               for k in (3, 8)]
+    assert np.mean([s["permanence"] for s in truth]) > partial[0] > partial[1]
+    for clip in CLIPS:  # recoloured for the whole clip: the object no longer matches the prompt
+        s = scores(C.swap_colour(clip["tracks"], CFG.size, np.arange(CFG.frames)), clip)
+        n = len(clip["tracks"])
+        assert s["fidelity"] == pytest.approx((n - 1) / n) and s["permanence"] == 0.0
+
+
+def test_teleport_raises_physics_error_monotonically(truth):
+    errors = [mean_of("physics_error_px", lambda c, d=d: C.teleport(c["tracks"], CFG.size, 8, d)) for d in (3, 6, 10)]
+    assert np.mean([s["physics_error_px"] for s in truth]) < errors[0] < errors[1] < errors[2]
+    assert mean_of("fidelity", lambda c: C.teleport(c["tracks"], CFG.size, 8, 6)) == 1.0
+
+
+def test_shuffled_frames_raise_physics_error_monotonically(truth):
+    errors = [np.mean([mean_of("physics_error_px", lambda c: C.shuffle_frames(to_uint8(c["video"]),
+                                                                          np.random.default_rng(seed), f))
+                       for seed in range(3)]) for f in (0.2, 0.5, 1.0)]
+    assert np.mean([s["physics_error_px"] for s in truth]) < errors[0] < errors[1] < errors[2]
+
+
+def test_frozen_clip_is_caught_by_motion_not_rewarded(truth):
+    frozen = [scores(C.freeze(to_uint8(c["video"])), c) for c in CLIPS]
+    assert not any(s["moving"] for s in frozen) and all(s["moving"] for s in truth)
+
+
+def test_flicker_raises_flicker_monotonically_and_leaves_objects_alone(truth):
+    rng = lambda: np.random.default_rng(0)
+    values = [mean_of("flicker", lambda c, a=a: C.flicker(to_uint8(c["video"]), rng(), a)) for a in (0.1, 0.3, 0.6)]
+    assert np.mean([s["flicker"] for s in truth]) < values[0] < values[1] < values[2]
+    assert mean_of("fidelity", lambda c: C.flicker(to_uint8(c["video"]), rng(), 0.3)) == 1.0
