@@ -72,6 +72,45 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
         typer.echo(f"wrote {path}")
 
 
+@app.command("eval")
+def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of videos (mp4/gif/frame folders) with "
+                                                                "captions.jsonl, captions.csv or <name>.txt"),
+             out: Path = typer.Option(Path("eval"), help="folder for report.json, report.md and pictures"),
+             model: Optional[str] = typer.Option(None, help="evaluate samples of this model ('default' = embedded)"),
+             ground_truth: bool = typer.Option(False, help="evaluate synthetic ground-truth clips"),
+             num: int = typer.Option(20, help="videos to generate / draw"),
+             steps: int = typer.Option(25, help="sampling steps (with --model)"),
+             guidance: float = typer.Option(3.0, help="guidance scale (with --model)"),
+             sampler: str = typer.Option("ddim", help="sampler (with --model)"),
+             seed: int = typer.Option(0, help="video i uses seed + i"),
+             gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2"),
+             config: Optional[Path] = typer.Option(None, help="data config for --ground-truth (default: the model's)")):
+    """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
+    from .config import DataConfig, load_config
+    from .evaluation import sources
+    from .evaluation.report import markdown_table, score_all, write_report
+    if sum(x is not None and x is not False for x in (videos, model, ground_truth or None)) != 1:
+        raise VidiffError("give exactly one of: a videos folder, --model PATH|default, or --ground-truth")
+    if num < 1:
+        raise VidiffError("--num must be at least 1")
+    if videos is not None:
+        names, clips, captions = sources.load_folder(videos)
+        title, size = f"vidiff eval of {videos}", clips[0].shape[1]
+    elif ground_truth:
+        data = load_config(config).data if config else DataConfig(gravity=gravity)
+        names, clips, captions = sources.ground_truth(data, num)
+        title, size, gravity = f"vidiff eval of {num} ground-truth clips", data.size, data.gravity
+    else:
+        from .pipeline import VideoPipeline
+        pipe = VideoPipeline.from_pretrained(None if model == "default" else model)
+        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos")
+        title, size, gravity = f"vidiff eval of {model} ({sampler}, {steps} steps)", pipe.config.data.size, pipe.config.data.gravity
+    rows = score_all(names, clips, captions, gravity * size)
+    summary = write_report(out, rows, clips, title)
+    typer.echo(markdown_table({"value": summary}))
+    typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'best_worst.png'}, {out / 'metrics.png'}")
+
+
 @app.command()
 def export(source: Path = typer.Argument(..., help="run folder or checkpoint folder"),
            out: Path = typer.Argument(..., help="new folder for the inference checkpoint")):
