@@ -106,7 +106,12 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos")
         title, size, gravity = f"vidiff eval of {model} ({sampler}, {steps} steps)", pipe.config.data.size, pipe.config.data.gravity
     rows = score_all(names, clips, captions, gravity * size)
-    summary = write_report(out, rows, clips, title)
+    extra = {}
+    if videos is None:  # the world is known: FVD-shapes against a disjoint set of ground-truth clips
+        from .evaluation.fvd import FVD_REFERENCE, fvd_shapes
+        data = data if ground_truth else pipe.config.data
+        extra["fvd_shapes"] = fvd_shapes(clips, sources.ground_truth(data, FVD_REFERENCE, offset=10**6)[1])
+    summary = write_report(out, rows, clips, title, extra=extra)
     typer.echo(markdown_table({"value": summary}))
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'best_worst.png'}, {out / 'metrics.png'}")
 

@@ -15,7 +15,7 @@ from .world import score_video
 
 WORLD_METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px")
 TEMPORAL_METRICS = ("warping_error", "flicker")
-HIGHER_IS_BETTER = {"permanence": True, "fidelity": True, "shape_stability": True, "size_stability": True,
+HIGHER_IS_BETTER = {"fvd_shapes": False, "permanence": True, "fidelity": True, "shape_stability": True, "size_stability": True,
                     "physics_error_px": False, "dynamic_degree": True, "warping_error": False, "flicker": False}
 
 
@@ -53,7 +53,8 @@ def summarize(rows: list[dict]) -> dict:
 
 def markdown_table(columns: dict[str, dict]) -> str:
     """Metrics as rows, one column per evaluated set (e.g. model vs ground truth)."""
-    metrics = [m for m in (*WORLD_METRICS, "dynamic_degree", *TEMPORAL_METRICS) if any(m in c for c in columns.values())]
+    metrics = [m for m in (*WORLD_METRICS, "dynamic_degree", *TEMPORAL_METRICS, "fvd_shapes")
+               if any(m in c for c in columns.values())]
     lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for m in metrics:
         arrow = "↑" if HIGHER_IS_BETTER[m] else "↓"
@@ -63,9 +64,10 @@ def markdown_table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, rows: list[dict], videos: list[np.ndarray], title: str, show: int = 3) -> dict:
+def write_report(out: Path, rows: list[dict], videos: list[np.ndarray], title: str, show: int = 3,
+                 extra: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(rows)
+    summary = {**summarize(rows), **(extra or {})}
     (out / "report.json").write_text(json.dumps({"title": title, "summary": summary, "videos": rows}, indent=2) + "\n")
     order = np.argsort([ranking_score(r) for r in rows])
     worst, best = list(order[:show]), list(order[::-1][:show])

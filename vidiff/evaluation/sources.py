@@ -67,9 +67,10 @@ def load_folder(folder: str | Path) -> tuple[list[str], list[np.ndarray], list[s
     return names, videos, texts
 
 
-def ground_truth(cfg: DataConfig, num: int) -> tuple[list[str], list[np.ndarray], list[str]]:
+def ground_truth(cfg: DataConfig, num: int, offset: int = 0) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """Held-out clips of the synthetic world; `offset` picks a disjoint set (e.g. an FVD reference)."""
     data = ShapesDataset(cfg)
-    items = [data[HELD_OUT + i] for i in range(num)]
+    items = [data[HELD_OUT + offset + i] for i in range(num)]
     return [f"truth_{i:04d}" for i in range(num)], [to_uint8(it["video"]) for it in items], [it["caption"] for it in items]
 
 
