@@ -48,3 +48,21 @@ def test_existing_output_is_kept(tmp_path):
     r = vidiff("generate", "a red circle bouncing", "--out", tmp_path / "a.mp4")
     assert r.returncode == 2 and "already exists" in r.stderr
     assert (tmp_path / "a.mp4").read_bytes() == b"keep me"
+
+
+def test_eval_ground_truth_writes_the_report(tmp_path):
+    r = vidiff("eval", "--ground-truth", "--num", 3, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    assert "| permanence ↑ |" in r.stdout and "fvd_shapes" in r.stdout
+    assert {p.name for p in (tmp_path / "ev").iterdir()} >= {"report.json", "report.md", "best_worst.png", "metrics.png"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["eval", "--out", "{tmp}/ev"], "exactly one of"),
+    (["eval", "{tmp}", "--ground-truth", "--out", "{tmp}/ev"], "exactly one of"),
+    (["eval", "{tmp}/nowhere", "--out", "{tmp}/ev"], "not a folder"),
+    (["eval", "--ground-truth", "--num", "0", "--out", "{tmp}/ev"], "at least 1"),
+])
+def test_eval_bad_input(tmp_path, args, message):
+    r = vidiff(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
