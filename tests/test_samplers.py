@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vidiff.diffusion import SAMPLERS, ddim, ddpm, get_schedule
+from vidiff.diffusion import SAMPLERS, ddim, ddpm, dpm_solver_2m, euler, get_schedule, heun
 from vidiff.diffusion.schedules import alpha_sigma
 
 MU = torch.tensor([1.0, -0.5, 0.3], dtype=torch.float64)
@@ -26,7 +26,8 @@ def run(sampler, steps, schedule="cosine", n=40_000, **kwargs):
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 @pytest.mark.parametrize("sampler,kwargs,steps", [
-    (ddim, {"eta": 0.0}, 400), (ddim, {"eta": 1.0}, 1000), (ddim, {"eta": 0.5}, 1000), (ddpm, {}, 1000)])
+    (ddim, {"eta": 0.0}, 400), (ddim, {"eta": 1.0}, 1000), (ddim, {"eta": 0.5}, 1000), (ddpm, {}, 1000),
+    (dpm_solver_2m, {}, 100), (heun, {}, 100), (euler, {}, 400)])
 def test_sampler_reproduces_gaussian_mean_and_std(sampler, kwargs, steps, schedule):
     x = run(sampler, steps, schedule, **kwargs)
     torch.testing.assert_close(x.mean(0), MU, atol=0.02, rtol=0)
@@ -37,6 +38,17 @@ def test_deterministic_ddim_error_shrinks_with_steps():
     """First-order convergence: doubling the steps about halves the error in the spread."""
     errors = [(run(ddim, steps).std(0) - STD).abs().max().item() for steps in (50, 100, 200)]
     assert errors[1] < 0.6 * errors[0] and errors[2] < 0.6 * errors[1]
+
+
+def test_euler_on_the_scaled_ode_is_deterministic_ddim():
+    """DDIM (eta 0) is exactly Euler's method in (sigma / alpha, x / alpha) coordinates (Karras et al. 2022)."""
+    torch.testing.assert_close(run(euler, 30, n=2000), run(ddim, 30, n=2000, eta=0.0))
+
+
+@pytest.mark.parametrize("solver", [dpm_solver_2m, heun])
+def test_second_order_solvers_are_more_accurate_than_ddim(solver):
+    error = lambda x: ((x.std(0) - STD) / STD).abs().max().item()
+    assert error(run(solver, 50)) < 0.25 * error(run(ddim, 50))
 
 
 def test_ddim_with_eta_one_is_ddpm():

@@ -41,7 +41,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
              steps: int = typer.Option(25, help="sampling steps"),
              guidance: float = typer.Option(3.0, help="classifier-free guidance scale"),
-             sampler: str = typer.Option("ddim", help="ddim | ddpm"),
+             sampler: str = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun"),
              eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)"),
              seed: int = typer.Option(0, help="random seed"),
              fps: int = typer.Option(8, help="frames per second of the file"),
