@@ -7,7 +7,8 @@ nothing of bouncing shapes. FVD-shapes uses the same Fréchet distance between G
 feature sets, on 128-d features from `VideoFeatureNet`, trained here to recognise which colours and
 shapes a clip holds, how many objects, and whether its frames run in their natural order (so the
 features see motion, not only appearance). FVD-shapes values are comparable only with each other.
-With a local I3D TorchScript file, `frechet_distance(i3d_features(...))` gives standard-style FVD.
+`frechet_distance` takes any (N, D) feature arrays, so features from a local I3D network give
+standard FVD with the same function.
 """
 from __future__ import annotations
 
