@@ -70,7 +70,7 @@ def test_existing_output_is_not_overwritten_and_bad_paths_fail_cleanly(tiny_chec
     ({"height": 17}, "multiples of 2"),
     ({"num_frames": 0}, "frames >= 1"),
     ({"num_inference_steps": 0}, "at least 1"),
-    ({"sampler": "euler"}, "unknown sampler"),
+    ({"sampler": "lms"}, "unknown sampler"),
 ])
 def test_bad_generation_input_is_a_one_line_error(tiny_checkpoint, kwargs, message):
     pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
