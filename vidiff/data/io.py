@@ -63,6 +63,9 @@ def save_video(frames: np.ndarray, path: str | Path, fps: int = 8, overwrite: bo
     _check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's private 0600 is wrong for a user's output file
     try:
         {".mp4": _write_mp4, ".gif": _write_gif, ".png": _write_png}[path.suffix.lower()](frames, tmp, fps)
         os.replace(tmp, path)
