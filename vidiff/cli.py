@@ -51,17 +51,13 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     """Generate a video from a text prompt."""
     import torch
 
+    from .data.io import check_writable
     from .pipeline import VideoPipeline
     if not prompt.strip():
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
     outputs = [out] + ([out.with_suffix(".png")] if sheet and out.suffix != ".png" else [])
     for path in outputs:  # check before minutes of sampling, not after
-        if path.exists() and not overwrite:
-            raise VidiffError(f"'{path}' already exists; choose another --out or pass --overwrite")
-        if path.suffix.lower() not in (".mp4", ".gif", ".png"):
-            raise VidiffError(f"cannot write '{path}': use .mp4, .gif or .png")
-        if not path.parent.is_dir():
-            raise VidiffError(f"cannot write '{path}': folder '{path.parent}' does not exist")
+        check_writable(path, overwrite)
     if scale < 1 or fps < 1:
         raise VidiffError("--scale and --fps must be at least 1")
     pipe = VideoPipeline.from_pretrained(model)

@@ -42,7 +42,8 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
     return frames if factor == 1 else frames.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
-def _check_writable(path: Path, overwrite: bool) -> None:
+def check_writable(path: Path, overwrite: bool) -> None:
+    """Fail early, before minutes of sampling, if `path` cannot or must not be written."""
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise VidiffError(f"cannot write '{path}': use one of the suffixes {', '.join(VIDEO_SUFFIXES)}")
     if path.exists() and not overwrite:
@@ -60,7 +61,7 @@ def save_video(frames: np.ndarray, path: str | Path, fps: int = 8, overwrite: bo
     truncated file or destroys an existing one.
     """
     path = Path(path)
-    _check_writable(path, overwrite)
+    check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
     os.close(fd)
     umask = os.umask(0)
