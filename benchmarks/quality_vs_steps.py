@@ -1,0 +1,84 @@
+"""`vidiff eval` scores of the embedded model per sampler and step count (a benchmark, not a test).
+
+    python benchmarks/quality_vs_steps.py [--num 10] [--samplers ddpm,ddim,dpm++2m,heun]
+                                          [--steps 5,10,20,50,250] [--out eval/quality_vs_steps]
+
+Every cell generates the same held-out prompts from the same initial noise (one seeded batch), so
+cells differ only by the sampler and its step count. Finished cells are cached in <out>/results.json,
+so an interrupted run continues where it stopped. Prints one markdown table, ground truth last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from vidiff.evaluation.fvd import FVD_REFERENCE, fvd_shapes
+from vidiff.evaluation.report import HIGHER_IS_BETTER, score_all, summarize
+from vidiff.evaluation.sources import HELD_OUT, ground_truth
+from vidiff.data import ShapesDataset
+from vidiff.pipeline import VideoPipeline
+
+GUIDANCE = 3.0
+METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px",
+           "dynamic_degree", "warping_error", "flicker", "fvd_shapes")
+
+
+def evaluate(clips, captions, data, reference) -> dict:
+    summary = summarize(score_all([str(i) for i in range(len(clips))], clips, captions,
+                                  data.gravity * data.size, progress=False))
+    summary["fvd_shapes"] = fvd_shapes(clips, reference)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=10)
+    parser.add_argument("--samplers", default="ddpm,ddim,dpm++2m,heun")
+    parser.add_argument("--steps", default="5,10,20,50,250")
+    parser.add_argument("--out", type=Path, default=Path("eval/quality_vs_steps"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_path = args.out / "results.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+
+    pipe = VideoPipeline.from_pretrained()
+    data = pipe.config.data
+    captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
+    reference = ground_truth(data, FVD_REFERENCE, offset=10**6)[1]
+    for sampler in args.samplers.split(","):
+        for steps in map(int, args.steps.split(",")):
+            key = f"{sampler} {steps}"
+            if key in cache and cache[key]["videos"] == args.num:
+                continue
+            start = time.perf_counter()
+            clips = list(pipe(captions, num_inference_steps=steps, guidance_scale=GUIDANCE, sampler=sampler,
+                              generator=torch.Generator().manual_seed(0), progress=False).frames)
+            seconds = (time.perf_counter() - start) / args.num
+            cache[key] = {**evaluate(clips, captions, data, reference), "seconds_per_clip": seconds}
+            cache_path.write_text(json.dumps(cache, indent=1))
+            print(f"{key}: {seconds:.1f} s/clip", flush=True)
+    if "ground truth" not in cache or cache["ground truth"]["videos"] != args.num:
+        _, clips, truth_captions = ground_truth(data, args.num)
+        cache["ground truth"] = evaluate(clips, truth_captions, data, reference)
+        cache_path.write_text(json.dumps(cache, indent=1))
+    print(table({k: v for k, v in cache.items() if v["videos"] == args.num}))
+
+
+def table(cells: dict[str, dict]) -> str:
+    """One row per sampler and step count, one column per metric (arrow: which way is better)."""
+    metrics = [m for m in METRICS if any(m in c for c in cells.values())]
+    lines = ["| sampler | steps | s/clip | " + " | ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics) + " |",
+             "|---|---:|---:|" + "---:|" * len(metrics)]
+    for key, cell in cells.items():
+        sampler, _, steps = key.rpartition(" ") if key != "ground truth" else (key, "", "")
+        seconds = f"{cell['seconds_per_clip']:.1f}" if "seconds_per_clip" in cell else ""
+        lines.append(f"| {sampler} | {steps} | {seconds} | " + " | ".join(f"{cell.get(m, float('nan')):.3g}" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
