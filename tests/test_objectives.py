@@ -17,7 +17,7 @@ def test_forward_process_has_the_advertised_marginal():
         assert x_t.var().item() == pytest.approx((alpha ** 2 * s ** 2 + sigma ** 2).item(), rel=1e-2)
 
 
-@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "flow"])
 def test_targets_convert_back_to_x0_and_eps(prediction):
     g = torch.Generator().manual_seed(1)
     x0, noise = torch.randn(4, 3, 2, 5, 5, generator=g, dtype=torch.float64), torch.randn(4, 3, 2, 5, 5, generator=g, dtype=torch.float64)
@@ -28,7 +28,7 @@ def test_targets_convert_back_to_x0_and_eps(prediction):
     torch.testing.assert_close(eps_hat, noise)
 
 
-@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "flow"])
 def test_min_snr_weight_equals_clamped_snr_on_the_x0_error(prediction):
     """weight * |output error|^2 == min(SNR, 5) * |implied x0 error|^2 for every prediction type."""
     log_snr = torch.tensor([-4.0, 0.0, 1.0, 3.0, 6.0], dtype=torch.float64)
@@ -44,5 +44,39 @@ def test_min_snr_weight_equals_clamped_snr_on_the_x0_error(prediction):
 
 
 def test_unknown_prediction_is_rejected():
-    with pytest.raises(ValueError, match="eps, x0, v"):
+    with pytest.raises(ValueError, match="eps, x0, v, flow"):
         training_target("score", torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1))
+
+
+def test_flow_state_is_the_straight_path_between_data_and_noise():
+    """model_input turns the VP state into rectified flow's z = (1 - t) x0 + t eps at the schedule's t."""
+    from vidiff.diffusion import model_input, rectified_log_snr
+    g = torch.Generator().manual_seed(2)
+    x0, noise = torch.randn(3, 6, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    log_snr = rectified_log_snr(t)
+    s = torch.sigmoid(-log_snr / 2)[:, None]              # t after the endpoint remap, within 1e-4 of t
+    torch.testing.assert_close(s[:, 0], t, atol=1e-4, rtol=0)
+    z = model_input("flow", add_noise(x0, noise, log_snr), log_snr)
+    torch.testing.assert_close(z, (1 - s) * x0 + s * noise)
+    torch.testing.assert_close(training_target("flow", x0, noise, log_snr), noise - x0)
+    assert model_input("v", z, log_snr) is z
+
+
+def test_rectified_schedule_is_finite_and_monotone():
+    from vidiff.diffusion import rectified_log_snr
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    log_snr = rectified_log_snr(t)
+    assert torch.isfinite(log_snr).all() and (log_snr.diff() < 0).all()
+    assert log_snr[0].item() == pytest.approx(20.0) and log_snr[-1].item() == pytest.approx(-20.0)
+    assert rectified_log_snr(torch.tensor([0.5], dtype=torch.float64)).abs().item() < 1e-9
+
+
+def test_logit_normal_times_concentrate_in_the_middle():
+    from vidiff.diffusion import training_times
+    g = torch.Generator().manual_seed(0)
+    uniform, logit = training_times(4096, g), training_times(4096, g, "logit_normal")
+    assert ((uniform - 0.5).abs() < 0.25).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert ((logit - 0.5).abs() < 0.25).float().mean().item() == pytest.approx(0.728, abs=0.02)  # P(|N(0,1)| < logit(0.75))
+    with pytest.raises(ValueError, match="logit_normal"):
+        training_times(2, g, "beta")

@@ -47,6 +47,7 @@ class DiffusionConfig:
     schedule: str = "cosine"
     prediction: str = "v"
     loss_weighting: str = "min_snr"
+    time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
 
 
 @dataclass
@@ -102,8 +103,9 @@ class Config:
 
 
 CHOICES = {
-    "model.type": ("unet3d",), "diffusion.schedule": ("cosine", "linear"),
-    "diffusion.prediction": ("eps", "x0", "v"), "diffusion.loss_weighting": ("none", "min_snr"),
+    "model.type": ("unet3d",), "diffusion.schedule": ("cosine", "linear", "rectified"),
+    "diffusion.prediction": ("eps", "x0", "v", "flow"), "diffusion.loss_weighting": ("none", "min_snr"),
+    "diffusion.time_sampling": ("uniform", "logit_normal"),
     "data.type": ("shapes",), "train.lr_decay": ("cosine", "constant"),
     "train.precision": ("auto", "fp32", "bf16"),
 }

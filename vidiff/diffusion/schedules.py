@@ -35,7 +35,15 @@ def linear_log_snr(t: Tensor, beta_min: float = 0.1, beta_max: float = 20.0) -> 
     return (-torch.log(torch.expm1(integral))).clamp(max=LOG_SNR_MAX).to(t.dtype)
 
 
-SCHEDULES: dict[str, Schedule] = {"cosine": cosine_log_snr, "linear": linear_log_snr}
+def rectified_log_snr(t: Tensor, log_snr_min: float = LOG_SNR_MIN, log_snr_max: float = LOG_SNR_MAX) -> Tensor:
+    """Rectified flow's straight path z = (1 - t) x0 + t eps (Liu et al. 2023): sigma / alpha = t / (1 - t),
+    i.e. log_snr = 2 log((1 - t) / t), with t affinely remapped so the endpoints are finite."""
+    lo, hi = 1 / (1 + math.exp(log_snr_max / 2)), 1 / (1 + math.exp(log_snr_min / 2))
+    s = lo + (hi - lo) * t.double()
+    return (2.0 * (torch.log1p(-s) - torch.log(s))).to(t.dtype)
+
+
+SCHEDULES: dict[str, Schedule] = {"cosine": cosine_log_snr, "linear": linear_log_snr, "rectified": rectified_log_snr}
 
 
 def get_schedule(name: str) -> Schedule:

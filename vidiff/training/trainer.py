@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import DATASETS, collate
-from ..diffusion import add_noise, diffusion_loss, get_schedule
+from ..diffusion import add_noise, diffusion_loss, get_schedule, model_input, training_times
 from ..errors import VidiffError
 from ..models import TextToVideoModel
 from ..sampling import sample_video
@@ -52,8 +52,7 @@ def training_loss(model: TextToVideoModel, cfg: Config, video: torch.Tensor, ids
                   generator: torch.Generator) -> torch.Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU)."""
     b = video.shape[0]
-    # stratified times: one uniform offset, evenly spaced across the batch (VDM's low-variance sampler)
-    t = (torch.rand(1, generator=generator) + torch.arange(b) / b) % 1.0
+    t = training_times(b, generator, cfg.diffusion.time_sampling)
     noise = torch.randn(video.shape, generator=generator)
     drop = torch.rand(b, generator=generator) < cfg.train.cfg_dropout
     ids = ids.clone()
@@ -64,7 +63,7 @@ def training_loss(model: TextToVideoModel, cfg: Config, video: torch.Tensor, ids
     x_t = add_noise(video, noise, log_snr)
     with autocast_for(cfg.train.precision, device):
         context, mask = model.encode(ids.to(device))
-        output = model(x_t, log_snr, context, mask)
+        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, context, mask)
     return diffusion_loss(output, video, noise, log_snr, cfg.diffusion.prediction,
                           cfg.diffusion.loss_weighting).mean()
 
