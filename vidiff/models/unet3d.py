@@ -27,17 +27,50 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
+# Layout: inside the network a video is a batch of frames, (B*T, C, H, W) in channels-last memory,
+# i.e. bytes ordered (B, T, H, W, C). Spatial convs and per-frame norms then run as native 2D ops
+# on it, attention reads its tokens without copies, and a temporal conv sees the same bytes as a
+# channels-last (B, C, T, H*W) image. Weights keep Conv3d shapes, so checkpoints do not depend on this.
+
+def frames_to_time(x: Tensor, frames: int) -> Tensor:
+    """(B*T, C, H, W) channels-last -> (B, C, T, H*W) channels-last, a view when x is contiguous."""
+    bt, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(bt // frames, frames, h * w, c).permute(0, 3, 1, 2)
+
+
+def time_to_frames(x: Tensor, height: int) -> Tensor:
+    b, c, t, hw = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b * t, height, hw // height, c).permute(0, 3, 1, 2)
+
+
+class SpatialConv(nn.Conv3d):
+    """A 1 x k x k Conv3d applied to a batch of frames (B*T, C, H, W) as a Conv2d."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:])
+
+
+class TemporalConv(nn.Conv3d):
+    """A k x 1 x 1 Conv3d over frames, run as a (k, 1) Conv2d on the (B, C, T, H*W) view."""
+
+    def forward(self, x: Tensor, frames: int) -> Tensor:
+        y = F.conv2d(frames_to_time(x, frames), self.weight[..., 0], self.bias, 1, (self.padding[0], 0))
+        return time_to_frames(y, x.shape[2])
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm with statistics per frame, not over the whole clip: frames then interact only
     through the temporal layers, so a 1-frame video is normalised exactly like an image and an image
-    model inflated with zero-initialised temporal layers reproduces the image model frame by frame."""
+    model inflated with zero-initialised temporal layers reproduces the image model frame by frame.
+    On the (B*T, C, H, W) layout this is the native (fused, channels-last aware) group norm."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, t, h, w = x.shape
-        z = x.view(b, self.num_groups, c // self.num_groups, t, h * w)
-        var, mean = torch.var_mean(z, dim=(2, 4), keepdim=True, unbiased=False)
-        z = ((z - mean) * torch.rsqrt(var + self.eps)).view(b, c, t, h, w)
-        return z * self.weight.view(1, c, 1, 1, 1) + self.bias.view(1, c, 1, 1, 1)
+    def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+        if scale is None:
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        # (norm * w + b) * (1 + scale) + shift, folded into one multiply-add pass over the activations
+        gain = 1 + scale
+        return torch.addcmul(self.bias[:, None, None] * gain + shift,
+                             F.group_norm(x, self.num_groups, None, None, self.eps), self.weight[:, None, None] * gain)
 
 
 class ResBlock3D(nn.Module):
@@ -46,20 +79,31 @@ class ResBlock3D(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int):
         super().__init__()
         self.norm1 = FrameGroupNorm(groups, in_ch)
-        self.conv1 = nn.Conv3d(in_ch, out_ch, (1, 3, 3), padding=(0, 1, 1))
+        self.conv1 = SpatialConv(in_ch, out_ch, (1, 3, 3), padding=(0, 1, 1))
         self.emb = nn.Linear(emb_dim, 2 * out_ch)
         self.norm2 = FrameGroupNorm(groups, out_ch)
-        self.conv2 = zero_init(nn.Conv3d(out_ch, out_ch, (1, 3, 3), padding=(0, 1, 1)))
-        self.skip = nn.Conv3d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.conv2 = zero_init(SpatialConv(out_ch, out_ch, (1, 3, 3), padding=(0, 1, 1)))
+        self.skip = SpatialConv(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.norm_t = FrameGroupNorm(groups, out_ch)
-        self.conv_t = zero_init(nn.Conv3d(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0)))
+        self.conv_t = zero_init(TemporalConv(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0)))
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))                                # (B, C, T, H, W)
-        scale, shift = rearrange(self.emb(F.silu(emb)), "b c -> b c 1 1 1").chunk(2, dim=1)
-        h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
+    def forward(self, x: Tensor, emb: Tensor, frames: int) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))                                   # (B*T, C, H, W)
+        scale, shift = self.emb(F.silu(emb)).repeat_interleave(frames, 0)[..., None, None].chunk(2, dim=1)
+        h = self.conv2(F.silu(self.norm2(h, scale, shift)))
         x = self.skip(x) + h
-        return x + self.conv_t(F.silu(self.norm_t(x)))
+        return x + self.conv_t(F.silu(self.norm_t(x)), frames)
+
+
+def to_tokens(x: Tensor) -> Tensor:
+    """(N, C, H, W) channels-last -> (N, H*W, C) without a copy."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def from_tokens(z: Tensor, height: int) -> Tensor:
+    n, hw, c = z.shape
+    return z.reshape(n, height, hw // height, c).permute(0, 3, 1, 2)
 
 
 class SpatialAttention(nn.Module):
@@ -71,13 +115,13 @@ class SpatialAttention(nn.Module):
         self.norm_cross, self.cross_attn = nn.LayerNorm(ch), Attention(ch, head_dim, context_dim)
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
-        b, _, t, h, w = x.shape
-        z = rearrange(x, "b c t h w -> (b t) (h w) c")
-        context = repeat(context, "b l d -> (b t) l d", t=t)
-        mask = repeat(mask, "b l -> (b t) l", t=t)
+        z = to_tokens(x)                                                       # (B*T, H*W, C)
         z = z + self.self_attn(self.norm_self(z))
-        z = z + self.cross_attn(self.norm_cross(z), context, mask)
-        return rearrange(z, "(b t) (h w) c -> b c t h w", b=b, h=h)
+        # each query attends to its own caption whatever its frame: one (B, T*H*W) sequence per clip
+        # avoids projecting the caption once per frame
+        zb = z.reshape(context.shape[0], -1, z.shape[-1])
+        zb = zb + self.cross_attn(self.norm_cross(zb), context, mask)
+        return from_tokens(zb.reshape(z.shape), x.shape[2])
 
 
 class TemporalAttention(nn.Module):
@@ -87,11 +131,11 @@ class TemporalAttention(nn.Module):
         super().__init__()
         self.norm, self.attn = nn.LayerNorm(ch), Attention(ch, head_dim, rotary=True)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, _, _, h, w = x.shape
-        z = rearrange(x, "b c t h w -> (b h w) t c")
+    def forward(self, x: Tensor, frames: int) -> Tensor:
+        bt, c, h, w = x.shape
+        z = rearrange(to_tokens(x), "(b t) p c -> (b p) t c", t=frames)
         z = z + self.attn(self.norm(z))
-        return rearrange(z, "(b h w) t c -> b c t h w", b=b, h=h, w=w)
+        return from_tokens(rearrange(z, "(b p) t c -> (b t) p c", p=h * w), h)
 
 
 class VideoBlock(nn.Module):
@@ -104,17 +148,17 @@ class VideoBlock(nn.Module):
         self.spatial = SpatialAttention(out_ch, head_dim, context_dim) if spatial_attention else None
         self.temporal = TemporalAttention(out_ch, head_dim)
 
-    def forward(self, x: Tensor, emb: Tensor, context: Tensor, mask: Tensor) -> Tensor:
-        x = self.res(x, emb)
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor, mask: Tensor, frames: int) -> Tensor:
+        x = self.res(x, emb, frames)
         if self.spatial is not None:
             x = self.spatial(x, context, mask)
-        return self.temporal(x)
+        return self.temporal(x, frames)
 
 
 class Downsample(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
-        self.conv = nn.Conv3d(ch, ch, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.conv = SpatialConv(ch, ch, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
@@ -123,10 +167,10 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
-        self.conv = nn.Conv3d(ch, ch, (1, 3, 3), padding=(0, 1, 1))
+        self.conv = SpatialConv(ch, ch, (1, 3, 3), padding=(0, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class UNet3D(nn.Module):
@@ -143,7 +187,7 @@ class UNet3D(nn.Module):
         self.text_embed = nn.Linear(context_dim, emb_dim)
         block = lambda i, o, lvl: VideoBlock(i, o, emb_dim, groups, head_dim, context_dim, lvl in attention_levels)
 
-        self.stem = nn.Conv3d(in_channels, widths[0], (1, 3, 3), padding=(0, 1, 1))
+        self.stem = SpatialConv(in_channels, widths[0], (1, 3, 3), padding=(0, 1, 1))
         self.down, skips, ch = nn.ModuleList(), [widths[0]], widths[0]
         for lvl, width in enumerate(widths):
             for _ in range(num_res_blocks):
@@ -162,7 +206,7 @@ class UNet3D(nn.Module):
             if lvl > 0:
                 self.up.append(Upsample(ch))
         self.out = nn.Sequential(FrameGroupNorm(groups, ch), nn.SiLU(),
-                                 zero_init(nn.Conv3d(ch, in_channels, (1, 3, 3), padding=(0, 1, 1))))
+                                 zero_init(SpatialConv(ch, in_channels, (1, 3, 3), padding=(0, 1, 1))))
 
     def check_shape(self, x: Tensor) -> None:
         factor = 2 ** (self.levels - 1)
@@ -174,16 +218,18 @@ class UNet3D(nn.Module):
         self.check_shape(x)
         pooled = (context * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)   # (B, D)
         emb = self.noise_embed(log_snr) + self.text_embed(pooled)                # (B, E)
-        h = self.stem(x)
+        b, _, t, _, _ = x.shape
+        frames = rearrange(x, "b c t h w -> (b t) c h w").contiguous(memory_format=torch.channels_last)
+        h = self.stem(frames)
         hs = [h]
         for layer in self.down:
-            h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask)
+            h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask, t)
             hs.append(h)
         for layer in self.mid:
-            h = layer(h, emb, context, mask)
+            h = layer(h, emb, context, mask, t)
         for layer in self.up:
             if isinstance(layer, Upsample):
                 h = layer(h)
             else:
-                h = layer(torch.cat([h, hs.pop()], dim=1), emb, context, mask)
-        return self.out(h)
+                h = layer(torch.cat([h, hs.pop()], dim=1), emb, context, mask, t)
+        return rearrange(self.out(h), "(b t) c h w -> b c t h w", b=b).contiguous()
