@@ -29,8 +29,14 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
     cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
     if steps is not None:
         cfg.train.steps = steps
-    summary = Trainer(cfg, out, resume=resume, progress=progress).train()
-    typer.echo(json.dumps(summary))
+    from .training.distributed import shutdown
+    try:
+        trainer = Trainer(cfg, out, resume=resume, progress=progress)
+        summary = trainer.train()
+        if trainer.dist.main:
+            typer.echo(json.dumps(summary))
+    finally:
+        shutdown()
 
 
 @app.command()

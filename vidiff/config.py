@@ -79,6 +79,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     cfg_dropout: float = 0.1  # share of captions replaced by the empty prompt
     precision: str = "auto"   # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global
     seed: int = 0
     log_every: int = 10
     sample_every: int = 500
@@ -107,7 +108,7 @@ CHOICES = {
     "diffusion.prediction": ("eps", "x0", "v", "flow"), "diffusion.loss_weighting": ("none", "min_snr"),
     "diffusion.time_sampling": ("uniform", "logit_normal"),
     "data.type": ("shapes",), "train.lr_decay": ("cosine", "constant"),
-    "train.precision": ("auto", "fp32", "bf16"),
+    "train.precision": ("auto", "fp32", "bf16"), "train.parallel": ("ddp", "fsdp"),
 }
 
 

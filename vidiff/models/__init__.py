@@ -33,5 +33,10 @@ class TextToVideoModel(nn.Module):
     def encode(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         return self.text_encoder(ids)
 
-    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
+                ids: Tensor | None = None) -> Tensor:
+        """Pass an encoded prompt (context, mask), or token ids to encode inside this call (training
+        does, so data-parallel wrappers see every parameter used in forward)."""
+        if ids is not None:
+            context, mask = self.encode(ids)
         return self.backbone(x, log_snr, context, mask)

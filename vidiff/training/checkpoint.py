@@ -27,13 +27,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+StateLike = nn.Module | dict
 
 
-def write_checkpoint(folder: str | Path, config: Config, model: nn.Module, ema: nn.Module | None = None,
-                     optimizer: torch.optim.Optimizer | None = None, state: dict | None = None) -> Path:
-    """Atomically create `folder`; refuses to replace an existing one."""
+def _state_tensors(state: StateLike) -> dict[str, torch.Tensor]:
+    state = state.state_dict() if isinstance(state, nn.Module) else state
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: StateLike | None = None,
+                     optimizer: torch.optim.Optimizer | dict | None = None, state: dict | None = None) -> Path:
+    """Atomically create `folder`; refuses to replace an existing one. Weights and optimizer state
+    may be given as modules/optimizers or as (full, gathered) state dicts."""
     folder = Path(folder)
     if folder.exists():
         raise VidiffError(f"checkpoint '{folder}' already exists; it is never overwritten")
@@ -46,7 +51,7 @@ def write_checkpoint(folder: str | Path, config: Config, model: nn.Module, ema: 
     if ema is not None:
         save_file(_state_tensors(ema), tmp / "ema.safetensors", metadata=meta)
     if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
     if state is not None:
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     for f in tmp.iterdir():

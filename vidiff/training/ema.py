@@ -18,6 +18,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        ema_params = list(self.model.parameters())
-        params = [p.detach() for p in model.parameters()]
+        local = lambda p: p.to_local() if hasattr(p, "to_local") else p   # FSDP shards: update this rank's part
+        ema_params = [local(p) for p in self.model.parameters()]
+        params = [local(p.detach()) for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - self.effective_decay(step))

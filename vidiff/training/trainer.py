@@ -22,15 +22,17 @@ from ..diffusion import add_noise, diffusion_loss, get_schedule, model_input, tr
 from ..errors import VidiffError
 from ..models import TextToVideoModel
 from ..sampling import sample_video
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+
 from .checkpoint import load_weights, read_config, resolve_checkpoint, write_checkpoint, write_pointer
+from .distributed import barrier, init_distributed, wrap
+from .distributed import mean as dist_mean
 from .ema import EMA
 from .plots import save_loss_plot, save_samples
 
 MAX_BAD_STEPS = 10  # non-finite losses tolerated (skipped) before the run stops
 
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def autocast_for(precision: str, device: torch.device):
@@ -49,12 +51,17 @@ def learning_rate(cfg, step: int) -> float:
 
 
 def training_loss(model: TextToVideoModel, cfg: Config, video: torch.Tensor, ids: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
-    """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU)."""
-    b = video.shape[0]
-    t = training_times(b, generator, cfg.diffusion.time_sampling)
-    noise = torch.randn(video.shape, generator=generator)
-    drop = torch.rand(b, generator=generator) < cfg.train.cfg_dropout
+                  generator: torch.Generator, part: slice | None = None) -> torch.Tensor:
+    """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU).
+
+    With `part`, video and ids are this process's slice of a global batch of train.batch_size: the
+    draws are made for the whole global batch and sliced, so N processes see exactly the noise one
+    process would."""
+    b = video.shape[0] if part is None else cfg.train.batch_size
+    part = part or slice(None)
+    t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
+    noise = torch.randn((b, *video.shape[1:]), generator=generator)[part]
+    drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     ids = ids.clone()
     ids[drop, 1:] = 0                                      # the empty prompt: <bos> alone
     device = video.device
@@ -62,33 +69,44 @@ def training_loss(model: TextToVideoModel, cfg: Config, video: torch.Tensor, ids
     noise = noise.to(device)
     x_t = add_noise(video, noise, log_snr)
     with autocast_for(cfg.train.precision, device):
-        context, mask = model.encode(ids.to(device))
-        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, context, mask)
+        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, ids=ids.to(device))
     return diffusion_loss(output, video, noise, log_snr, cfg.diffusion.prediction,
                           cfg.diffusion.loss_weighting).mean()
 
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
-        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        self.device = pick_device()
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.dist = init_distributed()
+        self.progress = progress and self.dist.main
+        self.device = self.dist.device
+        self.part = self.dist.part(cfg.train.batch_size)
+        self.fsdp = self.dist.enabled and cfg.train.parallel == "fsdp"
         torch.manual_seed(cfg.train.seed)
         self.model = TextToVideoModel(cfg.model).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
-                                           weight_decay=cfg.train.weight_decay)
         self.dataset = DATASETS[cfg.data.type](cfg.data)
         self.step, self.bad_steps, self.history = 0, 0, []
         self.checkpoints = self.run_dir / "checkpoints"
+        folder = None
         if resume:
-            self._resume()
+            folder = self._resume_weights()
         elif self.checkpoints.exists() and any(self.checkpoints.iterdir()):
             raise VidiffError(f"run folder '{self.run_dir}' already has checkpoints; pass --resume to "
                               "continue it or choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.json")
+        # wrap after loading full weights; FSDP replaces parameters, so the optimizer comes after it
+        self.net = wrap(self.model, cfg.train.parallel, self.dist)
+        if self.fsdp:
+            wrap(self.ema.model, "fsdp", self.dist)          # the average is sharded like the weights
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
+                                           weight_decay=cfg.train.weight_decay)
+        if folder is not None:
+            self._resume_optimizer(folder)
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.json")
 
-    def _resume(self) -> None:
+    def _resume_weights(self) -> Path:
         if not (self.run_dir / "latest").is_file():
             raise VidiffError(f"nothing to resume in '{self.run_dir}' (no 'latest' checkpoint); drop --resume")
         folder = resolve_checkpoint(self.run_dir)
@@ -99,13 +117,21 @@ class Trainer:
                                   "resume with the run's own config.json")
         load_weights(self.model, folder / "model.safetensors", saved)
         load_weights(self.ema.model, folder / "ema.safetensors", saved)
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.device))
         state = json.loads((folder / "state.json").read_text())
         self.step, self.bad_steps, self.history = state["step"], state["bad_steps"], state["history"]
+        return folder
+
+    def _resume_optimizer(self, folder: Path) -> None:
+        saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        if all(isinstance(k, int) for k in saved.get("state", {})):   # written by optimizer.state_dict()
+            self.optimizer.load_state_dict(saved)
+        else:                                                            # full state dict keyed by name
+            set_optimizer_state_dict(self.model, self.optimizer, saved, options=StateDictOptions(full_state_dict=True))
 
     def batch(self, micro_index: int) -> dict:
-        b = self.cfg.train.batch_size
-        return collate([self.dataset[i] for i in range(micro_index * b, (micro_index + 1) * b)])
+        """This process's part of global micro-batch `micro_index`."""
+        b, part = self.cfg.train.batch_size, self.part
+        return collate([self.dataset[micro_index * b + j] for j in range(part.start, part.stop)])
 
     def train_step(self) -> float:
         """One optimizer step (with gradient accumulation); returns the mean loss."""
@@ -118,9 +144,13 @@ class Trainer:
             batch = self.batch(index)
             generator = torch.Generator().manual_seed(tc.seed * 1_000_003 + index)
             ids = self.model.tokenizer.encode(batch["caption"])
-            loss = training_loss(self.model, self.cfg, batch["video"].to(self.device), ids, generator)
-            (loss / tc.grad_accum).backward()
+            # DDP: average gradients once per optimizer step, not once per micro-batch
+            sync = micro == tc.grad_accum - 1 or not hasattr(self.net, "no_sync")
+            with nullcontext() if sync else self.net.no_sync():
+                loss = training_loss(self.net, self.cfg, batch["video"].to(self.device), ids, generator, self.part)
+                (loss / tc.grad_accum).backward()
             total += loss.item() / tc.grad_accum
+        total = dist_mean(total, self.dist)                    # every rank decides the same about a bad step
         if not math.isfinite(total):
             self.optimizer.zero_grad(set_to_none=True)
             self.bad_steps += 1
@@ -134,22 +164,44 @@ class Trainer:
         self.step += 1
         return total
 
+    def full_states(self) -> tuple[dict, dict, dict]:
+        """Model, EMA and optimizer state gathered to full tensors (a collective under FSDP; ranks
+        other than 0 get empty dicts). The optimizer state is keyed by parameter name, so it
+        reloads under any world size or wrapping."""
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        if self.fsdp:
+            model, ema = get_model_state_dict(self.model, options=options), get_model_state_dict(self.ema.model, options=options)
+        else:
+            model, ema = self.model.state_dict(), self.ema.model.state_dict()
+        return model, ema, get_optimizer_state_dict(self.model, self.optimizer, options=options)
+
     def save(self) -> Path:
         name = f"step_{self.step:08d}"
         state = {"step": self.step, "bad_steps": self.bad_steps, "history": self.history}
-        if not (self.checkpoints / name).exists():
-            write_checkpoint(self.checkpoints / name, self.cfg, self.model, self.ema.model, self.optimizer, state)
-        write_pointer(self.run_dir, name)
-        kept = sorted(p for p in self.checkpoints.iterdir() if p.name.startswith("step_"))
-        for old in kept[: -self.cfg.train.keep_last]:
-            shutil.rmtree(old)
+        model, ema, optimizer = self.full_states()
+        if self.dist.main:
+            if not (self.checkpoints / name).exists():
+                write_checkpoint(self.checkpoints / name, self.cfg, model, ema, optimizer, state)
+            write_pointer(self.run_dir, name)
+            kept = sorted(p for p in self.checkpoints.iterdir() if p.name.startswith("step_"))
+            for old in kept[: -self.cfg.train.keep_last]:
+                shutil.rmtree(old)
+        barrier(self.dist)
         return self.checkpoints / name
 
     def write_samples(self) -> None:
+        """Sample grids from the EMA weights, on rank 0 (a sharded EMA is gathered to it first)."""
+        model = self.ema.model
+        if self.fsdp:
+            state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            if self.dist.main:
+                model = TextToVideoModel(self.cfg.model).to(self.device).eval()
+                model.load_state_dict(state)
+        if not self.dist.main:
+            return
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[10**9 + i]["caption"] for i in range(4)]   # far outside the training stream
-        ids = self.ema.model.tokenizer.encode(captions)
-        videos = sample_video(self.ema.model, self.cfg.diffusion, ids,
+        videos = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions),
                               (self.cfg.model.in_channels, dc.frames, dc.size, dc.size), tc.sample_steps,
                               tc.sample_guidance, generator=torch.Generator().manual_seed(tc.seed))
         save_samples(videos, captions, self.run_dir / "samples", self.step)
@@ -168,7 +220,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate(tc, self.step - 1):.1e}")
             if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
                 self.save()
-                save_loss_plot(self.history, self.run_dir / "loss.png")
+                if self.dist.main:
+                    save_loss_plot(self.history, self.run_dir / "loss.png")
             if self.step % tc.sample_every == 0 or self.step == tc.steps:
                 self.write_samples()
         bar.close()

@@ -1,0 +1,101 @@
+"""Multi-process training on torch.distributed: process group set-up, DDP or FSDP2 wrapping, and the
+few collectives the trainer needs.
+
+Launch with torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); without it everything
+here is a no-op and the trainer runs in one process. `train.batch_size` is the global batch: rank r
+trains on its contiguous slice of it, so one config trains the same model on 1 or N processes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import VidiffError
+
+STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def part(self, batch: int) -> slice:
+        """This rank's contiguous slice of a global batch."""
+        if batch % self.world:
+            raise VidiffError(f"train.batch_size {batch} must be divisible by the {self.world} processes")
+        size = batch // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+
+def init_distributed() -> Dist:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPUs); one process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world <= 1:
+        return Dist(device=torch.device("cuda" if cuda else "cpu"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local)
+    return Dist(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu"))
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
+    """The module to call forward on. DDP keeps a full replica per rank and averages gradients;
+    FSDP2 (fully_shard) shards parameters, gradients and optimizer state across ranks, per block,
+    for models that do not fit on one device. `model` itself is sharded in place by FSDP."""
+    if not d.enabled:
+        return model
+    if strategy == "ddp":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+        for module in model.modules():        # shard per video block, then the rest at the root
+            if type(module).__name__ in ("VideoBlock", "TextEncoder"):
+                fully_shard(module)
+        fully_shard(model)
+        return model
+    raise VidiffError(f"unknown train.parallel '{strategy}'; choose one of: {', '.join(STRATEGIES)}")
+
+
+def mean(value: float, d: Dist) -> float:
+    """Average a Python number over ranks (every rank gets the result)."""
+    if not d.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return t.item() / d.world
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def gather_objects(items: list, d: Dist) -> list:
+    """Concatenate each rank's list on every rank, in rank order."""
+    if not d.enabled:
+        return items
+    out = [None] * d.world
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
