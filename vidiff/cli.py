@@ -126,6 +126,52 @@ def export(source: Path = typer.Argument(..., help="run folder or checkpoint fol
     typer.echo(f"wrote {export_pretrained(source, out)}")
 
 
+data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect training data.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(folder: Path = typer.Argument(..., help="folder of videos/images with captions"),
+               config: Optional[Path] = typer.Option(None, help="take frames, size, stride/fps and the "
+                                                                 "vocabulary from this training config"),
+               frames: Optional[int] = typer.Option(None, help="clip length to check for (default: config or 16)"),
+               frame_stride: Optional[int] = typer.Option(None, help="source frames between clip frames"),
+               decode: bool = typer.Option(True, help="also decode one clip of every file, as training would")):
+    """Report which files training would use and which it would skip, and why."""
+    import warnings
+
+    import numpy as np
+
+    from .config import Config, load_config
+    from .data import VideoFolderDataset
+    cfg = load_config(config) if config is not None else Config()
+    data = cfg.data
+    data.type, data.path = "folder", str(folder)
+    data.frames = frames if frames is not None else data.frames
+    data.frame_stride = frame_stride if frame_stride is not None else data.frame_stride
+    if data.frames < 1 or data.frame_stride < 1:
+        raise VidiffError("--frames and --frame-stride must be at least 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # reported below, one line per file
+        dataset = VideoFolderDataset(data, cfg.model.text.vocab if config is not None else None,
+                                     warn=False, require_files=False)
+        if decode:
+            for entry in list(dataset.entries):
+                try:
+                    dataset.load(entry, np.random.default_rng(0))
+                except Exception as e:
+                    dataset.skip(str(entry.path.relative_to(folder)), f"decode failed: {str(e).splitlines()[0][:120]}", warn=False)
+                    dataset.entries.remove(entry)
+    for name, reason in dataset.skipped:
+        typer.echo(f"skip  {name}: {reason}")
+    videos = sum(e.kind == "video" for e in dataset.entries)
+    typer.echo(f"{len(dataset.entries)} usable ({videos} videos, {len(dataset.entries) - videos} images), "
+               f"{len(dataset.skipped)} skipped, for clips of {data.frames} frames every {data.frame_stride}")
+    if config is None:
+        words = sorted({w for e in dataset.entries for w in e.caption.lower().split()})
+        typer.echo(f"caption vocabulary ({len(words)} words, for model.text.vocab): {', '.join(words)}")
+
+
 def main() -> None:
     try:
         app()

@@ -64,6 +64,13 @@ class DataConfig:
     gravity: float = 0.0      # frame sizes per frame^2, pulling down (+y)
     num_clips: int = 0        # 0: an endless stream; N: cycle over N fixed clips (overfitting, tests)
     seed: int = 0
+    # type: folder (real videos; see vidiff/data/video_folder.py)
+    path: str = ""            # folder of videos/images with captions.csv|jsonl or <name>.txt
+    frame_stride: int = 1     # take every n-th source frame...
+    fps: float = 0.0          # ...or resample to this frame rate (0: use frame_stride)
+    crop: str = "center"      # center | random square crop after scaling the short side to `size`
+    image_every: int = 4      # with images in the folder, every n-th batch is a batch of 1-frame images
+    workers: int = 0          # DataLoader worker processes decoding ahead of the training step
 
 
 @dataclass
@@ -107,7 +114,7 @@ CHOICES = {
     "model.type": ("unet3d",), "diffusion.schedule": ("cosine", "linear", "rectified"),
     "diffusion.prediction": ("eps", "x0", "v", "flow"), "diffusion.loss_weighting": ("none", "min_snr"),
     "diffusion.time_sampling": ("uniform", "logit_normal"),
-    "data.type": ("shapes",), "train.lr_decay": ("cosine", "constant"),
+    "data.type": ("shapes", "folder"), "data.crop": ("center", "random"), "train.lr_decay": ("cosine", "constant"),
     "train.precision": ("auto", "fp32", "bf16"), "train.parallel": ("ddp", "fsdp"),
 }
 
@@ -144,13 +151,7 @@ def _coerce(value, hint, key: str):
     return value
 
 
-def validate(cfg: Config) -> Config:
-    for key, choices in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in choices:
-            raise VidiffError(f"config key '{key}' is '{value}'; choose one of: {', '.join(choices)}")
-    d, m, t = cfg.data, cfg.model, cfg.train
+def _validate_shapes(d: DataConfig, m: ModelConfig) -> None:
     for colour in d.colours:
         if colour not in COLOURS:
             raise VidiffError(f"unknown colour '{colour}' in data.colours; the palette has: {', '.join(COLOURS)}")
@@ -163,6 +164,17 @@ def validate(cfg: Config) -> Config:
     missing = sorted({*d.colours, *d.shapes, "a", "and"} - set(m.text.vocab))
     if missing:
         raise VidiffError(f"model.text.vocab lacks caption words {missing}; add them to the vocabulary")
+
+
+def validate(cfg: Config) -> Config:
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise VidiffError(f"config key '{key}' is '{value}'; choose one of: {', '.join(choices)}")
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if d.type == "shapes":
+        _validate_shapes(d, m)
     factor = 2 ** (len(m.channel_mults) - 1)
     if d.size % factor:
         raise VidiffError(f"data.size {d.size} must be divisible by {factor} for {len(m.channel_mults)} U-Net levels")
@@ -172,6 +184,8 @@ def validate(cfg: Config) -> Config:
         raise VidiffError(f"model.attention_levels {m.attention_levels} must index the {len(m.channel_mults)} levels")
     if any(m.base_channels * k % m.groups for k in m.channel_mults) or m.base_channels * min(m.channel_mults) % m.head_dim:
         raise VidiffError("model channel widths must be divisible by model.groups and model.head_dim")
+    if d.frame_stride < 1 or d.fps < 0 or d.image_every < 0 or d.workers < 0:
+        raise VidiffError("data needs frame_stride >= 1 and fps, image_every, workers >= 0")
     if t.steps < 1 or t.batch_size < 1 or t.grad_accum < 1 or not 0 <= t.cfg_dropout < 1:
         raise VidiffError("train needs steps, batch_size, grad_accum >= 1 and 0 <= cfg_dropout < 1")
     return cfg

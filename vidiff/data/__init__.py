@@ -1,4 +1,13 @@
-"""Datasets yield {"video": (C, T, H, W) in [-1, 1], "caption": str, ...extras}."""
+"""Datasets yield {"video": (C, T, H, W) in [-1, 1], "caption": str, ...extras}, and
+item(micro_index, position, batch_size) gives sample `position` of a global micro-batch."""
 from .synthetic import ShapesDataset, collate
+from .video_folder import VideoFolderDataset
 
-DATASETS = {"shapes": ShapesDataset}
+DATASETS = {"shapes": ShapesDataset, "folder": VideoFolderDataset}
+
+
+def build_dataset(cfg, vocab: list[str] | None = None):
+    """The dataset a data config describes; folder data checks captions against the model's vocabulary."""
+    if cfg.type == "folder":
+        return VideoFolderDataset(cfg, vocab)
+    return DATASETS[cfg.type](cfg)

@@ -118,7 +118,12 @@ class ShapesDataset(torch.utils.data.Dataset):
         }
 
 
+    def item(self, micro_index: int, position: int, batch_size: int) -> dict:
+        """Sample `position` of global micro-batch `micro_index` (the interface the trainer uses)."""
+        return self[micro_index * batch_size + position]
+
+
 def collate(items: list[dict]) -> dict:
-    return {"video": torch.stack([it["video"] for it in items]),
-            "caption": [it["caption"] for it in items],
-            "tracks": [it["tracks"] for it in items]}
+    """Stack the videos; every other key becomes a list."""
+    return {key: torch.stack([it[key] for it in items]) if key == "video" else [it[key] for it in items]
+            for key in items[0]}

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data import DATASETS, collate
+from ..data import build_dataset, collate
 from ..diffusion import add_noise, diffusion_loss, get_schedule, model_input, training_times
 from ..errors import VidiffError
 from ..models import TextToVideoModel
@@ -74,6 +74,20 @@ def training_loss(model: TextToVideoModel, cfg: Config, video: torch.Tensor, ids
                           cfg.diffusion.loss_weighting).mean()
 
 
+class MicroBatches(torch.utils.data.Dataset):
+    """Micro-batch k of this process as one item, so a DataLoader's workers build whole batches;
+    files skipped while building it travel with it (worker processes keep their own counts)."""
+
+    def __init__(self, dataset, batch_size: int, part: slice):
+        self.dataset, self.batch_size, self.part = dataset, batch_size, part
+
+    def __getitem__(self, k: int) -> dict:
+        log = getattr(self.dataset, "skipped", [])
+        before = len(log)
+        batch = collate([self.dataset.item(k, j, self.batch_size) for j in range(self.part.start, self.part.stop)])
+        return {**batch, "index": k, "skipped": list(log[before:])}
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
         self.cfg, self.run_dir = cfg, Path(run_dir)
@@ -85,7 +99,9 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = TextToVideoModel(cfg.model).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
-        self.dataset = DATASETS[cfg.data.type](cfg.data)
+        self.dataset = build_dataset(cfg.data, cfg.model.text.vocab)
+        self.skipped = list(getattr(self.dataset, "skipped", []))   # files the data check rejected
+        self._batches = None
         self.step, self.bad_steps, self.history = 0, 0, []
         self.checkpoints = self.run_dir / "checkpoints"
         folder = None
@@ -129,9 +145,21 @@ class Trainer:
             set_optimizer_state_dict(self.model, self.optimizer, saved, options=StateDictOptions(full_state_dict=True))
 
     def batch(self, micro_index: int) -> dict:
-        """This process's part of global micro-batch `micro_index`."""
-        b, part = self.cfg.train.batch_size, self.part
-        return collate([self.dataset[micro_index * b + j] for j in range(part.start, part.stop)])
+        """This process's part of global micro-batch `micro_index`, from the DataLoader while one runs."""
+        batch = next(self._batches, None) if self._batches is not None else None
+        if batch is None or batch["index"] != micro_index:
+            batch = MicroBatches(self.dataset, self.cfg.train.batch_size, self.part)[micro_index]
+        self.skipped += batch["skipped"]
+        return batch
+
+    def start_loader(self) -> None:
+        """Decode the coming micro-batches in `data.workers` processes, in order, from the current step."""
+        tc, workers = self.cfg.train, self.cfg.data.workers
+        indices = range(self.step * tc.grad_accum, tc.steps * tc.grad_accum)
+        loader = torch.utils.data.DataLoader(MicroBatches(self.dataset, tc.batch_size, self.part), batch_size=None,
+                                             sampler=indices, num_workers=workers,
+                                             prefetch_factor=2 if workers else None)
+        self._batches = iter(loader)
 
     def train_step(self) -> float:
         """One optimizer step (with gradient accumulation); returns the mean loss."""
@@ -209,6 +237,7 @@ class Trainer:
     def train(self) -> dict:
         tc = self.cfg.train
         bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
+        self.start_loader()
         start, start_step = time.perf_counter(), self.step
         while self.step < tc.steps:
             loss = self.train_step()
@@ -226,5 +255,6 @@ class Trainer:
                 self.write_samples()
         bar.close()
         elapsed = time.perf_counter() - start
-        return {"steps": self.step, "seconds": elapsed, "bad_steps": self.bad_steps,
+        self._batches = None
+        return {"steps": self.step, "seconds": elapsed, "bad_steps": self.bad_steps, "skipped_files": len(self.skipped),
                 "final_loss": self.history[-1]["loss"] if self.history else None}
