@@ -78,3 +78,20 @@ def test_global_batch_must_split_evenly():
     assert Dist(rank=1, world=2).part(4) == slice(2, 4)
     with pytest.raises(VidiffError, match="divisible by the 3 processes"):
         Dist(rank=0, world=3).part(4)
+
+
+def test_evaluation_samples_split_across_processes_give_the_same_report(tmp_path):
+    args = ["eval", "--model", "default", "--num-videos", "3", "--steps", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "vidiff", *args, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                            "-m", "vidiff", *args, "--out", str(tmp_path / "two")],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    two = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert one["summary"] == pytest.approx(two["summary"], rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "two" / "videos").iterdir()) == \
+        ["captions.jsonl", "sample_0000.mp4", "sample_0001.mp4", "sample_0002.mp4"]

@@ -80,7 +80,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              out: Path = typer.Option(Path("eval"), help="folder for report.json, report.md and pictures"),
              model: Optional[str] = typer.Option(None, help="evaluate samples of this model ('default' = embedded)"),
              ground_truth: bool = typer.Option(False, help="evaluate synthetic ground-truth clips"),
-             num: int = typer.Option(20, help="videos to generate / draw"),
+             num: int = typer.Option(20, "--num", "--num-videos", help="videos to generate / draw (under torchrun "
+                                     "spell it --num-videos: torchrun claims --num)"),
              steps: int = typer.Option(25, help="sampling steps (with --model)"),
              guidance: float = typer.Option(3.0, help="guidance scale (with --model)"),
              sampler: str = typer.Option("ddim", help="sampler (with --model)"),
@@ -104,8 +105,13 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         title, size, gravity = f"vidiff eval of {num} ground-truth clips", data.size, data.gravity
     else:
         from .pipeline import VideoPipeline
-        pipe = VideoPipeline.from_pretrained(None if model == "default" else model)
-        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos")
+        from .training.distributed import init_distributed, shutdown
+        dist = init_distributed()                      # under torchrun: each process samples its share
+        pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device)
+        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist)
+        shutdown()
+        if not dist.main:
+            return
         title, size, gravity = f"vidiff eval of {model} ({sampler}, {steps} steps)", pipe.config.data.size, pipe.config.data.gravity
     rows = score_all(names, clips, captions, gravity * size)
     extra = {}

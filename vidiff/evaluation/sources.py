@@ -75,19 +75,24 @@ def ground_truth(cfg: DataConfig, num: int, offset: int = 0) -> tuple[list[str],
 
 
 def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sampler: str,
-                  save_to: Path | None = None, batch: int = 4) -> tuple[list[str], list[np.ndarray], list[str]]:
-    """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each."""
+                  save_to: Path | None = None, dist=None) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each.
+
+    Under torchrun (`dist` from training.distributed.init_distributed) rank r makes videos r, r + N, ...
+    and every rank gets all of them back in order: the distributed sampler for evaluation."""
+    from ..training.distributed import Dist, gather_objects
+    dist = dist or Dist()
     data = ShapesDataset(pipe.config.data)
     captions = [data[HELD_OUT + i]["caption"] for i in range(num)]
-    videos = []
-    for start in tqdm(range(0, num, batch), desc="generate", leave=False):
-        # one generator per sample keeps each video independent of the batch size
-        for i in range(start, min(start + batch, num)):
-            g = torch.Generator().manual_seed(seed + i)
-            videos.append(pipe(captions[i], num_inference_steps=steps, guidance_scale=guidance,
-                               sampler=sampler, generator=g, progress=False).frames[0])
+    mine = []
+    for i in tqdm(range(dist.rank, num, dist.world), desc="generate", leave=False, disable=not dist.main):
+        # one generator per sample keeps each video independent of the batch size and process count
+        g = torch.Generator().manual_seed(seed + i)
+        mine.append((i, pipe(captions[i], num_inference_steps=steps, guidance_scale=guidance,
+                             sampler=sampler, generator=g, progress=False).frames[0]))
+    videos = [video for _, video in sorted(gather_objects(mine, dist), key=lambda pair: pair[0])]
     names = [f"sample_{i:04d}.mp4" for i in range(num)]
-    if save_to is not None:
+    if save_to is not None and dist.main:
         save_to.mkdir(parents=True, exist_ok=True)
         for name, video, caption in zip(names, videos, captions):
             save_video(video, save_to / name, overwrite=True)
