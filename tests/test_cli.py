@@ -35,9 +35,15 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["train", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/run"], "not found"),
     (["train", "--config", "{tmp}/bad.yaml", "--out", "{tmp}/run"], "unknown config key 'train.lrr'"),
     (["train", "--out", "{tmp}/run"], "pass --config"),
+    (["train", "--config", "{tmp}/good.yaml", "--out", "{tmp}/good.yaml"], "is a file"),
+    (["train", "--config", "{tmp}/good.yaml", "--out", "{tmp}/run", "--steps", "0"], "steps, batch_size"),
+    (["generate", "a red circle", "--guidance", "nan", "--out", "{tmp}/a.mp4"], "finite number"),
+    (["generate", "a red circle", "--sampler", "plms", "--out", "{tmp}/a.mp4"], "unknown sampler 'plms'"),
+    (["data", "check", "{tmp}/nowhere"], "is not a folder"),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, args, message):
     (tmp_path / "bad.yaml").write_text("train:\n  lrr: 0.1\n")
+    (tmp_path / "good.yaml").write_text("train:\n  lr: 0.1\n")
     r = vidiff(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr

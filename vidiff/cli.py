@@ -21,7 +21,7 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
           steps: Optional[int] = typer.Option(None, help="override train.steps"),
           progress: bool = typer.Option(True, help="show a progress bar")):
     """Train a text-to-video model."""
-    from .config import load_config
+    from .config import load_config, validate
     from .training.checkpoint import read_config, resolve_checkpoint
     from .training.trainer import Trainer
     if config is None and not resume:
@@ -29,6 +29,9 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
     cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
     if steps is not None:
         cfg.train.steps = steps
+    validate(cfg)
+    if out.exists() and not out.is_dir():
+        raise VidiffError(f"--out '{out}' is a file; give a folder for the run")
     from .training.distributed import shutdown
     try:
         trainer = Trainer(cfg, out, resume=resume, progress=progress)
@@ -47,7 +50,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
              steps: int = typer.Option(25, help="sampling steps"),
              guidance: float = typer.Option(3.0, help="classifier-free guidance scale"),
-             sampler: str = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun"),
+             sampler: str = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun | flow-euler"),
              eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)"),
              seed: int = typer.Option(0, help="random seed"),
              fps: int = typer.Option(8, help="frames per second of the file"),

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class VideoPipeline:
         if frames < 1 or height < factor or width < factor or height % factor or width % factor:
             raise VidiffError(f"cannot make {frames} frames of {height}x{width}: this model needs frames >= 1 "
                               f"and height, width multiples of {factor} (it was trained at {data.size})")
+        if not math.isfinite(guidance_scale):
+            raise VidiffError(f"guidance_scale must be a finite number, got {guidance_scale}")
         if num_inference_steps < 1:
             raise VidiffError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
         if sampler not in SAMPLERS:
