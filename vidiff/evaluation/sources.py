@@ -1,7 +1,6 @@
 """Where videos to evaluate come from: a folder, the synthetic ground truth, or a model's samples."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 from ..config import DataConfig
 from ..data import ShapesDataset
 from ..data.io import read_video, save_video, to_uint8
+from ..data.video_folder import read_caption_table
 from ..errors import VidiffError
 
 VIDEO_FILES = (".mp4", ".gif", ".webm", ".mov", ".mkv", ".avi")
@@ -20,34 +20,12 @@ IMAGE_FILES = (".png", ".jpg", ".jpeg")
 HELD_OUT = 10**9   # sample indices far beyond any training stream
 
 
-def read_captions(folder: Path) -> dict[str, str]:
-    """Captions by file name from captions.jsonl ({"file", "caption"}), captions.csv (file,caption)
-    or <name>.txt beside each video."""
-    captions: dict[str, str] = {}
-    if (folder / "captions.jsonl").is_file():
-        for n, line in enumerate((folder / "captions.jsonl").read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                    captions[row["file"]] = row["caption"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise VidiffError(f"{folder / 'captions.jsonl'} line {n}: expected "
-                                      '{"file": ..., "caption": ...}') from None
-    if (folder / "captions.csv").is_file():
-        with open(folder / "captions.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                if "file" not in row or "caption" not in row:
-                    raise VidiffError(f"{folder / 'captions.csv'} needs the columns 'file' and 'caption'")
-                captions[row["file"]] = row["caption"]
-    return captions
-
-
 def load_folder(folder: str | Path) -> tuple[list[str], list[np.ndarray], list[str | None]]:
     """Videos in a folder: video files, and subfolders of frame images (one video each)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise VidiffError(f"'{folder}' is not a folder of videos")
-    captions = read_captions(folder)
+    captions = read_caption_table(folder)   # captions.jsonl/csv, rows keyed by 'path' or 'file'
     names, videos, texts = [], [], []
     entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_FILES or p.is_dir())
     for path in tqdm(entries, desc="read", leave=False):
