@@ -39,7 +39,19 @@ class ModelConfig:
     attention_levels: list[int] = field(default_factory=lambda: [1, 2])  # spatial self/cross-attn here
     head_dim: int = 32
     groups: int = 16          # GroupNorm groups
+    # type: dit (space-time transformer; see vidiff/models/dit.py)
+    width: int = 256
+    depth: int = 8
+    patch: list[int] = field(default_factory=lambda: [1, 2, 2])   # frames, height, width per token
+    attention: str = "factorized"   # factorized (space, then time) | full (all tokens)
+    activation_checkpointing: bool = False
     text: TextConfig = field(default_factory=TextConfig)
+
+    def size_multiples(self) -> tuple[int, int]:
+        """(frames, height/width) must be multiples of these for this backbone."""
+        if self.type == "dit":
+            return self.patch[0], max(self.patch[1], self.patch[2])
+        return 1, 2 ** (len(self.channel_mults) - 1)
 
 
 @dataclass
@@ -111,7 +123,7 @@ class Config:
 
 
 CHOICES = {
-    "model.type": ("unet3d",), "diffusion.schedule": ("cosine", "linear", "rectified"),
+    "model.type": ("unet3d", "dit"), "model.attention": ("factorized", "full"), "diffusion.schedule": ("cosine", "linear", "rectified"),
     "diffusion.prediction": ("eps", "x0", "v", "flow"), "diffusion.loss_weighting": ("none", "min_snr"),
     "diffusion.time_sampling": ("uniform", "logit_normal"),
     "data.type": ("shapes", "folder"), "data.crop": ("center", "random"), "train.lr_decay": ("cosine", "constant"),
@@ -175,15 +187,21 @@ def validate(cfg: Config) -> Config:
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.type == "shapes":
         _validate_shapes(d, m)
-    factor = 2 ** (len(m.channel_mults) - 1)
-    if d.size % factor:
-        raise VidiffError(f"data.size {d.size} must be divisible by {factor} for {len(m.channel_mults)} U-Net levels")
     if d.frames < 1 or d.size < 8:
         raise VidiffError(f"data needs frames >= 1 and size >= 8 (got frames={d.frames}, size={d.size})")
-    if any(not 0 <= lvl < len(m.channel_mults) for lvl in m.attention_levels):
-        raise VidiffError(f"model.attention_levels {m.attention_levels} must index the {len(m.channel_mults)} levels")
-    if any(m.base_channels * k % m.groups for k in m.channel_mults) or m.base_channels * min(m.channel_mults) % m.head_dim:
-        raise VidiffError("model channel widths must be divisible by model.groups and model.head_dim")
+    if m.type == "dit":
+        if len(m.patch) != 3 or min(m.patch) < 1 or m.width % m.head_dim or m.head_dim % 16 or m.depth < 1:
+            raise VidiffError("a dit needs model.patch [frames, height, width] >= 1, model.head_dim a multiple "
+                              "of 16 dividing model.width, and model.depth >= 1")
+    else:
+        if any(not 0 <= lvl < len(m.channel_mults) for lvl in m.attention_levels):
+            raise VidiffError(f"model.attention_levels {m.attention_levels} must index the {len(m.channel_mults)} levels")
+        if any(m.base_channels * k % m.groups for k in m.channel_mults) or m.base_channels * min(m.channel_mults) % m.head_dim:
+            raise VidiffError("model channel widths must be divisible by model.groups and model.head_dim")
+    frames_multiple, size_multiple = m.size_multiples()
+    if d.size % size_multiple or d.frames % frames_multiple:
+        raise VidiffError(f"data.size {d.size} must be a multiple of {size_multiple} and data.frames {d.frames} "
+                          f"of {frames_multiple} for this {m.type}")
     if d.frame_stride < 1 or d.fps < 0 or d.image_every < 0 or d.workers < 0:
         raise VidiffError("data needs frame_stride >= 1 and fps, image_every, workers >= 0")
     if t.steps < 1 or t.batch_size < 1 or t.grad_accum < 1 or not 0 <= t.cfg_dropout < 1:

@@ -62,10 +62,10 @@ class VideoPipeline:
         data = self.config.data
         frames, height, width = (data.frames if num_frames is None else num_frames,
                                  data.size if height is None else height, data.size if width is None else width)
-        factor = 2 ** (len(self.config.model.channel_mults) - 1)
-        if frames < 1 or height < factor or width < factor or height % factor or width % factor:
-            raise VidiffError(f"cannot make {frames} frames of {height}x{width}: this model needs frames >= 1 "
-                              f"and height, width multiples of {factor} (it was trained at {data.size})")
+        tf, factor = self.config.model.size_multiples()
+        if frames < 1 or frames % tf or height < factor or width < factor or height % factor or width % factor:
+            raise VidiffError(f"cannot make {frames} frames of {height}x{width}: this model needs frames >= 1, a multiple "
+                              f"of {tf}, and height, width multiples of {factor} (it was trained at {data.size})")
         if not math.isfinite(guidance_scale):
             raise VidiffError(f"guidance_scale must be a finite number, got {guidance_scale}")
         if num_inference_steps < 1:

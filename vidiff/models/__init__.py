@@ -5,6 +5,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .text import TextEncoder, WordTokenizer
+from .dit import DiT3D
 from .unet3d import UNet3D
 
 
@@ -13,7 +14,12 @@ def build_unet3d(cfg: ModelConfig) -> nn.Module:
                   cfg.attention_levels, cfg.head_dim, cfg.groups, cfg.text.dim)
 
 
-BACKBONES = {"unet3d": build_unet3d}
+def build_dit(cfg: ModelConfig) -> nn.Module:
+    return DiT3D(cfg.in_channels, cfg.width, cfg.depth, cfg.head_dim, tuple(cfg.patch), cfg.attention,
+                 cfg.text.dim, cfg.activation_checkpointing)
+
+
+BACKBONES = {"unet3d": build_unet3d, "dit": build_dit}
 
 
 class TextToVideoModel(nn.Module):

@@ -29,10 +29,15 @@ class NoiseLevelEmbedding(nn.Module):
         return self.mlp(sinusoidal_embedding(25.0 * log_snr, self.dim))
 
 
+def rotary_axis_angles(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+    """(L,) positions -> (L, dim / 2) rotation angles at geometrically spaced frequencies."""
+    inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim)
+    return positions.float()[:, None] * inv_freq[None]
+
+
 def rotary_tables(length: int, head_dim: int, device, base: float = 10000.0) -> tuple[Tensor, Tensor]:
     """cos/sin tables (length, head_dim) for rotary position embedding (Su et al. 2021, RoFormer)."""
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq[None]
+    angles = rotary_axis_angles(torch.arange(length, device=device), head_dim, base)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
@@ -59,13 +64,16 @@ class Attention(nn.Module):
         nn.init.zeros_(self.to_out.weight)  # each attention block starts as the identity
         nn.init.zeros_(self.to_out.bias)
 
-    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
+                rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """rope: precomputed (cos, sin) tables (L, head_dim), e.g. 3D positions; else 1D if rotary."""
         q = self.to_q(x)
         k, v = self.to_kv(x if context is None else context).chunk(2, dim=-1)
         q, k, v = (rearrange(z, "n l (h d) -> n h l d", h=self.heads) for z in (q, k, v))
-        if self.rotary:
-            cos, sin = rotary_tables(x.shape[1], self.head_dim, x.device)
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if rope is None and self.rotary:
+            rope = rotary_tables(x.shape[1], self.head_dim, x.device)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         attn_mask = None if mask is None else mask[:, None, None, :]  # (N, 1, 1, S)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))

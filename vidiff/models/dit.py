@@ -1,0 +1,140 @@
+"""Space-time diffusion transformer (DiT; Peebles & Xie 2023) for video, as in Latte and Open-Sora.
+
+The video is cut into 3D patches (pt x ph x pw) that become tokens. Each block modulates its
+sub-layers with adaLN-Zero from the noise level and the pooled caption (scale, shift and a gate
+that starts at zero, so every block starts as the identity), and cross-attends to the caption tokens
+(PixArt-alpha's choice: pooled conditioning alone cannot bind "red" to "circle" and "blue" to "square").
+
+attention: "full" attends over all T*H*W tokens at once; "factorized" attends over the H*W tokens
+of each frame, then over the T tokens of each position (Latte's comparison found factorized
+attention cheaper at a small loss). Positions are 3D rotary embeddings (no learned tables), so
+the model runs at frame counts and sizes it was not trained at.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .layers import Attention, NoiseLevelEmbedding, rotary_axis_angles, sinusoidal_embedding
+
+ATTENTION_MODES = ("full", "factorized")
+POSITION_FEATURES = 32   # sin/cos features per spatial axis
+
+
+def rotary_3d(frames: int, height: int, width: int, head_dim: int, device) -> tuple[Tensor, Tensor]:
+    """cos/sin tables (frames*height*width, head_dim): a quarter of the rotated pairs follow the
+    frame index, and three eighths each the row and the column, so q.k depends on the 3D offset."""
+    half = head_dim // 2
+    split = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
+    t, h, w = torch.meshgrid(*(torch.arange(n, device=device) for n in (frames, height, width)), indexing="ij")
+    angles = torch.cat([rotary_axis_angles(pos.flatten(), 2 * n) for pos, n in zip((t, h, w), split)], dim=-1)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def spatial_position_features(height: int, width: int, dim: int, device) -> Tensor:
+    """(height*width, 2*dim) sin/cos features of each token's row and column."""
+    h, w = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+    return torch.cat([sinusoidal_embedding(h.flatten(), dim, 100.0), sinusoidal_embedding(w.flatten(), dim, 100.0)], -1)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, dim: int, head_dim: int, context_dim: int, factorized: bool, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.factorized = factorized
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, head_dim)
+        if factorized:
+            self.norm_t = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.attn_t = Attention(dim, head_dim)
+        self.norm_cross = nn.LayerNorm(dim)
+        self.cross = Attention(dim, head_dim, context_dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        chunks = 9 if factorized else 6
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, chunks * dim))
+        nn.init.zeros_(self.ada[1].weight)        # adaLN-Zero: gates start at 0, the block is the identity
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: Tensor, cond: Tensor, context: Tensor, mask: Tensor, grid: tuple[int, int, int],
+                rope: tuple[Tensor, Tensor], rope_s: tuple[Tensor, Tensor], rope_t: tuple[Tensor, Tensor]) -> Tensor:
+        b = x.shape[0]
+        t, h, w = grid
+        mods = self.ada(cond).chunk(9 if self.factorized else 6, dim=-1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods[:6]
+        y = modulate(self.norm1(x), shift1, scale1)
+        if self.factorized:                                   # per frame over H*W, then per position over T
+            y = rearrange(y, "b (t p) d -> (b t) p d", t=t)
+            y = rearrange(self.attn(y, rope=rope_s), "(b t) p d -> b (t p) d", b=b)
+            x = x + gate1[:, None] * y
+            shift_t, scale_t, gate_t = mods[6:]
+            y = rearrange(modulate(self.norm_t(x), shift_t, scale_t), "b (t p) d -> (b p) t d", t=t)
+            y = rearrange(self.attn_t(y, rope=rope_t), "(b p) t d -> b (t p) d", b=b)
+            x = x + gate_t[:, None] * y
+        else:
+            x = x + gate1[:, None] * self.attn(y, rope=rope)
+        x = x + self.cross(self.norm_cross(x), context, mask)
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class DiT3D(nn.Module):
+    """forward(x (B,C,T,H,W), log_snr (B,), context (B,L,D), mask (B,L)) -> output like x."""
+
+    def __init__(self, in_channels: int = 3, width: int = 256, depth: int = 8, head_dim: int = 32,
+                 patch: tuple[int, int, int] = (1, 2, 2), attention: str = "factorized", context_dim: int = 128,
+                 activation_checkpointing: bool = False):
+        super().__init__()
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"unknown DiT attention '{attention}'; choose one of: {', '.join(ATTENTION_MODES)}")
+        self.patch, self.head_dim, self.in_channels = tuple(patch), head_dim, in_channels
+        self.checkpointing = activation_checkpointing
+        self.embed = nn.Conv3d(in_channels, width, self.patch, stride=self.patch)
+        self.position = nn.Linear(2 * POSITION_FEATURES, width)
+        self.noise_embed = NoiseLevelEmbedding(width, width)
+        self.text_embed = nn.Linear(context_dim, width)
+        self.blocks = nn.ModuleList(DiTBlock(width, head_dim, context_dim, attention == "factorized")
+                                    for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, in_channels * self.patch[0] * self.patch[1] * self.patch[2])
+        for layer in (self.ada_out[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def check_shape(self, x: Tensor) -> None:
+        if x.ndim != 5 or any(n % p for n, p in zip(x.shape[2:], self.patch)):
+            raise ValueError(f"DiT3D takes (B, C, T, H, W) with T, H, W divisible by the patch {self.patch}, "
+                             f"got shape {tuple(x.shape)}")
+
+    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        self.check_shape(x)
+        pooled = (context * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        cond = self.noise_embed(log_snr) + self.text_embed(pooled)
+        tokens = self.embed(x)                                                 # (B, D, T', H', W')
+        grid = tuple(tokens.shape[2:])
+        t, h, w = grid
+        position = self.position(spatial_position_features(h, w, POSITION_FEATURES, x.device))   # (H'W', D)
+        tokens = rearrange(tokens, "b d t h w -> b t (h w) d") + position
+        tokens = rearrange(tokens, "b t p d -> b (t p) d")
+        rope = rotary_3d(t, h, w, self.head_dim, x.device)
+        rope_s = rotary_3d(1, h, w, self.head_dim, x.device)
+        rope_t = rotary_3d(t, 1, 1, self.head_dim, x.device)
+        for block in self.blocks:
+            args = (tokens, cond, context, mask, grid, rope, rope_s, rope_t)
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                tokens = checkpoint(block, *args, use_reentrant=False)   # recompute activations in backward
+            else:
+                tokens = block(*args)
+        shift, scale = self.ada_out(cond).chunk(2, dim=-1)
+        out = self.out(modulate(self.norm_out(tokens), shift, scale))
+        pt, ph, pw = self.patch
+        return rearrange(out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
+                         t=t, h=h, w=w, pt=pt, ph=ph, pw=pw)
