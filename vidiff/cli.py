@@ -135,6 +135,57 @@ def export(source: Path = typer.Argument(..., help="run folder or checkpoint fol
     typer.echo(f"wrote {export_pretrained(source, out)}")
 
 
+@app.command("train-vae")
+def train_vae(config: Optional[Path] = typer.Option(None, help="YAML recipe with a vae section, e.g. configs/vae-shapes.yaml"),
+              out: Path = typer.Option(..., help="run folder: checkpoints, reconstructions, loss.png"),
+              resume: bool = typer.Option(False, help="continue the run in --out"),
+              steps: Optional[int] = typer.Option(None, help="override train.steps"),
+              progress: bool = typer.Option(True, help="show a progress bar")):
+    """Train the causal video VAE used for latent diffusion."""
+    from .config import load_config, validate
+    from .training.checkpoint import read_config, resolve_checkpoint
+    from .training.vae_trainer import VAETrainer
+    if config is None and not resume:
+        raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
+    cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
+    if steps is not None:
+        cfg.train.steps = steps
+    validate(cfg)
+    typer.echo(json.dumps(VAETrainer(cfg, out, resume=resume, progress=progress).train()))
+
+
+@app.command()
+def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif, ...)"),
+                out: Path = typer.Argument(..., help="output .mp4, .gif or .png"),
+                vae: Path = typer.Option(..., help="VAE run or checkpoint folder (vidiff train-vae)"),
+                tile: int = typer.Option(32, help="decode in tiles of this many latent pixels"),
+                fps: int = typer.Option(8, help="frames per second of the output"),
+                overwrite: bool = typer.Option(False, help="replace an existing output file")):
+    """Encode and decode a video with a VAE; print PSNR and SSIM against the input."""
+    import torch
+
+    from .data.io import check_writable, read_video, save_video
+    from .evaluation.reconstruction import psnr, ssim
+    from .training.vae_trainer import load_vae
+    check_writable(out, overwrite)
+    if tile < 1:
+        raise VidiffError("--tile must be at least 1")
+    model, _ = load_vae(vae)
+    frames = read_video(source)
+    f, tf = model.spatial_factor, model.time_factor
+    t = 1 + (frames.shape[0] - 1) // tf * tf                     # keep 1 + tf k frames
+    h, w = frames.shape[1] // f * f, frames.shape[2] // f * f     # and sizes the VAE divides
+    if h == 0 or w == 0:
+        raise VidiffError(f"'{source}' is smaller than the VAE's {f}x{f} compression")
+    frames = frames[:t, :h, :w]
+    x = torch.from_numpy(frames.copy()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        recon = model.decode_tiled(model.encode(x)[0], tile=tile).clamp(-1, 1)
+    result = ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    save_video(result, out, fps=fps, overwrite=overwrite)
+    typer.echo(f"wrote {out} ({t} frames of {h}x{w}): PSNR {psnr(frames, result):.2f} dB, SSIM {ssim(frames, result):.4f}")
+
+
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect training data.")
 app.add_typer(data_app, name="data")
 

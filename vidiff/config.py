@@ -109,11 +109,23 @@ class TrainConfig:
 
 
 @dataclass
+class VAEConfig:
+    """The video VAE (vidiff/models/vae.py) and its reconstruction loss, trained by `vidiff train-vae`."""
+    channels: int = 32
+    channel_mults: list[int] = field(default_factory=lambda: [1, 2, 2])   # 3 levels: 4x spatial compression
+    latent_channels: int = 4
+    temporal_downsample: int = 1   # 1 | 4 (then clips need 1 + 4k frames)
+    kl_weight: float = 1e-6
+    gradient_weight: float = 1.0   # L1 on spatial and temporal finite differences: sharp edges, steady motion
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +138,7 @@ CHOICES = {
     "model.type": ("unet3d", "dit"), "model.attention": ("factorized", "full"), "diffusion.schedule": ("cosine", "linear", "rectified"),
     "diffusion.prediction": ("eps", "x0", "v", "flow"), "diffusion.loss_weighting": ("none", "min_snr"),
     "diffusion.time_sampling": ("uniform", "logit_normal"),
-    "data.type": ("shapes", "folder"), "data.crop": ("center", "random"), "train.lr_decay": ("cosine", "constant"),
+    "data.type": ("shapes", "folder"), "vae.temporal_downsample": (1, 4), "data.crop": ("center", "random"), "train.lr_decay": ("cosine", "constant"),
     "train.precision": ("auto", "fp32", "bf16"), "train.parallel": ("ddp", "fsdp"),
 }
 
@@ -183,7 +195,7 @@ def validate(cfg: Config) -> Config:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
-            raise VidiffError(f"config key '{key}' is '{value}'; choose one of: {', '.join(choices)}")
+            raise VidiffError(f"config key '{key}' is '{value}'; choose one of: {', '.join(map(str, choices))}")
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.type == "shapes":
         _validate_shapes(d, m)

@@ -36,7 +36,8 @@ def _state_tensors(state: StateLike) -> dict[str, torch.Tensor]:
 
 
 def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: StateLike | None = None,
-                     optimizer: torch.optim.Optimizer | dict | None = None, state: dict | None = None) -> Path:
+                     optimizer: torch.optim.Optimizer | dict | None = None, state: dict | None = None,
+                     model_type: str | None = None) -> Path:
     """Atomically create `folder`; refuses to replace an existing one. Weights and optimizer state
     may be given as modules/optimizers or as (full, gathered) state dicts."""
     folder = Path(folder)
@@ -45,7 +46,7 @@ def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: 
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    meta = {"format": FORMAT, "model_type": config.model.type}
+    meta = {"format": FORMAT, "model_type": model_type or config.model.type}
     config.save(tmp / "config.json")
     save_file(_state_tensors(model), tmp / "model.safetensors", metadata=meta)
     if ema is not None:
@@ -86,8 +87,9 @@ def read_config(folder: Path) -> Config:
         raise VidiffError(f"'{folder / 'config.json'}' is not valid JSON: {e}") from None
 
 
-def load_weights(module: nn.Module, file: Path, config: Config) -> None:
+def load_weights(module: nn.Module, file: Path, config: Config, model_type: str | None = None) -> None:
     """Load safetensors weights, with a one-line error for files from another model or architecture."""
+    model_type = model_type or config.model.type
     try:
         tensors = load_file(file)
         from safetensors import safe_open
@@ -95,9 +97,9 @@ def load_weights(module: nn.Module, file: Path, config: Config) -> None:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         raise VidiffError(f"cannot read weights '{file}': {e}") from None
-    if meta.get("model_type", config.model.type) != config.model.type:
-        raise VidiffError(f"weights '{file}' are for a '{meta['model_type']}' model but the config "
-                          f"describes '{config.model.type}'; use the config.json saved with them")
+    if meta.get("model_type", model_type) != model_type:
+        raise VidiffError(f"weights '{file}' are for a '{meta['model_type']}' model, not a '{model_type}'; "
+                          "use the config.json saved with them, or the right kind of checkpoint")
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
