@@ -54,7 +54,7 @@ def vae_loss(cfg: Config, recon: torch.Tensor, target: torch.Tensor, mean: torch
     grad = sum((a - b).abs().mean() for a, b in zip(finite_differences(recon), finite_differences(target)))
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
     loss = l1 + cfg.vae.gradient_weight * grad + cfg.vae.kl_weight * kl
-    return loss, {"l1": l1.item(), "grad": float(grad), "kl": kl.item()}
+    return loss, {"l1": l1.item(), "grad": float(grad.detach()), "kl": kl.item()}
 
 
 def validate_vae_config(cfg: Config) -> None:
