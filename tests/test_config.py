@@ -14,9 +14,10 @@ def test_defaults_validate_and_round_trip_through_json(tmp_path):
     ({"train": {"lrr": 1}}, "unknown config key 'train.lrr'"),
     ({"modle": {}}, "unknown config key 'modle'"),
     ({"train": {"steps": "many"}}, "'train.steps' must be int"),
+    ({"train": {"lr": "fast"}}, "'train.lr' must be float"),
     ({"diffusion": {"prediction": "score"}}, "choose one of: eps, x0, v"),
-    ({"data": {"size": 30}}, "must be a multiple of 4"),
-    ({"model": {"type": "dit", "patch": [2, 2, 2]}, "data": {"frames": 5}}, "data.frames 5 of 2"),
+    ({"data": {"size": 30}}, "must give a multiple of 4"),
+    ({"model": {"type": "dit", "patch": [2, 2, 2]}, "data": {"frames": 5}}, "data.frames 5 a multiple of 2"),
     ({"model": {"type": "dit", "head_dim": 24}}, "multiple of 16"),
     ({"model": {"type": "dit", "attention": "sparse"}}, "choose one of: factorized, full"),
     ({"data": {"colours": ["red", "purple"]}}, "unknown colour 'purple'"),
@@ -43,3 +44,9 @@ def test_yaml_file_errors(tmp_path):
 def test_shipped_recipe_is_valid():
     from pathlib import Path
     load_config(Path(__file__).parents[1] / "configs" / "tiny-shapes.yaml")
+
+
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 1e-4\nvae:\n  kl_weight: 1e-6\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.train.lr == 1e-4 and cfg.vae.kl_weight == 1e-6

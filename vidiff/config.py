@@ -60,6 +60,7 @@ class DiffusionConfig:
     prediction: str = "v"
     loss_weighting: str = "min_snr"
     time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
+    space: str = "pixel"             # pixel | latent (set by training with train.vae)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class TrainConfig:
     cfg_dropout: float = 0.1  # share of captions replaced by the empty prompt
     precision: str = "auto"   # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global
+    vae: str = ""             # a `vidiff train-vae` run: train on its latents (latent diffusion)
     seed: int = 0
     log_every: int = 10
     sample_every: int = 500
@@ -111,12 +113,17 @@ class TrainConfig:
 @dataclass
 class VAEConfig:
     """The video VAE (vidiff/models/vae.py) and its reconstruction loss, trained by `vidiff train-vae`."""
+    in_channels: int = 3
     channels: int = 32
     channel_mults: list[int] = field(default_factory=lambda: [1, 2, 2])   # 3 levels: 4x spatial compression
     latent_channels: int = 4
     temporal_downsample: int = 1   # 1 | 4 (then clips need 1 + 4k frames)
     kl_weight: float = 1e-6
     gradient_weight: float = 1.0   # L1 on spatial and temporal finite differences: sharp edges, steady motion
+    latent_scale: float = 1.0      # latents are multiplied by this for diffusion (set to 1/std when training on them)
+
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.channel_mults) - 1)
 
 
 @dataclass
@@ -137,7 +144,7 @@ class Config:
 CHOICES = {
     "model.type": ("unet3d", "dit"), "model.attention": ("factorized", "full"), "diffusion.schedule": ("cosine", "linear", "rectified"),
     "diffusion.prediction": ("eps", "x0", "v", "flow"), "diffusion.loss_weighting": ("none", "min_snr"),
-    "diffusion.time_sampling": ("uniform", "logit_normal"),
+    "diffusion.time_sampling": ("uniform", "logit_normal"), "diffusion.space": ("pixel", "latent"),
     "data.type": ("shapes", "folder"), "vae.temporal_downsample": (1, 4), "data.crop": ("center", "random"), "train.lr_decay": ("cosine", "constant"),
     "train.precision": ("auto", "fp32", "bf16"), "train.parallel": ("ddp", "fsdp"),
 }
@@ -170,6 +177,11 @@ def _coerce(value, hint, key: str):
         return [_coerce(v, item, key) for v in value]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):   # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise VidiffError(f"config key '{key}' must be {hint.__name__}, got {value!r}")
     return value
@@ -211,9 +223,16 @@ def validate(cfg: Config) -> Config:
         if any(m.base_channels * k % m.groups for k in m.channel_mults) or m.base_channels * min(m.channel_mults) % m.head_dim:
             raise VidiffError("model channel widths must be divisible by model.groups and model.head_dim")
     frames_multiple, size_multiple = m.size_multiples()
-    if d.size % size_multiple or d.frames % frames_multiple:
-        raise VidiffError(f"data.size {d.size} must be a multiple of {size_multiple} and data.frames {d.frames} "
-                          f"of {frames_multiple} for this {m.type}")
+    frames, size = d.frames, d.size
+    if cfg.diffusion.space == "latent":   # the backbone sees latents: sizes divided by the VAE's compression
+        v = cfg.vae
+        if (d.frames - 1) % v.temporal_downsample or d.size % v.spatial_factor():
+            raise VidiffError(f"data.frames must be 1 + {v.temporal_downsample}k and data.size a multiple of "
+                              f"{v.spatial_factor()} for the VAE")
+        frames, size = 1 + (d.frames - 1) // v.temporal_downsample, d.size // v.spatial_factor()
+    if size % size_multiple or frames % frames_multiple:
+        raise VidiffError(f"data.size {d.size} must give a multiple of {size_multiple} and data.frames {d.frames} "
+                          f"a multiple of {frames_multiple} at the {m.type}'s input")
     if d.frame_stride < 1 or d.fps < 0 or d.image_every < 0 or d.workers < 0:
         raise VidiffError("data needs frame_stride >= 1 and fps, image_every, workers >= 0")
     if t.steps < 1 or t.batch_size < 1 or t.grad_accum < 1 or not 0 <= t.cfg_dropout < 1:

@@ -18,6 +18,7 @@ from .config import Config
 from .data.io import save_video, to_uint8, upscale
 from .diffusion import SAMPLERS
 from .errors import VidiffError
+from .latents import LatentCodec
 from .models import TextToVideoModel
 from .sampling import sample_video
 from .training.checkpoint import load_weights, read_config, resolve_checkpoint
@@ -37,8 +38,8 @@ class VideoPipelineOutput:
 
 
 class VideoPipeline:
-    def __init__(self, model: TextToVideoModel, config: Config):
-        self.model, self.config = model.eval(), config
+    def __init__(self, model: TextToVideoModel, config: Config, codec: LatentCodec | None = None):
+        self.model, self.config, self.codec = model.eval(), config, codec or LatentCodec()
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None):
@@ -50,7 +51,7 @@ class VideoPipeline:
         weights = folder / "ema.safetensors"
         load_weights(model, weights if weights.is_file() else folder / "model.safetensors", config)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device), config)
+        return cls(model.to(device), config, LatentCodec.from_checkpoint(config, folder, device))
 
     def __call__(self, prompt: str | list[str], num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, num_inference_steps: int = 25, guidance_scale: float = 3.0,
@@ -63,9 +64,18 @@ class VideoPipeline:
         frames, height, width = (data.frames if num_frames is None else num_frames,
                                  data.size if height is None else height, data.size if width is None else width)
         tf, factor = self.config.model.size_multiples()
-        if frames < 1 or frames % tf or height < factor or width < factor or height % factor or width % factor:
-            raise VidiffError(f"cannot make {frames} frames of {height}x{width}: this model needs frames >= 1, a multiple "
-                              f"of {tf}, and height, width multiples of {factor} (it was trained at {data.size})")
+        if self.codec.vae is not None:      # sizes in pixels: the VAE's compression times the backbone's
+            vae = self.config.vae
+            factor *= vae.spatial_factor()
+            if frames < 1 or (frames - 1) % vae.temporal_downsample or (1 + (frames - 1) // vae.temporal_downsample) % tf:
+                raise VidiffError(f"cannot make {frames} frames with this latent model: use 1 + "
+                                  f"{vae.temporal_downsample * tf}k frames (it was trained at {data.frames})")
+        elif frames < 1 or frames % tf:
+            raise VidiffError(f"cannot make {frames} frames: this model needs frames >= 1 and a multiple of {tf} "
+                              f"(it was trained at {data.frames})")
+        if height < factor or width < factor or height % factor or width % factor:
+            raise VidiffError(f"cannot make {frames} frames of {height}x{width}: this model needs frames >= 1 and "
+                              f"height, width multiples of {factor} (it was trained at {data.size})")
         if not math.isfinite(guidance_scale):
             raise VidiffError(f"guidance_scale must be a finite number, got {guidance_scale}")
         if num_inference_steps < 1:
@@ -73,7 +83,7 @@ class VideoPipeline:
         if sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
         ids = self.model.tokenizer.encode(prompts)
-        videos = sample_video(self.model, self.config.diffusion, ids,
-                              (self.config.model.in_channels, frames, height, width), num_inference_steps,
-                              guidance_scale, sampler, eta, generator, progress)
+        shape = self.codec.shape(self.config.model.in_channels, frames, height, width)
+        videos = self.codec.decode(sample_video(self.model, self.config.diffusion, ids, shape, num_inference_steps,
+                                                guidance_scale, sampler, eta, generator, progress))
         return VideoPipelineOutput(to_uint8(videos), prompts)

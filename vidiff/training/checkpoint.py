@@ -37,7 +37,7 @@ def _state_tensors(state: StateLike) -> dict[str, torch.Tensor]:
 
 def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: StateLike | None = None,
                      optimizer: torch.optim.Optimizer | dict | None = None, state: dict | None = None,
-                     model_type: str | None = None) -> Path:
+                     model_type: str | None = None, extra: dict[str, StateLike] | None = None) -> Path:
     """Atomically create `folder`; refuses to replace an existing one. Weights and optimizer state
     may be given as modules/optimizers or as (full, gathered) state dicts."""
     folder = Path(folder)
@@ -51,6 +51,8 @@ def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: 
     save_file(_state_tensors(model), tmp / "model.safetensors", metadata=meta)
     if ema is not None:
         save_file(_state_tensors(ema), tmp / "ema.safetensors", metadata=meta)
+    for name, weights in (extra or {}).items():      # e.g. the VAE a latent model decodes with
+        save_file(_state_tensors(weights), tmp / f"{name}.safetensors", metadata={"format": FORMAT, "model_type": name})
     if optimizer is not None:
         torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
     if state is not None:
@@ -120,4 +122,5 @@ def export_pretrained(source: str | Path, folder: str | Path) -> Path:
     model = TextToVideoModel(config.model)
     weights = source / "ema.safetensors"
     load_weights(model, weights if weights.is_file() else source / "model.safetensors", config)
-    return write_checkpoint(folder, config, model)
+    extra = {"vae": load_file(source / "vae.safetensors")} if (source / "vae.safetensors").is_file() else None
+    return write_checkpoint(folder, config, model, extra=extra)

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..config import Config
+from ..config import Config, validate
+from ..latents import LatentCodec, measure_latent_scale
 from ..data import build_dataset, collate
 from ..diffusion import add_noise, diffusion_loss, get_schedule, model_input, training_times
 from ..errors import VidiffError
@@ -84,8 +85,10 @@ class MicroBatches(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> dict:
         log = getattr(self.dataset, "skipped", [])
         before = len(log)
-        batch = collate([self.dataset.item(k, j, self.batch_size) for j in range(self.part.start, self.part.stop)])
-        return {**batch, "index": k, "skipped": list(log[before:])}
+        positions = range(self.part.start, self.part.stop)
+        batch = collate([self.dataset.item(k, j, self.batch_size) for j in positions])
+        return {**batch, "index": k, "indices": [k * self.batch_size + j for j in positions],
+                "skipped": list(log[before:])}
 
 
 class Trainer:
@@ -96,10 +99,11 @@ class Trainer:
         self.device = self.dist.device
         self.part = self.dist.part(cfg.train.batch_size)
         self.fsdp = self.dist.enabled and cfg.train.parallel == "fsdp"
+        self.dataset = build_dataset(cfg.data, cfg.model.text.vocab)
+        self.codec, self.latent_cache = self._latent_codec(resume), {}
         torch.manual_seed(cfg.train.seed)
         self.model = TextToVideoModel(cfg.model).to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
-        self.dataset = build_dataset(cfg.data, cfg.model.text.vocab)
         self.skipped = list(getattr(self.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
         self.step, self.bad_steps, self.history = 0, 0, []
@@ -121,6 +125,40 @@ class Trainer:
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / "config.json")
+
+    def _latent_codec(self, resume: bool) -> LatentCodec:
+        """For train.vae: adopt the VAE's architecture into this config, switch the model to its latent
+        channels and measure the latent scale (once; a resumed run reads all this from its checkpoint)."""
+        cfg = self.cfg
+        if resume and (self.run_dir / "latest").is_file():
+            folder = resolve_checkpoint(self.run_dir)
+            saved = read_config(folder)
+            cfg.vae, cfg.diffusion.space, cfg.model.in_channels = saved.vae, saved.diffusion.space, saved.model.in_channels
+            return LatentCodec.from_checkpoint(saved, folder, self.device)
+        if not cfg.train.vae:
+            return LatentCodec()
+        from .vae_trainer import load_vae      # (vae_trainer imports this module)
+        vae, vae_cfg = load_vae(cfg.train.vae, self.device)
+        cfg.vae = vae_cfg.vae
+        cfg.diffusion.space, cfg.model.in_channels = "latent", vae_cfg.vae.latent_channels
+        validate(cfg)
+        sample = collate([self.dataset.item(10**8, j, 8) for j in range(8)])["video"].to(self.device)
+        cfg.vae.latent_scale = measure_latent_scale(vae, sample)
+        return LatentCodec(vae.requires_grad_(False), cfg.vae.latent_scale)
+
+    def to_model_space(self, batch: dict) -> torch.Tensor:
+        """Pixels, or their (cached, for a finite clip set) latents."""
+        video = batch["video"].to(self.device)
+        if self.codec.vae is None:
+            return video
+        n = self.cfg.data.num_clips if self.cfg.data.type == "shapes" else 0
+        keys = [i % n for i in batch["indices"]] if n else []
+        if keys and all(k in self.latent_cache for k in keys):
+            return torch.stack([self.latent_cache[k] for k in keys]).to(self.device)
+        z = self.codec.encode(video)
+        for k, latent in zip(keys, z):
+            self.latent_cache[k] = latent.cpu()
+        return z
 
     def _resume_weights(self) -> Path:
         if not (self.run_dir / "latest").is_file():
@@ -175,7 +213,7 @@ class Trainer:
             # DDP: average gradients once per optimizer step, not once per micro-batch
             sync = micro == tc.grad_accum - 1 or not hasattr(self.net, "no_sync")
             with nullcontext() if sync else self.net.no_sync():
-                loss = training_loss(self.net, self.cfg, batch["video"].to(self.device), ids, generator, self.part)
+                loss = training_loss(self.net, self.cfg, self.to_model_space(batch), ids, generator, self.part)
                 (loss / tc.grad_accum).backward()
             total += loss.item() / tc.grad_accum
         total = dist_mean(total, self.dist)                    # every rank decides the same about a bad step
@@ -209,7 +247,8 @@ class Trainer:
         model, ema, optimizer = self.full_states()
         if self.dist.main:
             if not (self.checkpoints / name).exists():
-                write_checkpoint(self.checkpoints / name, self.cfg, model, ema, optimizer, state)
+                extra = {"vae": self.codec.vae} if self.codec.vae is not None else None
+                write_checkpoint(self.checkpoints / name, self.cfg, model, ema, optimizer, state, extra=extra)
             write_pointer(self.run_dir, name)
             kept = sorted(p for p in self.checkpoints.iterdir() if p.name.startswith("step_"))
             for old in kept[: -self.cfg.train.keep_last]:
@@ -229,9 +268,10 @@ class Trainer:
             return
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[10**9 + i]["caption"] for i in range(4)]   # far outside the training stream
-        videos = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions),
-                              (self.cfg.model.in_channels, dc.frames, dc.size, dc.size), tc.sample_steps,
-                              tc.sample_guidance, generator=torch.Generator().manual_seed(tc.seed))
+        shape = self.codec.shape(self.cfg.model.in_channels, dc.frames, dc.size, dc.size)
+        videos = self.codec.decode(sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape,
+                                                tc.sample_steps, tc.sample_guidance,
+                                                generator=torch.Generator().manual_seed(tc.seed)))
         save_samples(videos, captions, self.run_dir / "samples", self.step)
 
     def train(self) -> dict:

@@ -31,7 +31,7 @@ VAE_TYPE = "vae"
 
 def build_vae(cfg: Config) -> VideoVAE:
     v = cfg.vae
-    return VideoVAE(cfg.model.in_channels, v.channels, tuple(v.channel_mults), v.latent_channels, v.temporal_downsample)
+    return VideoVAE(v.in_channels, v.channels, tuple(v.channel_mults), v.latent_channels, v.temporal_downsample)
 
 
 def load_vae(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoVAE, Config]:
