@@ -70,8 +70,8 @@ def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
         return nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
-        for module in model.modules():        # shard per video block, then the rest at the root
-            if type(module).__name__ in ("VideoBlock", "TextEncoder"):
+        for module in model.modules():        # shard per U-Net or DiT block, then the rest at the root
+            if type(module).__name__ in ("VideoBlock", "DiTBlock", "TextEncoder"):
                 fully_shard(module)
         fully_shard(model)
         return model
