@@ -1,0 +1,53 @@
+"""One process against torchrun with N processes on this machine's CPUs (a benchmark, not a test).
+
+    python benchmarks/distributed_cpu.py [--config configs/tiny-shapes.yaml] [--steps 12] [--procs 2]
+
+Both train the same recipe on the same global batch; one process uses every core as threads, the
+N processes share the cores (cores / N threads each, gloo all-reduce). Prints seconds per step and
+the speed-up. Step timings come from each run's own summary (start-up excluded).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+
+def run(cmd: list[str], threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/tiny-shapes.yaml")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--procs", type=int, default=2)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    values = yaml.safe_load(open(args.config))
+    values.setdefault("train", {}).update(steps=args.steps, sample_every=10**6, checkpoint_every=10**6)
+    tmp = tempfile.mkdtemp()
+    config = os.path.join(tmp, "c.yaml")
+    with open(config, "w") as f:
+        yaml.safe_dump(values, f)
+    train = ["-m", "vidiff", "train", "--config", config, "--no-progress"]
+    single = run([sys.executable, *train, "--out", os.path.join(tmp, "one")], cores)
+    multi = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.procs),
+                 *train, "--out", os.path.join(tmp, "many")], max(1, cores // args.procs))
+    one, many = single["seconds"] / args.steps, multi["seconds"] / args.steps
+    print(f"{args.config}, global batch {values['train'].get('batch_size', 4)}, {args.steps} steps, {cores} cores\n")
+    print("| run | s / step | speed-up |\n|---|---:|---:|")
+    print(f"| 1 process x {cores} threads | {one:.2f} | 1.00x |")
+    print(f"| {args.procs} processes x {max(1, cores // args.procs)} threads (DDP, gloo) | {many:.2f} | {one / many:.2f}x |")
+    print(f"\nfinal loss: {single['final_loss']:.5f} (1 process), {multi['final_loss']:.5f} ({args.procs} processes)")
+
+
+if __name__ == "__main__":
+    main()
