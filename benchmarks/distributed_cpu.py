@@ -4,7 +4,7 @@
 
 Both train the same recipe on the same global batch; one process uses every core as threads, the
 N processes share the cores (cores / N threads each, gloo all-reduce). Prints seconds per step and
-the speed-up. Step timings come from each run's own summary (start-up excluded).
+the speed-up. Step timings come from each run's own log (start-up, final checkpoint and samples excluded).
 """
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import tempfile
 import yaml
 
 
-def run(cmd: list[str], threads: int) -> dict:
+def run(cmd: list[str], threads: int, out_dir: str) -> tuple[float, float]:
+    """(seconds per step over the training steps, excluding the end-of-run checkpoint and samples; final loss)"""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
-    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    subprocess.run([*cmd, "--out", out_dir], capture_output=True, text=True, env=env, check=True)
+    latest = open(os.path.join(out_dir, "latest")).read().strip()
+    last = json.load(open(os.path.join(out_dir, "checkpoints", latest, "state.json")))["history"][-1]
+    return 1 / last["steps_per_s"], last["loss"]
 
 
 def main() -> None:
@@ -32,21 +35,21 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     values = yaml.safe_load(open(args.config))
-    values.setdefault("train", {}).update(steps=args.steps, sample_every=10**6, checkpoint_every=10**6)
+    values.setdefault("train", {}).update(steps=args.steps, sample_every=10**6, checkpoint_every=10**6,
+                                          log_every=args.steps)
     tmp = tempfile.mkdtemp()
     config = os.path.join(tmp, "c.yaml")
     with open(config, "w") as f:
         yaml.safe_dump(values, f)
     train = ["-m", "vidiff", "train", "--config", config, "--no-progress"]
-    single = run([sys.executable, *train, "--out", os.path.join(tmp, "one")], cores)
-    multi = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.procs),
-                 *train, "--out", os.path.join(tmp, "many")], max(1, cores // args.procs))
-    one, many = single["seconds"] / args.steps, multi["seconds"] / args.steps
+    one, loss_one = run([sys.executable, *train], cores, os.path.join(tmp, "one"))
+    many, loss_many = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(args.procs), *train], max(1, cores // args.procs), os.path.join(tmp, "many"))
     print(f"{args.config}, global batch {values['train'].get('batch_size', 4)}, {args.steps} steps, {cores} cores\n")
     print("| run | s / step | speed-up |\n|---|---:|---:|")
     print(f"| 1 process x {cores} threads | {one:.2f} | 1.00x |")
     print(f"| {args.procs} processes x {max(1, cores // args.procs)} threads (DDP, gloo) | {many:.2f} | {one / many:.2f}x |")
-    print(f"\nfinal loss: {single['final_loss']:.5f} (1 process), {multi['final_loss']:.5f} ({args.procs} processes)")
+    print(f"\nfinal loss: {loss_one:.5f} (1 process), {loss_many:.5f} ({args.procs} processes)")
 
 
 if __name__ == "__main__":
