@@ -14,6 +14,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train, sample and evaluate video diffusion models.")
 
 
+def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int]):
+    """The recipe a training command runs: the YAML given, or the run's own config when resuming."""
+    from .config import load_config, validate
+    from .training.checkpoint import read_config, resolve_checkpoint
+    if config is None and not resume:
+        raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
+    if out.exists() and not out.is_dir():
+        raise VidiffError(f"--out '{out}' is a file; give a folder for the run")
+    cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
+    if steps is not None:
+        cfg.train.steps = steps
+    return validate(cfg)
+
+
 @app.command()
 def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. configs/tiny-shapes.yaml"),
           out: Path = typer.Option(..., help="run folder: checkpoints, samples, loss.png"),
@@ -21,18 +35,9 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
           steps: Optional[int] = typer.Option(None, help="override train.steps"),
           progress: bool = typer.Option(True, help="show a progress bar")):
     """Train a text-to-video model."""
-    from .config import load_config, validate
-    from .training.checkpoint import read_config, resolve_checkpoint
-    from .training.trainer import Trainer
-    if config is None and not resume:
-        raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
-    cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
-    if steps is not None:
-        cfg.train.steps = steps
-    validate(cfg)
-    if out.exists() and not out.is_dir():
-        raise VidiffError(f"--out '{out}' is a file; give a folder for the run")
     from .training.distributed import shutdown
+    from .training.trainer import Trainer
+    cfg = run_config(config, out, resume, steps)
     try:
         trainer = Trainer(cfg, out, resume=resume, progress=progress)
         summary = trainer.train()
@@ -142,15 +147,8 @@ def train_vae(config: Optional[Path] = typer.Option(None, help="YAML recipe with
               steps: Optional[int] = typer.Option(None, help="override train.steps"),
               progress: bool = typer.Option(True, help="show a progress bar")):
     """Train the causal video VAE used for latent diffusion."""
-    from .config import load_config, validate
-    from .training.checkpoint import read_config, resolve_checkpoint
     from .training.vae_trainer import VAETrainer
-    if config is None and not resume:
-        raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
-    cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
-    if steps is not None:
-        cfg.train.steps = steps
-    validate(cfg)
+    cfg = run_config(config, out, resume, steps)
     typer.echo(json.dumps(VAETrainer(cfg, out, resume=resume, progress=progress).train()))
 
 
