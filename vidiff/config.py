@@ -119,6 +119,7 @@ class VAEConfig:
     latent_channels: int = 4
     temporal_downsample: int = 1   # 1 | 4 (then clips need 1 + 4k frames)
     kl_weight: float = 1e-6
+    mse_weight: float = 1.0        # squared error next to L1: L1 alone lets sparse objects collapse into background
     gradient_weight: float = 1.0   # L1 on spatial and temporal finite differences: sharp edges, steady motion
     latent_scale: float = 1.0      # latents are multiplied by this for diffusion (set to 1/std when training on them)
 

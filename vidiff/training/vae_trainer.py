@@ -1,4 +1,8 @@
-"""Training the video VAE: L1 reconstruction + L1 on spatial and temporal finite differences + a small KL.
+"""Training the video VAE: L1 + squared error + L1 on spatial and temporal finite differences + a small KL.
+
+The squared error matters on sparse frames: with L1 alone a small VAE trained on small objects over a
+black background settled on the background (the median) and stayed there; squared error keeps
+paying for every missed object pixel.
 
 The gradient term stands in for a perceptual loss, which would need downloaded network weights:
 it penalises blurred edges and frame-to-frame jitter directly. No adversarial term: at the sizes
@@ -51,10 +55,11 @@ def finite_differences(x: torch.Tensor) -> list[torch.Tensor]:
 def vae_loss(cfg: Config, recon: torch.Tensor, target: torch.Tensor, mean: torch.Tensor,
              logvar: torch.Tensor) -> tuple[torch.Tensor, dict]:
     l1 = (recon - target).abs().mean()
+    mse = (recon - target).pow(2).mean()
     grad = sum((a - b).abs().mean() for a, b in zip(finite_differences(recon), finite_differences(target)))
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-    loss = l1 + cfg.vae.gradient_weight * grad + cfg.vae.kl_weight * kl
-    return loss, {"l1": l1.item(), "grad": float(grad.detach()), "kl": kl.item()}
+    loss = l1 + cfg.vae.mse_weight * mse + cfg.vae.gradient_weight * grad + cfg.vae.kl_weight * kl
+    return loss, {"l1": l1.item(), "mse": mse.item(), "grad": float(grad.detach()), "kl": kl.item()}
 
 
 def validate_vae_config(cfg: Config) -> None:
