@@ -8,8 +8,7 @@ from vidiff.config import ModelConfig, TextConfig, config_from_dict
 from vidiff.models import TextToVideoModel
 from vidiff.models.dit import rotary_3d
 from vidiff.models.layers import apply_rotary
-from vidiff.training.trainer import Trainer
-from test_training import fixed_loss
+from test_training import assert_overfits_one_clip
 
 
 def tiny_dit(attention="factorized", randomize=False, **kw):
@@ -78,15 +77,7 @@ def test_dit_overfits_a_single_clip(tmp_path):
     values = tiny_config_dict(steps=300, lr=1e-3, warmup_steps=10, checkpoint_every=1000, cfg_dropout=0.0)
     values["model"] = {"type": "dit", "width": 64, "depth": 2, "head_dim": 16, "patch": [1, 2, 2],
                        "text": {"dim": 32, "layers": 1, "heads": 2}}
-    cfg = config_from_dict(values)
-    cfg.data.num_clips = 1
-    cfg.diffusion.prediction, cfg.diffusion.loss_weighting = "x0", "none"
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    clip = trainer.dataset[0]
-    before = fixed_loss(trainer, clip)
-    trainer.train()
-    after = fixed_loss(trainer, clip)
-    assert after < 0.05 * before, (before, after)
+    assert_overfits_one_clip(values, tmp_path / "run")
 
 
 def test_a_dit_checkpoint_generates_through_the_pipeline(tmp_path):
