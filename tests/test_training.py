@@ -50,6 +50,20 @@ def test_resume_continues_bit_for_bit(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_time_limit_stops_with_a_checkpoint_and_resume_keeps_the_clock(tmp_path, monkeypatch):
+    clock = iter(range(0, 10**6, 30))                 # every perf_counter call: 30 s later
+    monkeypatch.setattr("vidiff.training.trainer.perf_counter", lambda: next(clock))
+    cfg = config_from_dict(tiny_config_dict(steps=50, checkpoint_every=1000, time_limit_minutes=1.0))
+    summary = Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert summary["steps"] == 2 and summary["train_seconds"] == 60          # 30 s per step, 1 minute
+    assert (tmp_path / "run" / "latest").read_text().strip() == "step_00000002"
+    cfg.train.time_limit_minutes = 2.0
+    resumed = Trainer(cfg, tmp_path / "run", resume=True, progress=False)
+    assert resumed.seconds == 60
+    assert resumed.train()["steps"] == 4                                     # the limit counts earlier time
+    assert resumed.history[-1]["seconds"] == 120
+
+
 def test_run_leaves_checkpoints_config_plot_and_samples(tmp_path):
     cfg = config_from_dict(tiny_config_dict(steps=4, checkpoint_every=1, keep_last=2))
     Trainer(cfg, tmp_path / "run", progress=False).train()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidiff.errors import VidiffError
 from vidiff.models.vae import VideoVAE
 
 
@@ -98,3 +99,51 @@ def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "vidiff", "reconstruct", str(tmp_path / "in.mp4"), str(tmp_path / "o2.mp4"),
                         "--vae", str(DEFAULT_MODEL)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "not a 'vae'" in r.stderr
+
+
+def test_patch_discriminator_learns_to_tell_clips_from_blurred_copies():
+    from vidiff.config import DataConfig
+    from vidiff.data import ShapesDataset, collate
+    from vidiff.models.discriminator import PatchDiscriminator3D, discriminator_hinge_loss
+    data = ShapesDataset(DataConfig(frames=4, size=16, max_objects=1, radius=[0.25, 0.3]))
+
+    def batch(start):
+        real = collate([data[start + i] for i in range(8)])["video"]
+        blurred = torch.nn.functional.avg_pool3d(real, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)
+        return real, blurred
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator3D(3, 8)
+    assert disc(torch.zeros(2, 3, 1, 16, 16)).shape == (2, 1, 1, 2, 2)     # an image is a 1-frame clip
+    optimizer = torch.optim.Adam(disc.parameters(), lr=2e-3, betas=(0.5, 0.9))
+    for step in range(60):
+        real, fake = batch(8 * step)
+        loss = discriminator_hinge_loss(disc(real), disc(fake))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    real, fake = batch(10**6)                                                 # held-out clips
+    with torch.no_grad():
+        assert disc(real).mean() > disc(fake).mean() + 0.5
+
+
+def test_adversarial_vae_training_checkpoints_and_resumes_exactly(tmp_path):
+    from vidiff.config import config_from_dict
+    from vidiff.training.vae_trainer import VAETrainer
+    values = vae_values(steps=4, checkpoint_every=2, log_every=1)
+    values["vae"].update(adversarial_weight=0.5, adversarial_start=1, discriminator_channels=8)
+    full = VAETrainer(config_from_dict(values), tmp_path / "full", progress=False)
+    full.train()
+    assert "adversarial" not in full.history[0] and full.history[1]["adversarial_weight"] > 0
+    assert "discriminator" in full.history[-1]
+    assert (tmp_path / "full" / "checkpoints" / "step_00000004" / "discriminator.safetensors").is_file()
+    part = VAETrainer(config_from_dict({**values, "train": {**values["train"], "steps": 2}}), tmp_path / "part", progress=False)
+    part.train()
+    resumed = VAETrainer(config_from_dict(values), tmp_path / "part", resume=True, progress=False)
+    resumed.train()
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for a, b in zip(full.disc.state_dict().values(), resumed.disc.state_dict().values()):
+        assert torch.equal(a, b)
+    values["vae"]["adversarial_weight"] = -1.0
+    with pytest.raises(VidiffError, match="adversarial_weight"):
+        VAETrainer(config_from_dict(values), tmp_path / "bad", progress=False)

@@ -14,7 +14,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train, sample and evaluate video diffusion models.")
 
 
-def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int]):
+def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int], minutes: Optional[float] = None):
     """The recipe a training command runs: the YAML given, or the run's own config when resuming."""
     from .config import load_config, validate
     from .training.checkpoint import read_config, resolve_checkpoint
@@ -25,6 +25,8 @@ def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[
     cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
     if steps is not None:
         cfg.train.steps = steps
+    if minutes is not None:
+        cfg.train.time_limit_minutes = minutes
     return validate(cfg)
 
 
@@ -33,11 +35,13 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
           out: Path = typer.Option(..., help="run folder: checkpoints, samples, loss.png"),
           resume: bool = typer.Option(False, help="continue the run in --out from its latest checkpoint"),
           steps: Optional[int] = typer.Option(None, help="override train.steps"),
+          minutes: Optional[float] = typer.Option(None, help="override train.time_limit_minutes: stop after this "
+                                                              "much training time (0 = no limit)"),
           progress: bool = typer.Option(True, help="show a progress bar")):
     """Train a text-to-video model."""
     from .training.distributed import shutdown
     from .training.trainer import Trainer
-    cfg = run_config(config, out, resume, steps)
+    cfg = run_config(config, out, resume, steps, minutes)
     try:
         trainer = Trainer(cfg, out, resume=resume, progress=progress)
         summary = trainer.train()

@@ -89,6 +89,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     steps: int = 1000
+    time_limit_minutes: float = 0.0   # also stop (and checkpoint) once this much training time has passed; 0 = off
     batch_size: int = 4
     grad_accum: int = 1
     lr: float = 3e-4
@@ -121,6 +122,9 @@ class VAEConfig:
     kl_weight: float = 1e-6
     mse_weight: float = 1.0        # squared error next to L1: L1 alone lets sparse objects collapse into background
     gradient_weight: float = 1.0   # L1 on spatial and temporal finite differences: sharp edges, steady motion
+    adversarial_weight: float = 0.0   # hinge GAN term against a 3D PatchGAN, balanced per step as in VQGAN; 0 = off
+    adversarial_start: int = 0        # step from which the discriminator trains and the term applies
+    discriminator_channels: int = 32
     latent_scale: float = 1.0      # latents are multiplied by this for diffusion (set to 1/std when training on them)
 
     def spatial_factor(self) -> int:
@@ -236,8 +240,8 @@ def validate(cfg: Config) -> Config:
                           f"a multiple of {frames_multiple} at the {m.type}'s input")
     if d.frame_stride < 1 or d.fps < 0 or d.image_every < 0 or d.workers < 0:
         raise VidiffError("data needs frame_stride >= 1 and fps, image_every, workers >= 0")
-    if t.steps < 1 or t.batch_size < 1 or t.grad_accum < 1 or not 0 <= t.cfg_dropout < 1:
-        raise VidiffError("train needs steps, batch_size, grad_accum >= 1 and 0 <= cfg_dropout < 1")
+    if t.steps < 1 or t.batch_size < 1 or t.grad_accum < 1 or not 0 <= t.cfg_dropout < 1 or not t.time_limit_minutes >= 0:
+        raise VidiffError("train needs steps, batch_size, grad_accum >= 1, 0 <= cfg_dropout < 1 and time_limit_minutes >= 0")
     return cfg
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from contextlib import nullcontext
 from pathlib import Path
+from time import perf_counter
 
 import torch
 from tqdm.auto import tqdm
@@ -106,7 +106,7 @@ class Trainer:
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
-        self.step, self.bad_steps, self.history = 0, 0, []
+        self.step, self.bad_steps, self.history, self.seconds = 0, 0, [], 0.0
         self.checkpoints = self.run_dir / "checkpoints"
         folder = None
         if resume:
@@ -173,6 +173,7 @@ class Trainer:
         load_weights(self.ema.model, folder / "ema.safetensors", saved)
         state = json.loads((folder / "state.json").read_text())
         self.step, self.bad_steps, self.history = state["step"], state["bad_steps"], state["history"]
+        self.seconds = state.get("seconds", 0.0)
         return folder
 
     def _resume_optimizer(self, folder: Path) -> None:
@@ -243,7 +244,7 @@ class Trainer:
 
     def save(self) -> Path:
         name = f"step_{self.step:08d}"
-        state = {"step": self.step, "bad_steps": self.bad_steps, "history": self.history}
+        state = {"step": self.step, "bad_steps": self.bad_steps, "history": self.history, "seconds": self.seconds}
         model, ema, optimizer = self.full_states()
         if self.dist.main:
             if not (self.checkpoints / name).exists():
@@ -275,26 +276,34 @@ class Trainer:
         save_samples(videos, captions, self.run_dir / "samples", self.step)
 
     def train(self) -> dict:
+        """Run to train.steps, or until train.time_limit_minutes of training time (summed over resumes)
+        have passed; the last step is always checkpointed. Checkpointing and sampling time is not counted."""
         tc = self.cfg.train
         bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         self.start_loader()
-        start, start_step = time.perf_counter(), self.step
+        start, start_step, before = perf_counter(), self.step, self.seconds
+        limit = tc.time_limit_minutes * 60 if tc.time_limit_minutes > 0 else math.inf
         while self.step < tc.steps:
+            tick = perf_counter()
             loss = self.train_step()
+            self.seconds += perf_counter() - tick
+            last = self.step == tc.steps or (limit < math.inf and dist_mean(float(self.seconds >= limit), self.dist) > 0)
             bar.update(1)
-            if self.step % tc.log_every == 0 or self.step == tc.steps:
-                rate = (self.step - start_step) / (time.perf_counter() - start)
+            if self.step % tc.log_every == 0 or last:
+                rate = (self.step - start_step) / (self.seconds - before)
                 self.history.append({"step": self.step, "loss": loss, "lr": learning_rate(tc, self.step - 1),
-                                     "steps_per_s": rate})
+                                     "steps_per_s": rate, "seconds": self.seconds})
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate(tc, self.step - 1):.1e}")
-            if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
+            if self.step % tc.checkpoint_every == 0 or last:
                 self.save()
                 if self.dist.main:
                     save_loss_plot(self.history, self.run_dir / "loss.png")
-            if self.step % tc.sample_every == 0 or self.step == tc.steps:
+            if self.step % tc.sample_every == 0 or last:
                 self.write_samples()
+            if last:
+                break
         bar.close()
-        elapsed = time.perf_counter() - start
+        elapsed = perf_counter() - start
         self._batches = None
-        return {"steps": self.step, "seconds": elapsed, "bad_steps": self.bad_steps, "skipped_files": len(self.skipped),
-                "final_loss": self.history[-1]["loss"] if self.history else None}
+        return {"steps": self.step, "seconds": elapsed, "train_seconds": self.seconds, "bad_steps": self.bad_steps,
+                "skipped_files": len(self.skipped), "final_loss": self.history[-1]["loss"] if self.history else None}

@@ -5,8 +5,9 @@ black background settled on the background (the median) and stayed there; square
 paying for every missed object pixel.
 
 The gradient term stands in for a perceptual loss, which would need downloaded network weights:
-it penalises blurred edges and frame-to-frame jitter directly. No adversarial term: at the sizes
-vidiff trains on a CPU it mostly adds instability (a discriminator is left for later work).
+it penalises blurred edges and frame-to-frame jitter directly. An adversarial term (vae.adversarial_weight,
+off by default) adds a 3D PatchGAN with hinge losses; its weight is rescaled every step so that its
+gradient at the decoder's last layer matches the reconstruction gradient there (VQGAN's balance).
 Checkpoints, resume and plots work as in the diffusion trainer (same atomic folders, `latest`).
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..config import Config
 from ..data import build_dataset, collate
 from ..data.io import save_video, tile, to_uint8, upscale
 from ..errors import VidiffError
+from ..models.discriminator import PatchDiscriminator3D, discriminator_hinge_loss, generator_adversarial_loss
 from ..models.vae import VideoVAE
 from .checkpoint import load_weights, read_config, resolve_checkpoint, write_checkpoint, write_pointer
 from .plots import save_loss_plot
@@ -62,8 +64,17 @@ def vae_loss(cfg: Config, recon: torch.Tensor, target: torch.Tensor, mean: torch
     return loss, {"l1": l1.item(), "mse": mse.item(), "grad": float(grad.detach()), "kl": kl.item()}
 
 
+def adaptive_weight(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor) -> float:
+    """The adversarial weight that gives its gradient at `last_layer` the reconstruction gradient's norm."""
+    rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0].norm()
+    adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0].norm()
+    return (rec / (adv + 1e-4)).clamp(0, 1e4).item()
+
+
 def validate_vae_config(cfg: Config) -> None:
     v, d = cfg.vae, cfg.data
+    if v.adversarial_weight < 0 or v.adversarial_start < 0 or v.discriminator_channels < 2:
+        raise VidiffError("vae needs adversarial_weight >= 0, adversarial_start >= 0 and discriminator_channels >= 2")
     if len(v.channel_mults) < 3 and v.temporal_downsample == 4:
         raise VidiffError("vae.temporal_downsample 4 needs at least 3 vae.channel_mults levels")
     if (d.frames - 1) % v.temporal_downsample:
@@ -81,6 +92,11 @@ class VAETrainer:
         torch.manual_seed(cfg.train.seed)
         self.vae = build_vae(cfg).to(self.device)
         self.optimizer = torch.optim.AdamW(self.vae.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.disc = self.disc_optimizer = None
+        if cfg.vae.adversarial_weight > 0:
+            self.disc = PatchDiscriminator3D(cfg.vae.in_channels, cfg.vae.discriminator_channels).to(self.device)
+            self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=cfg.train.lr, betas=(0.5, 0.9),
+                                                    weight_decay=cfg.train.weight_decay)
         self.dataset = build_dataset(cfg.data)
         self.step, self.history = 0, []
         self.checkpoints = self.run_dir / "checkpoints"
@@ -89,7 +105,13 @@ class VAETrainer:
                 raise VidiffError(f"nothing to resume in '{self.run_dir}' (no 'latest' checkpoint); drop --resume")
             folder = resolve_checkpoint(self.run_dir)
             load_weights(self.vae, folder / "model.safetensors", read_config(folder), model_type=VAE_TYPE)
-            self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True))
+            optimizers = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
+            if self.disc is not None:
+                if not (folder / "discriminator.safetensors").is_file():
+                    raise VidiffError(f"checkpoint '{folder}' has no discriminator; resume with the run's own config.json")
+                load_weights(self.disc, folder / "discriminator.safetensors", cfg, model_type="discriminator")
+                self.disc_optimizer.load_state_dict(optimizers["discriminator"])
+            self.optimizer.load_state_dict(optimizers.get("vae", optimizers))
             state = json.loads((folder / "state.json").read_text())
             self.step, self.history = state["step"], state["history"]
         elif self.checkpoints.exists() and any(self.checkpoints.iterdir()):
@@ -110,11 +132,25 @@ class VAETrainer:
         generator = torch.Generator().manual_seed(tc.seed * 1_000_003 + self.step)
         recon, mean, logvar = self.vae(video, generator)
         loss, parts = vae_loss(self.cfg, recon, video, mean, logvar)
+        adversarial = self.disc is not None and self.step >= self.cfg.vae.adversarial_start
+        if adversarial:
+            fake = generator_adversarial_loss(self.disc(recon))
+            weight = self.cfg.vae.adversarial_weight * adaptive_weight(loss, fake, self.vae.decoder[-1].weight)
+            loss = loss + weight * fake
+            parts.update(adversarial=fake.item(), adversarial_weight=weight)
         self.optimizer.zero_grad(set_to_none=True)
         if math.isfinite(loss.item()):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), tc.grad_clip)
             self.optimizer.step()
+        if adversarial:
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            d_loss = discriminator_hinge_loss(self.disc(video), self.disc(recon.detach()))
+            if math.isfinite(d_loss.item()):
+                d_loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.disc.parameters(), tc.grad_clip)
+                self.disc_optimizer.step()
+            parts["discriminator"] = d_loss.item()
         self.step += 1
         return {"loss": loss.item(), **parts}
 
@@ -122,7 +158,12 @@ class VAETrainer:
         name = f"step_{self.step:08d}"
         state = {"step": self.step, "history": self.history}
         if not (self.checkpoints / name).exists():
-            write_checkpoint(self.checkpoints / name, self.cfg, self.vae, None, self.optimizer, state, model_type=VAE_TYPE)
+            optimizer, extra = self.optimizer, None
+            if self.disc is not None:
+                optimizer = {"vae": self.optimizer.state_dict(), "discriminator": self.disc_optimizer.state_dict()}
+                extra = {"discriminator": self.disc}
+            write_checkpoint(self.checkpoints / name, self.cfg, self.vae, None, optimizer, state,
+                             model_type=VAE_TYPE, extra=extra)
         write_pointer(self.run_dir, name)
         for old in sorted(p for p in self.checkpoints.iterdir() if p.name.startswith("step_"))[: -self.cfg.train.keep_last]:
             shutil.rmtree(old)
