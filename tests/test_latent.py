@@ -44,3 +44,37 @@ def test_train_on_latents_then_generate_pixels(tmp_path, vae_run, backbone):
                       resume=True, progress=False)
     assert resumed.cfg.vae.latent_scale == trainer.cfg.vae.latent_scale
     resumed.train()
+
+
+def test_folder_with_fixed_clips_encodes_each_file_once(tmp_path, vae_run):
+    import warnings
+
+    from test_video_folder import VOCAB, data_config, moving_square
+    from vidiff.data import VideoFolderDataset
+    from vidiff.data.io import save_video
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        save_video(moving_square(20, 32, 48), root / name, fps=8)
+        (root / name).with_suffix(".txt").write_text("a red circle bouncing")
+    # a fixed clip is the same whatever batch draws the file; a random one is not
+    fixed = VideoFolderDataset(data_config(root, crop="random", fixed_clips=True), VOCAB)
+    free = VideoFolderDataset(data_config(root, crop="random"), VOCAB)
+    by_path = lambda data, k: {(it := data.item(k, j, 3))["path"]: it["video"] for j in range(3)}
+    first, later = by_path(fixed, 0), by_path(fixed, 5)
+    assert all(torch.equal(first[p], later[p]) for p in first)
+    assert not all(torch.equal(a, b) for a, b in zip(by_path(free, 0).values(), by_path(free, 5).values()))
+
+    values = tiny_config_dict(steps=4, checkpoint_every=4, vae=str(vae_run))
+    values["data"] = {"type": "folder", "path": str(root), "frames": 4, "size": 16, "frame_stride": 2,
+                      "crop": "random", "fixed_clips": True}
+    values["model"]["text"]["vocab"] = VOCAB
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(config_from_dict(values), tmp_path / "run", progress=False)
+        calls = []
+        encode = trainer.codec.encode
+        trainer.codec.encode = lambda video: calls.append(video.shape[0]) or encode(video)
+        trainer.train()
+    assert sorted(trainer.latent_cache) == sorted(str(root / n) for n in ("a.mp4", "b.mp4", "c.mp4"))
+    assert sum(calls) <= 3 + 2 * 2        # batches of 2: once the three files are cached, no more encoding

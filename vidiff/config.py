@@ -84,6 +84,8 @@ class DataConfig:
     crop: str = "center"      # center | random square crop after scaling the short side to `size`
     image_every: int = 4      # with images in the folder, every n-th batch is a batch of 1-frame images
     workers: int = 0          # DataLoader worker processes decoding ahead of the training step
+    fixed_clips: bool = False # one fixed clip and crop per file (no temporal/crop augmentation), so latent
+                              # training (train.vae) encodes each file once and reuses its cached latent
 
 
 @dataclass

@@ -12,13 +12,16 @@ Files are checked once when the dataset opens: a zero-byte, corrupt, truncated, 
 short file, or a caption with words outside the model's vocabulary, is skipped with a warning naming
 it and a count in the run summary. A file that fails later, while decoding, is skipped too and the
 next good file takes its place, so one bad file never stops a run and garbage never reaches the model.
-Item i is a pure function of (seed, i), so resumed runs see the same data.
+Item i is a pure function of (seed, i), so resumed runs see the same data. With `fixed_clips` the start
+frame and crop depend only on (seed, file): each file always gives the same clip, which lets latent
+training encode it once (a trade of augmentation for speed, as in precomputed-latent pipelines).
 """
 from __future__ import annotations
 
 import csv
 import json
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +164,8 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             epoch, offset = divmod(index + attempt, len(pool))
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(pool))   # reshuffle per epoch
             entry = pool[order[offset]]
-            rng = np.random.default_rng([self.cfg.seed, index, attempt])
+            rng = np.random.default_rng([self.cfg.seed, zlib.crc32(str(entry.path).encode())] if self.cfg.fixed_clips
+                                        else [self.cfg.seed, index, attempt])
             try:
                 video = self.load(entry, rng)
             except Exception as e:                     # decoding failed after a good probe: skip, take the next

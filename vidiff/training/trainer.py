@@ -147,12 +147,16 @@ class Trainer:
         return LatentCodec(vae.requires_grad_(False), cfg.vae.latent_scale)
 
     def to_model_space(self, batch: dict) -> torch.Tensor:
-        """Pixels, or their (cached, for a finite clip set) latents."""
+        """Pixels, or their latents; cached when each clip recurs unchanged (a finite synthetic set,
+        or a folder with data.fixed_clips), so every clip goes through the VAE encoder once."""
         video = batch["video"].to(self.device)
         if self.codec.vae is None:
             return video
-        n = self.cfg.data.num_clips if self.cfg.data.type == "shapes" else 0
-        keys = [i % n for i in batch["indices"]] if n else []
+        data = self.cfg.data
+        if data.type == "shapes":
+            keys = [i % data.num_clips for i in batch["indices"]] if data.num_clips else []
+        else:
+            keys = list(batch["path"]) if data.fixed_clips else []
         if keys and all(k in self.latent_cache for k in keys):
             return torch.stack([self.latent_cache[k] for k in keys]).to(self.device)
         z = self.codec.encode(video)
