@@ -1,10 +1,11 @@
 """Latent DiT vs pixel U-Net at equal training wall-clock (a benchmark, not a test).
 
     python benchmarks/latent_vs_pixel.py --vae runs/vae-shapes [--minutes 20] [--evals 4] [--num 24]
+                                         [--models "pixel U-Net" "latent DiT" "latent U-Net"]
                                          [--runs runs/latent-vs-pixel] [--out eval/latent_vs_pixel]
 
-Both recipes (configs/tiny-shapes.yaml, the pixel U-Net of the embedded model, and
-configs/tiny-shapes-latent-dit.yaml) train one after the other on this machine for the same
+The recipes (configs/tiny-shapes.yaml, the pixel U-Net of the embedded model,
+configs/tiny-shapes-latent-dit.yaml and configs/tiny-shapes-latent-unet.yaml) train one after the other on this machine for the same
 training time. Each first measures its own steps/s over a few steps and sets train.steps so its
 cosine learning-rate schedule ends at the time limit (train.time_limit_minutes is the hard stop).
 A latent step includes encoding its batch with the frozen VAE (the synthetic stream is endless, so
@@ -31,7 +32,8 @@ from vidiff.evaluation.sources import HELD_OUT, ground_truth
 from vidiff.pipeline import VideoPipeline
 from vidiff.training.trainer import Trainer
 
-RECIPES = {"pixel U-Net": "configs/tiny-shapes.yaml", "latent DiT": "configs/tiny-shapes-latent-dit.yaml"}
+RECIPES = {"pixel U-Net": "configs/tiny-shapes.yaml", "latent DiT": "configs/tiny-shapes-latent-dit.yaml",
+           "latent U-Net": "configs/tiny-shapes-latent-unet.yaml"}
 CHUNK = 4
 
 
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training time of each model")
     parser.add_argument("--evals", type=int, default=4, help="checkpoints of each run to score")
     parser.add_argument("--num", type=int, default=24, help="videos per score")
+    parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES), metavar="MODEL",
+                        help=f"recipes to train and score (default: all of {', '.join(RECIPES)})")
     parser.add_argument("--runs", type=Path, default=Path("runs/latent-vs-pixel"))
     parser.add_argument("--out", type=Path, default=Path("eval/latent_vs_pixel"))
     args = parser.parse_args()
@@ -109,7 +113,7 @@ def main() -> None:
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
     reference = ground_truth(data, FVD_REFERENCE, offset=10**6)[1]
     infos = {}
-    for name in RECIPES:
+    for name in args.models:
         run = args.runs / name.replace(" ", "-").lower()
         infos[name] = train(name, args, run)
         for folder in sorted((run / "checkpoints").iterdir()):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidiff.config import DataConfig
 from vidiff.data.io import read_video, to_uint8
 from vidiff.evaluation.reconstruction import psnr, ssim
 from vidiff.evaluation.sources import ground_truth
@@ -47,10 +48,12 @@ def main() -> None:
     args = parser.parse_args()
     vae, cfg = load_vae(args.vae)
     rows = []
-    _, clips, _ = ground_truth(cfg.data, args.num)
-    frames = 1 + (cfg.data.frames - 1) // vae.time_factor * vae.time_factor
+    # a VAE trained on a folder is still checked on the synthetic world, at the shapes recipe's size
+    shapes = cfg.data if cfg.data.type == "shapes" else DataConfig(frames=cfg.data.frames, size=32)
+    _, clips, _ = ground_truth(shapes, args.num)
+    frames = 1 + (shapes.frames - 1) // vae.time_factor * vae.time_factor
     scores = [(psnr(c[:frames], r), ssim(c[:frames], r)) for c in clips for r in [reconstruct(vae, c[:frames])]]
-    rows.append((f"synthetic held-out ({args.num} clips, {frames}x{cfg.data.size}x{cfg.data.size})", scores))
+    rows.append((f"synthetic held-out ({args.num} clips, {frames}x{shapes.size}x{shapes.size})", scores))
     if args.real is not None:
         t = 1 + 16 // vae.time_factor * vae.time_factor
         for path in sorted(args.real.glob("*.mp4")):

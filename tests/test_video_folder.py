@@ -133,3 +133,20 @@ def test_data_check_command_lists_every_skip_and_the_vocabulary(folder):
             assert f"skip  {name}: " in result.stdout and why in result.stdout
     assert "5 usable (4 videos, 1 images), 6 skipped" in result.stdout
     assert "purple" in result.stdout.splitlines()[-1]
+
+
+def test_the_vae_trains_on_a_folder_without_needing_captions(folder, tmp_path):
+    from test_vae import vae_values
+    from vidiff.training.vae_trainer import VAETrainer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = VideoFolderDataset(data_config(folder), captions=False)
+        values = vae_values(steps=2, checkpoint_every=2, log_every=1)
+        values["data"] = {"type": "folder", "path": str(folder), "frames": 4, "size": 16, "frame_stride": 2,
+                          "image_every": 0}
+        trainer = VAETrainer(config_from_dict(values), tmp_path / "vae", progress=False)
+        trainer.train()
+    assert "uncaptioned.mp4" in {e.path.name for e in data.videos}
+    assert "uncaptioned.mp4" not in dict(data.skipped) and "garbage.mp4" in dict(data.skipped)
+    assert "uncaptioned.mp4" in {e.path.name for e in trainer.dataset.videos}
+    assert len(trainer.history) == 2 and all(np.isfinite(h["loss"]) for h in trainer.history)

@@ -6,8 +6,9 @@ from .video_folder import VideoFolderDataset
 DATASETS = {"shapes": ShapesDataset, "folder": VideoFolderDataset}
 
 
-def build_dataset(cfg, vocab: list[str] | None = None):
-    """The dataset a data config describes; folder data checks captions against the model's vocabulary."""
+def build_dataset(cfg, vocab: list[str] | None = None, captions: bool = True):
+    """The dataset a data config describes; folder data checks captions against the model's vocabulary
+    (captions=False: uncaptioned files are kept, for the VAE)."""
     if cfg.type == "folder":
-        return VideoFolderDataset(cfg, vocab)
+        return VideoFolderDataset(cfg, vocab, captions=captions)
     return DATASETS[cfg.type](cfg)

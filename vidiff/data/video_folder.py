@@ -7,6 +7,7 @@ folder ("file" is accepted for "path"), or a <name>.txt beside each file. Videos
 mkv, avi, gif) give clips of `frames` frames taken every `frame_stride` source frames (or at
 `fps`); images (png, jpg, webp) are 1-frame videos, gathered into their own batches every
 `image_every` batches (joint image-video training), since a batch holds one frame count.
+`vidiff train-vae` reads the same folders without needing captions.
 
 Files are checked once when the dataset opens: a zero-byte, corrupt, truncated, unreadable or too
 short file, or a caption with words outside the model's vocabulary, is skipped with a warning naming
@@ -84,7 +85,7 @@ def probe_video(path: Path) -> tuple[int, float]:
 
 def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | None) -> tuple[Entry | None, str]:
     """An Entry for a usable file, or None and the reason it is skipped."""
-    if caption is None:
+    if caption is None:                                 # (the VAE, which needs no captions, passes "")
         return None, "no caption (captions.csv/jsonl row or .txt file)"
     unknown = sorted({w for w in caption.lower().split()} - vocab) if vocab is not None else []
     if unknown:
@@ -105,7 +106,8 @@ def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | N
 
 
 class VideoFolderDataset(torch.utils.data.Dataset):
-    def __init__(self, cfg: DataConfig, vocab: list[str] | None = None, warn: bool = True, require_files: bool = True):
+    def __init__(self, cfg: DataConfig, vocab: list[str] | None = None, warn: bool = True, require_files: bool = True,
+                 captions: bool = True):
         self.cfg = cfg
         folder = Path(cfg.path)
         if not cfg.path or not folder.is_dir():
@@ -121,6 +123,8 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             caption = table.get(rel, table.get(path.name))
             if caption is None and sidecar.is_file():
                 caption = sidecar.read_text().strip()
+            if caption is None and not captions:
+                caption = ""
             entry, reason = check_file(path, caption, self.frames_needed(path), vocab_set)
             if entry is None:
                 self.skip(rel, reason, warn)

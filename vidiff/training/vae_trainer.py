@@ -97,7 +97,7 @@ class VAETrainer:
             self.disc = PatchDiscriminator3D(cfg.vae.in_channels, cfg.vae.discriminator_channels).to(self.device)
             self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=cfg.train.lr, betas=(0.5, 0.9),
                                                     weight_decay=cfg.train.weight_decay)
-        self.dataset = build_dataset(cfg.data)
+        self.dataset = build_dataset(cfg.data, captions=False)
         self.step, self.history = 0, []
         self.checkpoints = self.run_dir / "checkpoints"
         if resume:
