@@ -1,12 +1,12 @@
-"""Latent DiT vs pixel U-Net at equal training wall-clock (a benchmark, not a test).
+"""Latent (DiT, U-Net) vs pixel (U-Net) diffusion at equal training wall-clock (a benchmark, not a test).
 
     python benchmarks/latent_vs_pixel.py --vae runs/vae-shapes [--minutes 20] [--evals 4] [--num 24]
                                          [--models "pixel U-Net" "latent DiT" "latent U-Net"]
                                          [--runs runs/latent-vs-pixel] [--out eval/latent_vs_pixel]
 
 The recipes (configs/tiny-shapes.yaml, the pixel U-Net of the embedded model,
-configs/tiny-shapes-latent-dit.yaml and configs/tiny-shapes-latent-unet.yaml) train one after the other on this machine for the same
-training time. Each first measures its own steps/s over a few steps and sets train.steps so its
+configs/tiny-shapes-latent-dit.yaml and configs/tiny-shapes-latent-unet.yaml) train one after the
+other on this machine for the same training time. Each first measures its own steps/s over a few steps and sets train.steps so its
 cosine learning-rate schedule ends at the time limit (train.time_limit_minutes is the hard stop).
 A latent step includes encoding its batch with the frozen VAE (the synthetic stream is endless, so
 nothing is cached). --evals checkpoints of each run are scored with `vidiff eval`'s metrics on the
