@@ -7,8 +7,10 @@ that starts at zero, so every block starts as the identity), and cross-attends t
 
 attention: "full" attends over all T*H*W tokens at once; "factorized" attends over the H*W tokens
 of each frame, then over the T tokens of each position (Latte's comparison found factorized
-attention cheaper at a small loss). Positions are 3D rotary embeddings (no learned tables), so
-the model runs at frame counts and sizes it was not trained at.
+attention cheaper at a small loss). Positions are 3D rotary embeddings in attention plus fixed
+sinusoidal row/column features projected by a learned linear layer (rotary alone carries only
+relative offsets, and a model must know where the walls are); both are functions of position, not
+tables of a trained length, so the model runs at frame counts and sizes it was not trained at.
 """
 from __future__ import annotations
 
@@ -61,8 +63,6 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         chunks = 9 if factorized else 6
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, chunks * dim))
-        nn.init.zeros_(self.ada[1].weight)        # adaLN-Zero: gates start at 0, the block is the identity
-        nn.init.zeros_(self.ada[1].bias)
 
     def forward(self, x: Tensor, cond: Tensor, context: Tensor, mask: Tensor, grid: tuple[int, int, int],
                 rope: tuple[Tensor, Tensor], rope_s: tuple[Tensor, Tensor], rope_t: tuple[Tensor, Tensor]) -> Tensor:
@@ -105,7 +105,26 @@ class DiT3D(nn.Module):
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, in_channels * self.patch[0] * self.patch[1] * self.patch[2])
-        for layer in (self.ada_out[1], self.out):
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's init (Peebles & Xie 2023, models.py), in one place: Xavier-uniform linear layers and
+        patch embedding, N(0, 0.02) noise-level MLP, and adaLN-Zero: only the modulation layers and the
+        output layer start at zero, so every block starts as the identity. Attention output projections
+        must NOT also be zeroed: a block's attention branch is gate * to_out(...), and with both factors
+        at zero each one's gradient is proportional to the other, so neither would ever move."""
+        def basic(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        self.apply(basic)
+        nn.init.xavier_uniform_(self.embed.weight.view(self.embed.weight.shape[0], -1))
+        nn.init.zeros_(self.embed.bias)
+        for layer in self.noise_embed.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+        for layer in [block.ada[1] for block in self.blocks] + [self.ada_out[1], self.out]:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 

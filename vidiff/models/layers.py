@@ -60,9 +60,7 @@ class Attention(nn.Module):
         self.heads, self.head_dim, self.rotary = dim // head_dim, head_dim, rotary
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
-        self.to_out = nn.Linear(dim, dim)
-        nn.init.zeros_(self.to_out.weight)  # each attention block starts as the identity
-        nn.init.zeros_(self.to_out.bias)
+        self.to_out = nn.Linear(dim, dim)   # initialised by the owning backbone (see its initialize_weights)
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 rope: tuple[Tensor, Tensor] | None = None) -> Tensor:

@@ -82,10 +82,10 @@ class ResBlock3D(nn.Module):
         self.conv1 = SpatialConv(in_ch, out_ch, (1, 3, 3), padding=(0, 1, 1))
         self.emb = nn.Linear(emb_dim, 2 * out_ch)
         self.norm2 = FrameGroupNorm(groups, out_ch)
-        self.conv2 = zero_init(SpatialConv(out_ch, out_ch, (1, 3, 3), padding=(0, 1, 1)))
+        self.conv2 = SpatialConv(out_ch, out_ch, (1, 3, 3), padding=(0, 1, 1))
         self.skip = SpatialConv(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.norm_t = FrameGroupNorm(groups, out_ch)
-        self.conv_t = zero_init(TemporalConv(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0)))
+        self.conv_t = TemporalConv(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0))
 
     def forward(self, x: Tensor, emb: Tensor, frames: int) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))                                   # (B*T, C, H, W)
@@ -206,7 +206,21 @@ class UNet3D(nn.Module):
             if lvl > 0:
                 self.up.append(Upsample(ch))
         self.out = nn.Sequential(FrameGroupNorm(groups, ch), nn.SiLU(),
-                                 zero_init(SpatialConv(ch, in_channels, (1, 3, 3), padding=(0, 1, 1))))
+                                 SpatialConv(ch, in_channels, (1, 3, 3), padding=(0, 1, 1)))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """PyTorch's default init, except that the last layer of every residual branch starts at zero
+        (the second conv and the temporal conv of each ResBlock3D, every attention's output projection)
+        and so does the output conv: each block starts as the identity, and the temporal layers of
+        an inflated image model add nothing until trained. These branches have no gate in front
+        of them, so their zeroed weights still get gradients from the branch input."""
+        for module in self.modules():
+            if isinstance(module, ResBlock3D):
+                zero_init(module.conv2), zero_init(module.conv_t)
+            elif isinstance(module, Attention):
+                zero_init(module.to_out)
+        zero_init(self.out[-1])
 
     def check_shape(self, x: Tensor) -> None:
         factor = 2 ** (self.levels - 1)
