@@ -10,9 +10,9 @@ from vidiff.config import config_from_dict
 def tiny_config_dict(**train) -> dict:
     """A model small enough to train for a few steps in a test (about 0.1 M parameters)."""
     return {
-        "model": {"base_channels": 16, "channel_mults": [1, 2], "attention_levels": [1], "head_dim": 16,
-                  "groups": 8, "text": {"dim": 32, "layers": 1, "heads": 2}},
-        "data": {"frames": 4, "size": 16, "max_objects": 1, "radius": [0.25, 0.3]},
+        "model": {"unet3d": {"base_channels": 16, "channel_mults": [1, 2], "attention_levels": [1], "head_dim": 16,
+                             "groups": 8}, "text": {"dim": 32, "layers": 1, "heads": 2}},
+        "data": {"frames": 4, "size": 16, "shapes": {"max_objects": 1, "radius": [0.25, 0.3]}},
         "train": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2,
                   "sample_every": 1000, "sample_steps": 2, "ema_decay": 0.9, **train},
     }

@@ -4,15 +4,16 @@ was when its output projection and the adaLN gate in front of it were both initi
 import pytest
 import torch
 
-from vidiff.config import ModelConfig, TextConfig
-from vidiff.models import TextToVideoModel
+from vidiff.config import DiTConfig, ModelConfig, TextConfig, UNetConfig
+from vidiff.models import build_model
 from vidiff.models.vae import VideoVAE
 
 TEXT = TextConfig(dim=32, layers=1, heads=2)
 BACKBONES = {
-    "unet3d": ModelConfig(base_channels=16, channel_mults=[1, 2], attention_levels=[0, 1], head_dim=16, groups=8, text=TEXT),
-    "dit-factorized": ModelConfig(type="dit", width=32, depth=2, head_dim=16, attention="factorized", text=TEXT),
-    "dit-full": ModelConfig(type="dit", width=32, depth=2, head_dim=16, attention="full", text=TEXT),
+    "unet3d": ModelConfig(unet3d=UNetConfig(base_channels=16, channel_mults=[1, 2], attention_levels=[0, 1], head_dim=16,
+                                            groups=8), text=TEXT),
+    "dit-factorized": ModelConfig(type="dit", dit=DiTConfig(width=32, depth=2, head_dim=16, attention="factorized"), text=TEXT),
+    "dit-full": ModelConfig(type="dit", dit=DiTConfig(width=32, depth=2, head_dim=16, attention="full"), text=TEXT),
 }
 
 
@@ -30,7 +31,7 @@ def frozen_parameters(model: torch.nn.Module, loss_fn, steps: int = 3) -> list[s
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_every_backbone_parameter_trains_from_its_real_init(name):
     torch.manual_seed(0)
-    model = TextToVideoModel(BACKBONES[name])
+    model = build_model(BACKBONES[name])
     x, target = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 3, 4, 8, 8)
     ids = model.tokenizer.encode(["a red circle bouncing", "a blue square and a green triangle bouncing"])
     log_snr = torch.tensor([-2.0, 3.0])

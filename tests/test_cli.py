@@ -30,20 +30,34 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["generate", "a purple circle", "--out", "{tmp}/a.mp4"], "unknown word 'purple'"),
     (["generate", "a red circle", "--out", "{tmp}/no/such/dir/a.mp4"], "does not exist"),
     (["generate", "a red circle", "--out", "{tmp}/a.avi"], "use one of the suffixes"),
-    (["generate", "a red circle", "--size", "30", "--out", "{tmp}/a.mp4"], "multiples of 4"),
+    (["generate", "a red circle", "--size", "30", "--out", "{tmp}/a.mp4"], "--size a multiple of 4"),
+    (["generate", "a red circle", "--frames", "0", "--out", "{tmp}/a.mp4"], "--frames >= 1"),
+    (["generate", "a red circle", "--steps", "0", "--out", "{tmp}/a.mp4"], "steps (--steps) must be at least 1"),
+    (["generate", "a white circle bouncing", "--out", "{tmp}/a.mp4"], "unknown word 'white'"),   # never in its data
+    (["generate", "a red circle", "--spacing", "cubic", "--out", "{tmp}/a.mp4"], "unknown spacing (--spacing) 'cubic'"),
     (["generate", "a red circle", "--model", "{tmp}", "--out", "{tmp}/a.mp4"], "not a vidiff checkpoint"),
     (["train", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/run"], "not found"),
     (["train", "--config", "{tmp}/bad.yaml", "--out", "{tmp}/run"], "unknown config key 'train.lrr'"),
     (["train", "--out", "{tmp}/run"], "pass --config"),
     (["train", "--config", "{tmp}/good.yaml", "--out", "{tmp}/good.yaml"], "is a file"),
-    (["train", "--config", "{tmp}/good.yaml", "--out", "{tmp}/run", "--steps", "0"], "steps, batch_size"),
+    (["train", "--config", "{tmp}/good.yaml", "--out", "{tmp}/run", "--steps", "0"], "--steps must be at least 1"),
+    (["train", "--config", "{tmp}/nan-lr.yaml", "--out", "{tmp}/run"], "'train.lr' must be a finite number"),
+    (["train", "--config", "{tmp}/neg-lr.yaml", "--out", "{tmp}/run"], "'train.lr' must be > 0"),
+    (["train", "--config", "{tmp}/ema.yaml", "--out", "{tmp}/run"], "'train.ema_decay' must be >= 0 and <= 1"),
+    (["train", "--config", "{tmp}/clip.yaml", "--out", "{tmp}/run"], "'train.grad_clip' must be > 0"),
+    (["train", "--config", "{tmp}/every.yaml", "--out", "{tmp}/run"], "'train.checkpoint_every' must be >= 1"),
+    (["train", "--config", "{tmp}/schedule.yaml", "--out", "{tmp}/run"], "'diffusion.schedule' is 'sigmoid'; choose one of: cosine"),
+    (["train", "--config", "{tmp}/flat.yaml", "--out", "{tmp}/run"], "unknown config key 'model.base_channels'"),
     (["generate", "a red circle", "--guidance", "nan", "--out", "{tmp}/a.mp4"], "finite number"),
-    (["generate", "a red circle", "--sampler", "plms", "--out", "{tmp}/a.mp4"], "unknown sampler 'plms'"),
+    (["generate", "a red circle", "--sampler", "plms", "--out", "{tmp}/a.mp4"], "unknown sampler (--sampler) 'plms'"),
     (["data", "check", "{tmp}/nowhere"], "is not a folder"),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, args, message):
-    (tmp_path / "bad.yaml").write_text("train:\n  lrr: 0.1\n")
-    (tmp_path / "good.yaml").write_text("train:\n  lr: 0.1\n")
+    for name, text in {"bad": "train:\n  lrr: 0.1\n", "good": "train:\n  lr: 0.1\n", "nan-lr": "train:\n  lr: .nan\n",
+                       "neg-lr": "train:\n  lr: -1.0\n", "ema": "train:\n  ema_decay: 5.0\n",
+                       "clip": "train:\n  grad_clip: -1.0\n", "every": "train:\n  checkpoint_every: 0\n",
+                       "schedule": "diffusion:\n  schedule: sigmoid\n", "flat": "model:\n  base_channels: 8\n"}.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
     r = vidiff(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
@@ -68,7 +82,42 @@ def test_eval_ground_truth_writes_the_report(tmp_path):
     (["eval", "{tmp}", "--ground-truth", "--out", "{tmp}/ev"], "exactly one of"),
     (["eval", "{tmp}/nowhere", "--out", "{tmp}/ev"], "not a folder"),
     (["eval", "--ground-truth", "--num", "0", "--out", "{tmp}/ev"], "at least 1"),
+    (["reconstruct", "{tmp}", "{tmp}/out.mp4", "--vae", "{tmp}"], "is a folder; give a video file"),
 ])
 def test_eval_bad_input(tmp_path, args, message):
     r = vidiff(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_eval_skips_unreadable_files_and_keeps_an_existing_report(tmp_path):
+    from vidiff.config import DataConfig
+    from vidiff.data.io import save_video
+    from vidiff.evaluation.sources import ground_truth
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, clip, caption in zip(*ground_truth(DataConfig(), 2)):
+        save_video(clip, videos / f"{name}.mp4")
+        (videos / f"{name}.txt").write_text(caption)
+    (videos / "broken.mp4").write_bytes(b"not a video at all")
+    r = vidiff("eval", videos, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    assert "skip  broken.mp4: cannot decode video" in r.stdout and "Errno" not in r.stdout
+    assert '"videos": 2' in (tmp_path / "ev" / "report.json").read_text()
+    r = vidiff("eval", videos, "--out", tmp_path / "ev")
+    assert r.returncode == 2 and "already holds a report; pass --overwrite" in r.stderr
+    assert vidiff("eval", videos, "--out", tmp_path / "ev", "--overwrite").returncode == 0
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(tmp_path):
+    from conftest import tiny_config_dict
+    import yaml
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config_dict(steps=2)))
+    assert vidiff("train", "--config", tmp_path / "c.yaml", "--out", tmp_path / "run", "--no-progress").returncode == 0
+    r = vidiff("train", "--out", tmp_path / "run", "--resume")
+    assert r.returncode == 2 and "nothing to do" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_version():
+    from vidiff import __version__
+    r = vidiff("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"vidiff {__version__}"

@@ -12,14 +12,14 @@ import yaml
 
 from conftest import tiny_config_dict
 from vidiff.config import config_from_dict
-from vidiff.training.trainer import Trainer
+from vidiff.training import Trainer
 
 STEPS = 6
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # the in-process reference runs on one thread too
 # Dies by SIGKILL inside the third checkpoint: after its model weights are on disk, before the rest.
 KILL_IN_WRITE = """
 import os, signal, sys
-from vidiff.training import checkpoint
+from vidiff import checkpoint
 calls, real = [0], checkpoint.save_file
 def save_file(*args, **kwargs):
     calls[0] += 1

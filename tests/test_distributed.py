@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from conftest import tiny_config_dict
 from vidiff.config import config_from_dict
 from vidiff.errors import VidiffError
-from vidiff.training.distributed import Dist
-from vidiff.training.trainer import Trainer
+from vidiff.distributed import Dist
+from vidiff.training import Trainer
 
 STEPS = 3
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import tiny_config_dict
-from vidiff.config import ModelConfig, TextConfig, config_from_dict
-from vidiff.models import TextToVideoModel
+from vidiff.config import DiTConfig, ModelConfig, TextConfig, config_from_dict
+from vidiff.models import build_model
 from vidiff.models.dit import rotary_3d
 from vidiff.models.layers import apply_rotary
 from test_training import assert_overfits_one_clip
@@ -13,9 +13,9 @@ from test_training import assert_overfits_one_clip
 
 def tiny_dit(attention="factorized", randomize=False, **kw):
     torch.manual_seed(0)
-    cfg = ModelConfig(type="dit", width=32, depth=2, head_dim=16, patch=[1, 2, 2], attention=attention,
-                      text=TextConfig(dim=32, layers=1, heads=2), **kw)
-    model = TextToVideoModel(cfg)
+    cfg = ModelConfig(type="dit", dit=DiTConfig(width=32, depth=2, head_dim=16, patch=[1, 2, 2], attention=attention, **kw),
+                      text=TextConfig(dim=32, layers=1, heads=2))
+    model = build_model(cfg)
     if randomize:
         with torch.no_grad():
             for p in model.parameters():
@@ -75,16 +75,16 @@ def test_activation_checkpointing_gives_the_same_gradients():
 
 def test_dit_overfits_a_single_clip(tmp_path):
     values = tiny_config_dict(steps=300, lr=1e-3, warmup_steps=10, checkpoint_every=1000, cfg_dropout=0.0)
-    values["model"] = {"type": "dit", "width": 64, "depth": 2, "head_dim": 16, "patch": [1, 2, 2],
+    values["model"] = {"type": "dit", "dit": {"width": 64, "depth": 2, "head_dim": 16, "patch": [1, 2, 2]},
                        "text": {"dim": 32, "layers": 1, "heads": 2}}
     assert_overfits_one_clip(values, tmp_path / "run")
 
 
 def test_a_dit_checkpoint_generates_through_the_pipeline(tmp_path):
     from vidiff.pipeline import VideoPipeline
-    from vidiff.training.checkpoint import write_checkpoint
+    from vidiff.checkpoint import write_checkpoint
     values = tiny_config_dict()
-    values["model"] = {"type": "dit", "width": 32, "depth": 1, "head_dim": 16, "patch": [2, 2, 2],
+    values["model"] = {"type": "dit", "dit": {"width": 32, "depth": 1, "head_dim": 16, "patch": [2, 2, 2]},
                        "text": {"dim": 32, "layers": 1, "heads": 2}}
     cfg = config_from_dict(values)
     write_checkpoint(tmp_path / "dit", cfg, tiny_dit_from(cfg))
@@ -97,4 +97,4 @@ def test_a_dit_checkpoint_generates_through_the_pipeline(tmp_path):
 
 def tiny_dit_from(cfg):
     torch.manual_seed(0)
-    return TextToVideoModel(cfg.model)
+    return build_model(cfg.model)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidiff.config import DataConfig
+from vidiff.config import DataConfig, ShapesConfig
 from vidiff.data.io import save_video
 from vidiff.errors import VidiffError
 from vidiff.evaluation import sources
@@ -12,7 +12,7 @@ from vidiff.evaluation.report import score_all, write_report
 
 
 def test_report_files_and_summary(tmp_path):
-    names, videos, captions = sources.ground_truth(DataConfig(max_objects=1), 3)
+    names, videos, captions = sources.ground_truth(DataConfig(shapes=ShapesConfig(max_objects=1)), 3)
     rows = score_all(names, videos, captions, progress=False)
     summary = write_report(tmp_path, rows, videos, "truth")
     report = json.loads((tmp_path / "report.json").read_text())
@@ -23,7 +23,7 @@ def test_report_files_and_summary(tmp_path):
 
 
 def test_folder_with_videos_frame_folders_and_captions(tmp_path):
-    names, videos, captions = sources.ground_truth(DataConfig(max_objects=1, frames=6), 2)
+    names, videos, captions = sources.ground_truth(DataConfig(frames=6, shapes=ShapesConfig(max_objects=1)), 2)
     save_video(videos[0], tmp_path / "a.mp4")
     save_video(videos[1], tmp_path / "b.gif")
     (tmp_path / "frames").mkdir()
@@ -31,7 +31,8 @@ def test_folder_with_videos_frame_folders_and_captions(tmp_path):
         Image.fromarray(frame).save(tmp_path / "frames" / f"{t:03d}.png")
     (tmp_path / "captions.jsonl").write_text(json.dumps({"file": "a.mp4", "caption": captions[0]}) + "\n")
     (tmp_path / "b.txt").write_text(captions[1])
-    found_names, clips, texts = sources.load_folder(tmp_path)
+    found_names, clips, texts, skipped = sources.load_folder(tmp_path)
+    assert skipped == []
     assert found_names == ["a.mp4", "b.gif", "frames"]
     assert [c.shape[0] for c in clips] == [6, 6, 6] and texts == [captions[0], captions[1], None]
     rows = score_all(found_names, clips, texts, progress=False)
@@ -40,10 +41,10 @@ def test_folder_with_videos_frame_folders_and_captions(tmp_path):
 
 
 def test_folder_errors_are_one_line(tmp_path):
-    with pytest.raises(VidiffError, match="no videos"):
+    with pytest.raises(VidiffError, match="no readable videos"):
         sources.load_folder(tmp_path)
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
-    with pytest.raises(VidiffError, match="cannot decode video"):
+    with pytest.raises(VidiffError, match="no readable videos .*1 skipped"):   # skipped and counted, not fatal
         sources.load_folder(tmp_path)
     (tmp_path / "broken.mp4").unlink()
     (tmp_path / "captions.jsonl").write_text("{not json\n")

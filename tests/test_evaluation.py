@@ -3,15 +3,16 @@ targets, and more corruption lowers it more."""
 import numpy as np
 import pytest
 
-from vidiff.config import DataConfig
+from vidiff.config import DataConfig, ShapesConfig
 from vidiff.data import ShapesDataset
 from vidiff.data.io import to_uint8
 from vidiff.evaluation import corruptions as C
-from vidiff.evaluation.objects import detect, parse_caption
+from vidiff.evaluation.objects import detect
+from vidiff.world import parse_caption
 from vidiff.evaluation.temporal import temporal_scores
 from vidiff.evaluation.world import score_video
 
-CFG = DataConfig(max_objects=2)
+CFG = DataConfig(shapes=ShapesConfig(max_objects=2))
 CLIPS = [ShapesDataset(CFG)[i] for i in (1, 4, 6, 8)]   # clips whose objects stay apart (occluded frames are not measured)
 
 
@@ -32,7 +33,7 @@ def test_ground_truth_scores_near_perfect(truth):
 
 
 def test_detection_finds_colour_shape_and_position():
-    clip = ShapesDataset(DataConfig(max_objects=3, min_objects=3))[2]
+    clip = ShapesDataset(DataConfig(shapes=ShapesConfig(max_objects=3, min_objects=3)))[2]
     frame = to_uint8(clip["video"])[0]
     found = {d.colour: d for d in detect(frame, [t.colour for t in clip["tracks"]] + ["white"])}
     for tr in clip["tracks"]:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vidiff.config import DataConfig
+from vidiff.config import DataConfig, ShapesConfig
 from vidiff.evaluation import corruptions as C
 from vidiff.evaluation.fvd import WEIGHTS, frechet_distance, load_feature_net, video_features
 from vidiff.evaluation.sources import ground_truth
@@ -38,6 +38,6 @@ def test_fvd_shapes_ranks_truth_above_corrupted_video(sets):
     frozen = frechet_distance(video_features(net, [C.freeze(v) for v in truth]), reference)
     grey = frechet_distance(video_features(net, [v.mean(-1, keepdims=True).repeat(3, -1).astype(np.uint8)
                                                  for v in truth]), reference)
-    triangles = frechet_distance(video_features(net, ground_truth(DataConfig(shapes=["triangle"]), 48)[1]), reference)
+    triangles = frechet_distance(video_features(net, ground_truth(DataConfig(shapes=ShapesConfig(shapes=["triangle"])), 48)[1]), reference)
     assert clean < 0.5 * min(shuffled, frozen, grey), (clean, shuffled, frozen, grey)
     assert clean < triangles   # a narrower distribution of shapes is a distribution shift too

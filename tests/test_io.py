@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidiff.config import DataConfig
+from vidiff.config import DataConfig, ShapesConfig
 from vidiff.data import ShapesDataset
 from vidiff.data.io import contact_sheet, read_video, save_video, tile, to_uint8, upscale
 from vidiff.errors import VidiffError
@@ -10,7 +10,7 @@ from vidiff.errors import VidiffError
 
 @pytest.fixture
 def clip():
-    return to_uint8(ShapesDataset(DataConfig(frames=6, max_objects=2))[3]["video"])   # (T, H, W, 3)
+    return to_uint8(ShapesDataset(DataConfig(frames=6, shapes=ShapesConfig(max_objects=2)))[3]["video"])   # (T, H, W, 3)
 
 
 def test_mp4_round_trip_keeps_the_picture(clip, tmp_path):

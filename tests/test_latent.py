@@ -7,42 +7,41 @@ from conftest import tiny_config_dict
 from test_vae import vae_values
 from vidiff.config import config_from_dict
 from vidiff.pipeline import VideoPipeline
-from vidiff.training.checkpoint import export_pretrained
-from vidiff.training.trainer import Trainer
-from vidiff.training.vae_trainer import VAETrainer
+from vidiff.checkpoint import export_pretrained
+from vidiff.training import Trainer, VAETask
 
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("vae") / "run"
-    VAETrainer(config_from_dict(vae_values(steps=20)), run, progress=False).train()
+    Trainer(config_from_dict(vae_values(steps=20)), run, progress=False, task=VAETask).train()
     return run
 
 
 @pytest.mark.parametrize("backbone", ["unet3d", "dit"])
 def test_train_on_latents_then_generate_pixels(tmp_path, vae_run, backbone):
     values = tiny_config_dict(steps=3, checkpoint_every=3, vae=str(vae_run))
-    values["data"]["num_clips"] = 2
+    values["data"]["shapes"]["num_clips"] = 2
+    values["model"]["in_channels"] = 4
     if backbone == "dit":
-        values["model"] = {"type": "dit", "width": 32, "depth": 1, "head_dim": 16, "patch": [1, 1, 1],
+        values["model"] = {"type": "dit", "in_channels": 4, "dit": {"width": 32, "depth": 1, "head_dim": 16, "patch": [1, 1, 1]},
                            "text": {"dim": 32, "layers": 1, "heads": 2}}
     trainer = Trainer(config_from_dict(values), tmp_path / "run", progress=False)
-    assert trainer.cfg.diffusion.space == "latent" and trainer.cfg.model.in_channels == 4
-    assert 0 < trainer.cfg.vae.latent_scale < 100
+    assert trainer.task.codec.latent and 0 < trainer.task.codec.scale < 100
     trainer.train()
-    assert len(trainer.latent_cache) == 2                       # two clips, encoded once each
+    assert len(trainer.task.latent_cache) == 2                       # two clips, encoded once each
     folder = export_pretrained(tmp_path / "run", tmp_path / "exported")
     assert (folder / "vae.safetensors").is_file()
     pipe = VideoPipeline.from_pretrained(folder, device="cpu")
     out = pipe("a red circle bouncing", num_inference_steps=2, progress=False)
     assert out.frames.shape == (1, 4, 16, 16, 3)                 # pixels, decoded from 4x4 latents
     from vidiff.errors import VidiffError
-    with pytest.raises(VidiffError, match="multiples of"):
+    with pytest.raises(VidiffError, match="a multiple of"):
         pipe("a red circle bouncing", height=10, width=10, num_inference_steps=2, progress=False)
     # resuming reads the latent set-up from the checkpoint, not from the VAE run
     resumed = Trainer(config_from_dict({**values, "train": {**values["train"], "steps": 4}}), tmp_path / "run",
                       resume=True, progress=False)
-    assert resumed.cfg.vae.latent_scale == trainer.cfg.vae.latent_scale
+    assert resumed.task.codec.scale == trainer.task.codec.scale and (tmp_path / "exported" / "config.json").is_file()
     resumed.train()
 
 
@@ -66,15 +65,16 @@ def test_folder_with_fixed_clips_encodes_each_file_once(tmp_path, vae_run):
     assert not all(torch.equal(a, b) for a, b in zip(by_path(free, 0).values(), by_path(free, 5).values()))
 
     values = tiny_config_dict(steps=4, checkpoint_every=4, vae=str(vae_run))
-    values["data"] = {"type": "folder", "path": str(root), "frames": 4, "size": 16, "frame_stride": 2,
-                      "crop": "random", "fixed_clips": True}
+    values["data"] = {"type": "folder", "frames": 4, "size": 16,
+                      "folder": {"path": str(root), "frame_stride": 2, "crop": "random", "fixed_clips": True}}
     values["model"]["text"]["vocab"] = VOCAB
+    values["model"]["in_channels"] = 4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = Trainer(config_from_dict(values), tmp_path / "run", progress=False)
         calls = []
-        encode = trainer.codec.encode
-        trainer.codec.encode = lambda video: calls.append(video.shape[0]) or encode(video)
+        encode = trainer.task.codec.encode
+        trainer.task.codec.encode = lambda video: calls.append(video.shape[0]) or encode(video)
         trainer.train()
-    assert sorted(trainer.latent_cache) == sorted(str(root / n) for n in ("a.mp4", "b.mp4", "c.mp4"))
+    assert sorted(trainer.task.latent_cache) == sorted(str(root / n) for n in ("a.mp4", "b.mp4", "c.mp4"))
     assert sum(calls) <= 3 + 2 * 2        # batches of 2: once the three files are cached, no more encoding

@@ -7,9 +7,9 @@ from PIL import Image
 
 from vidiff.data.io import read_video
 from vidiff.errors import VidiffError
-from vidiff.models import TextToVideoModel
+from vidiff.models import build_model
 from vidiff.pipeline import DEFAULT_MODEL, VideoPipeline
-from vidiff.training.checkpoint import export_pretrained, write_checkpoint
+from vidiff.checkpoint import export_pretrained, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tiny_checkpoint(tmp_path_factory):
     from vidiff.config import config_from_dict
     cfg = config_from_dict(tiny_config_dict())
     torch.manual_seed(0)
-    model = TextToVideoModel(cfg.model)
+    model = build_model(cfg.model)
     with torch.no_grad():  # untrained but not the zero-initialised identity, so outputs depend on inputs
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -67,7 +67,7 @@ def test_existing_output_is_not_overwritten_and_bad_paths_fail_cleanly(tiny_chec
 @pytest.mark.parametrize("kwargs,message", [
     ({"prompt": "  "}, "prompt is empty"),
     ({"prompt": "a red dog bouncing"}, "unknown word 'dog'"),
-    ({"height": 17}, "multiples of 2"),
+    ({"height": 17}, "--size a multiple of 2"),
     ({"num_frames": 0}, "frames >= 1"),
     ({"num_inference_steps": 0}, "at least 1"),
     ({"sampler": "lms"}, "unknown sampler"),
@@ -100,7 +100,7 @@ def test_checkpoint_from_another_architecture_is_rejected(tiny_checkpoint, tmp_p
 def test_export_writes_the_ema_weights_as_an_inference_model(tmp_path):
     from conftest import tiny_config_dict
     from vidiff.config import config_from_dict
-    from vidiff.training.trainer import Trainer
+    from vidiff.training import Trainer
     trainer = Trainer(config_from_dict(tiny_config_dict(steps=2)), tmp_path / "run", progress=False)
     trainer.train()
     out = export_pretrained(tmp_path / "run", tmp_path / "exported")

@@ -1,5 +1,5 @@
 """Our DDIM and DPM-Solver++(2M) updates against diffusers' schedulers, fed the same noise levels
-and the same model outputs (diffusers is a test-only dependency)."""
+(diffusers' timesteps as our log-SNR grid) and the same model outputs (diffusers is a test-only dependency)."""
 import pytest
 import torch
 
@@ -12,11 +12,6 @@ def replay(outputs):
     """A 'model' that returns the k-th prepared eps on its k-th call, whatever its input."""
     calls = iter(outputs)
     return lambda x, log_snr: next(calls).to(x.dtype)
-
-
-def fixed_schedule(log_snrs):
-    """A schedule that yields exactly the given log-SNRs on the sampler's time grid."""
-    return lambda t: log_snrs.to(t.dtype)
 
 
 def run_diffusers(scheduler, x, outputs):
@@ -35,7 +30,7 @@ def test_ddim_matches_diffusers_ddim_scheduler(steps):
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
     outputs = [torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(steps)]
-    ours = ddim(make_denoiser(replay(outputs), "eps"), x_T, fixed_schedule(log_snrs), steps)
+    ours = ddim(make_denoiser(replay(outputs), "eps"), x_T, log_snrs)
     theirs = run_diffusers(sched, x_T.float(), [o.float() for o in outputs])
     torch.testing.assert_close(ours.float(), theirs, rtol=1e-4, atol=1e-4)
 
@@ -52,6 +47,6 @@ def test_dpm_solver_2m_matches_diffusers_multistep_scheduler(steps):
     g = torch.Generator().manual_seed(1)
     x_T = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
     outputs = [torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(steps)]
-    ours = dpm_solver_2m(make_denoiser(replay(outputs), "eps"), x_T, fixed_schedule(log_snrs), steps)
+    ours = dpm_solver_2m(make_denoiser(replay(outputs), "eps"), x_T, log_snrs)
     theirs = run_diffusers(sched, x_T.float(), [o.float() for o in outputs])   # VP scale, as ours
     torch.testing.assert_close(ours.float(), theirs, rtol=1e-4, atol=1e-4)

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from vidiff.diffusion import SAMPLERS, ddim, ddpm, dpm_solver_2m, euler, flow_euler, get_schedule, heun, make_denoiser
+from vidiff.diffusion import (SAMPLERS, SCHEDULES, SPACINGS, ddim, ddpm, dpm_solver_2m, euler, flow_euler, heun,
+                              make_denoiser, sampling_grid)
 from vidiff.diffusion.schedules import alpha_sigma
 
 MU = torch.tensor([1.0, -0.5, 0.3], dtype=torch.float64)
@@ -18,10 +19,14 @@ def exact_denoiser(x_t, log_snr):
 
 # Stochastic samplers converge more slowly in steps than the deterministic one (the ancestral step
 # ignores the uncertainty of x0 given x_t), hence their larger step counts below.
-def run(sampler, steps, schedule="cosine", n=40_000, **kwargs):
+def grid(steps, schedule="cosine", spacing="uniform"):
+    return sampling_grid(SCHEDULES[schedule], steps, spacing)
+
+
+def run(sampler, steps, schedule="cosine", n=40_000, spacing="uniform", **kwargs):
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(n, 3, generator=g, dtype=torch.float64)
-    return sampler(exact_denoiser, x_T, get_schedule(schedule), steps, generator=g, **kwargs)
+    return sampler(exact_denoiser, x_T, grid(steps, schedule, spacing), generator=g, **kwargs)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "rectified"])
@@ -61,7 +66,7 @@ def test_ddim_with_eta_one_is_ddpm():
 def test_deterministic_ddim_maps_noise_to_data_monotonically():
     """The probability-flow map is the affine x -> MU + STD * x for Gaussian data."""
     x_T = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None].repeat(1, 3)
-    x = ddim(exact_denoiser, x_T, get_schedule("cosine"), 400)
+    x = ddim(exact_denoiser, x_T, grid(400))
     torch.testing.assert_close(x, MU + STD * x_T, atol=0.01, rtol=0)
 
 
@@ -70,10 +75,40 @@ def test_sampler_contract_shape_dtype_seed(name):
     sampler = SAMPLERS[name]
     x_T = torch.randn(2, 3, 4, 4, 4)
     denoise = lambda x, s: (torch.zeros_like(x), x / alpha_sigma(s)[1].view(-1, 1, 1, 1, 1))
-    out = [sampler(denoise, x_T, get_schedule("cosine"), 5, generator=torch.Generator().manual_seed(3))
-           for _ in range(2)]
+    calls = []
+    out = [sampler(denoise, x_T, grid(5), generator=torch.Generator().manual_seed(3),
+                   callback=lambda i, x0: calls.append(i)) for _ in range(2)]
     assert out[0].shape == x_T.shape and out[0].dtype == x_T.dtype
     torch.testing.assert_close(out[0], out[1], atol=0, rtol=0)
+    assert calls == [0, 1, 2, 3, 4] * 2                      # the callback sees every step, the last included
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim"])
+def test_stochastic_samplers_draw_noise_on_the_cpu_for_any_device(name):
+    """A CPU generator cannot draw on another device: the noise is drawn on the CPU and moved (here to
+    'meta', which has no values but checks devices as CUDA would), so seeds are device-independent."""
+    x_T = torch.zeros(1, 3, device="meta")
+    denoise = lambda x, s: (torch.zeros_like(x), torch.zeros_like(x))
+    kwargs = {"eta": 1.0} if name == "ddim" else {}
+    out = SAMPLERS[name](denoise, x_T, grid(3), generator=torch.Generator().manual_seed(0), **kwargs)
+    assert out.device.type == "meta"
+
+
+@pytest.mark.parametrize("spacing", list(SPACINGS))
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_sampling_grids_run_from_noise_to_the_clean_end(spacing, schedule):
+    g = grid(10, schedule, spacing)
+    assert g.dtype == torch.float64 and len(g) == 11 and (g.diff() > 0).all()
+    assert g[-1] == pytest.approx(SCHEDULES[schedule](torch.tensor([0.0], dtype=torch.float64)).item())
+    assert g[0] <= -8.7                                      # sigma / alpha >= 80 (EDM's sigma_max) or more
+
+
+@pytest.mark.parametrize("spacing", ["karras", "log_snr"])
+@pytest.mark.parametrize("sampler,steps", [(ddim, 400), (dpm_solver_2m, 100), (heun, 100)])
+def test_samplers_reproduce_the_gaussian_on_every_grid(sampler, steps, spacing):
+    x = run(sampler, steps, spacing=spacing)
+    torch.testing.assert_close(x.mean(0), MU, atol=0.02, rtol=0)
+    torch.testing.assert_close(x.std(0), STD, atol=0, rtol=0.03)
 
 
 def test_flow_euler_is_deterministic_ddim():
@@ -93,6 +128,6 @@ def test_flow_model_runs_in_every_sampler(sampler, steps):
     """A flow-matching model plugged in through make_denoiser('flow') samples the right distribution."""
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(40_000, 3, generator=g, dtype=torch.float64)
-    x = sampler(make_denoiser(exact_flow_model, "flow"), x_T, get_schedule("rectified"), steps, generator=g)
+    x = sampler(make_denoiser(exact_flow_model, "flow"), x_T, grid(steps, "rectified"), generator=g)
     torch.testing.assert_close(x.mean(0), MU, atol=0.02, rtol=0)
     torch.testing.assert_close(x.std(0), STD, atol=0, rtol=0.03)

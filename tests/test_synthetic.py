@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidiff.config import COLOURS, DataConfig
+from vidiff.config import DataConfig, ShapesConfig
+from vidiff.world import COLOURS
 from vidiff.data import ShapesDataset
 from vidiff.data.synthetic import shape_mask, step_physics
 
@@ -23,7 +24,7 @@ def test_any_frame_count_and_size(frames, size):
 
 
 def test_ground_truth_matches_caption_and_pixels():
-    cfg = DataConfig(max_objects=3, min_objects=1)
+    cfg = DataConfig(shapes=ShapesConfig(max_objects=3, min_objects=1))
     for i in range(20):
         item = ShapesDataset(cfg)[i]
         tracks = item["tracks"]

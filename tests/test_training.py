@@ -6,8 +6,9 @@ import torch
 from conftest import tiny_config_dict
 from vidiff.config import config_from_dict
 from vidiff.errors import VidiffError
-from vidiff.training.checkpoint import write_checkpoint
-from vidiff.training.trainer import Trainer, training_loss
+from vidiff.checkpoint import write_checkpoint
+from vidiff.training import Trainer
+from vidiff.training.diffusion import training_loss
 
 
 def fixed_loss(trainer, clip):
@@ -15,17 +16,18 @@ def fixed_loss(trainer, clip):
     ids = trainer.model.tokenizer.encode([clip["caption"]] * 8)
     video = clip["video"][None].repeat(8, 1, 1, 1, 1)
     with torch.no_grad():
-        return training_loss(trainer.model, trainer.cfg, video, ids, torch.Generator().manual_seed(123)).item()
+        return training_loss(trainer.model, trainer.cfg, video, ids, trainer.model.tokenizer.empty(1),
+                             torch.Generator().manual_seed(123)).item()
 
 
 def assert_overfits_one_clip(values: dict, run) -> None:
     """Train on a single clip with the x0 target, whose error is memorisable at every noise level:
     the loss on that clip must fall below 5 % of where it started."""
     cfg = config_from_dict(values)
-    cfg.data.num_clips = 1
+    cfg.data.shapes.num_clips = 1
     cfg.diffusion.prediction, cfg.diffusion.loss_weighting = "x0", "none"
     trainer = Trainer(cfg, run, progress=False)
-    clip = trainer.dataset[0]
+    clip = trainer.task.dataset[0]
     before = fixed_loss(trainer, clip)
     trainer.train()
     after = fixed_loss(trainer, clip)
@@ -88,15 +90,15 @@ def test_existing_run_is_never_overwritten_without_resume(tmp_path):
     with pytest.raises(VidiffError, match="nothing to resume"):
         Trainer(cfg, tmp_path / "fresh", resume=True, progress=False)
     other = config_from_dict(tiny_config_dict(steps=2))
-    other.model.base_channels = 32
+    other.model.unet3d.base_channels = 32
     with pytest.raises(VidiffError, match="section 'model' differs"):
         Trainer(other, tmp_path / "run", resume=True, progress=False)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, tiny_config):
-    from vidiff.models import TextToVideoModel
-    from vidiff.training import checkpoint
-    model = TextToVideoModel(tiny_config.model)
+    from vidiff.models import build_model
+    from vidiff import checkpoint
+    model = build_model(tiny_config.model)
     write_checkpoint(tmp_path / "a", tiny_config, model)
     with pytest.raises(VidiffError, match="never overwritten"):
         write_checkpoint(tmp_path / "a", tiny_config, model)
@@ -110,10 +112,10 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, tiny_config):
 
 
 def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
-    from vidiff.training import trainer as trainer_module
+    from vidiff.training import diffusion
     trainer = Trainer(config_from_dict(tiny_config_dict(steps=20)), tmp_path / "run", progress=False)
     weights = [p.clone() for p in trainer.model.parameters()]
-    monkeypatch.setattr(trainer_module, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(diffusion, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     trainer.train_step()
     assert trainer.bad_steps == 1 and all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters()))
     with pytest.raises(VidiffError, match="non-finite loss"):
@@ -122,14 +124,14 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
 
 def test_flow_matching_model_learns_to_generate_its_one_clip(tmp_path):
     """Flow matching end to end: train on one clip, then the flow ODE sampler reproduces that clip."""
-    from vidiff.sampling import sample_video
+    from vidiff.pipeline import sample_video
     cfg = config_from_dict(tiny_config_dict(steps=200, lr=2e-3, warmup_steps=10, checkpoint_every=1000,
                                             cfg_dropout=0.0))
-    cfg.data.num_clips = 1
+    cfg.data.shapes.num_clips = 1
     cfg.diffusion.prediction, cfg.diffusion.schedule = "flow", "rectified"
     cfg.diffusion.loss_weighting, cfg.diffusion.time_sampling = "none", "logit_normal"
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    clip = trainer.dataset[0]
+    clip = trainer.task.dataset[0]
     ids = trainer.model.tokenizer.encode([clip["caption"]] * 2)
     shape = tuple(clip["video"].shape)
 

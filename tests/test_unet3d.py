@@ -1,16 +1,16 @@
 import pytest
 import torch
 
-from vidiff.config import ModelConfig, TextConfig
-from vidiff.models import TextToVideoModel
+from vidiff.config import ModelConfig, TextConfig, UNetConfig
+from vidiff.models import build_model
 from vidiff.models.layers import apply_rotary, rotary_tables
 
 
 def tiny_model(seed=0, randomize=False):
     torch.manual_seed(seed)
-    cfg = ModelConfig(base_channels=16, channel_mults=[1, 2, 2], attention_levels=[1, 2], head_dim=16, groups=8,
-                      text=TextConfig(dim=32, layers=1, heads=2))
-    model = TextToVideoModel(cfg)
+    cfg = ModelConfig(unet3d=UNetConfig(base_channels=16, channel_mults=[1, 2, 2], attention_levels=[1, 2], head_dim=16,
+                                        groups=8), text=TextConfig(dim=32, layers=1, heads=2))
+    model = build_model(cfg)
     if randomize:  # zero-initialised output layers hide the wiring; give every weight a value
         with torch.no_grad():
             for p in model.parameters():

@@ -66,7 +66,7 @@ def test_psnr_and_ssim_reference_values():
 
 def vae_values(**train):
     return {"vae": {"channels": 8, "channel_mults": [1, 2, 2], "latent_channels": 4},
-            "data": {"frames": 4, "size": 16, "max_objects": 1, "radius": [0.25, 0.3], "num_clips": 1},
+            "data": {"frames": 4, "size": 16, "shapes": {"max_objects": 1, "radius": [0.25, 0.3], "num_clips": 1}},
             "train": {"steps": 80, "batch_size": 2, "lr": 3e-3, "warmup_steps": 5, "log_every": 5,
                       "checkpoint_every": 40, "sample_every": 1000, **train}}
 
@@ -79,8 +79,9 @@ def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
     from vidiff.config import config_from_dict
     from vidiff.data.io import save_video, to_uint8
     from vidiff.pipeline import DEFAULT_MODEL
-    from vidiff.training.vae_trainer import VAETrainer, load_vae
-    trainer = VAETrainer(config_from_dict(vae_values()), tmp_path / "vae", progress=False)
+    from vidiff.checkpoint import load_vae
+    from vidiff.training import Trainer, VAETask
+    trainer = Trainer(config_from_dict(vae_values()), tmp_path / "vae", progress=False, task=VAETask)
     trainer.train()
     first, last = trainer.history[0]["l1"], trainer.history[-1]["l1"]
     assert last < 0.3 * first, (first, last)
@@ -89,7 +90,7 @@ def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
                         "--steps", "85", "--no-progress"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and '"steps": 85' in r.stdout, r.stderr[-2000:]
     vae, _ = load_vae(tmp_path / "vae")
-    clip = to_uint8(trainer.dataset[0]["video"])
+    clip = to_uint8(trainer.task.dataset[0]["video"])
     save_video(clip, tmp_path / "in.mp4")
     r = subprocess.run([sys.executable, "-m", "vidiff", "reconstruct", str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4"),
                         "--vae", str(tmp_path / "vae"), "--tile", "2"], capture_output=True, text=True, timeout=300)
@@ -102,10 +103,10 @@ def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
 
 
 def test_patch_discriminator_learns_to_tell_clips_from_blurred_copies():
-    from vidiff.config import DataConfig
+    from vidiff.config import DataConfig, ShapesConfig
     from vidiff.data import ShapesDataset, collate
     from vidiff.models.discriminator import PatchDiscriminator3D, discriminator_hinge_loss
-    data = ShapesDataset(DataConfig(frames=4, size=16, max_objects=1, radius=[0.25, 0.3]))
+    data = ShapesDataset(DataConfig(frames=4, size=16, shapes=ShapesConfig(max_objects=1, radius=[0.25, 0.3])))
 
     def batch(start):
         real = collate([data[start + i] for i in range(8)])["video"]
@@ -129,21 +130,21 @@ def test_patch_discriminator_learns_to_tell_clips_from_blurred_copies():
 
 def test_adversarial_vae_training_checkpoints_and_resumes_exactly(tmp_path):
     from vidiff.config import config_from_dict
-    from vidiff.training.vae_trainer import VAETrainer
+    from vidiff.training import Trainer, VAETask
     values = vae_values(steps=4, checkpoint_every=2, log_every=1)
     values["vae"].update(adversarial_weight=0.5, adversarial_start=1, discriminator_channels=8)
-    full = VAETrainer(config_from_dict(values), tmp_path / "full", progress=False)
+    full = Trainer(config_from_dict(values), tmp_path / "full", progress=False, task=VAETask)
     full.train()
     assert "adversarial" not in full.history[0] and full.history[1]["adversarial_weight"] > 0
     assert "discriminator" in full.history[-1]
     assert (tmp_path / "full" / "checkpoints" / "step_00000004" / "discriminator.safetensors").is_file()
-    part = VAETrainer(config_from_dict({**values, "train": {**values["train"], "steps": 2}}), tmp_path / "part", progress=False)
+    part = Trainer(config_from_dict({**values, "train": {**values["train"], "steps": 2}}), tmp_path / "part", progress=False, task=VAETask)
     part.train()
-    resumed = VAETrainer(config_from_dict(values), tmp_path / "part", resume=True, progress=False)
+    resumed = Trainer(config_from_dict(values), tmp_path / "part", resume=True, progress=False, task=VAETask)
     resumed.train()
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
-    for a, b in zip(full.disc.state_dict().values(), resumed.disc.state_dict().values()):
+    for a, b in zip(full.task.disc.state_dict().values(), resumed.task.disc.state_dict().values()):
         assert torch.equal(a, b)
     values["vae"]["adversarial_weight"] = -1.0
     with pytest.raises(VidiffError, match="adversarial_weight"):
-        VAETrainer(config_from_dict(values), tmp_path / "bad", progress=False)
+        Trainer(config_from_dict(values), tmp_path / "bad", progress=False, task=VAETask)

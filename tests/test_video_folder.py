@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config_dict
-from vidiff.config import DataConfig, config_from_dict
+from vidiff.config import DataConfig, FolderConfig, config_from_dict
 from vidiff.data import VideoFolderDataset
 from vidiff.data.io import save_video
 from vidiff.errors import VidiffError
-from vidiff.training.trainer import Trainer
+from vidiff.training import Trainer
 
 VOCAB = ["a", "red", "circle", "bouncing", "blue", "square"]
 BROKEN = {"empty.mp4": "empty file", "garbage.mp4": "unreadable", "truncated.mp4": "unreadable",
@@ -56,7 +56,7 @@ def folder(tmp_path_factory):
 
 
 def data_config(folder, **kw):
-    return DataConfig(type="folder", path=str(folder), frames=8, size=16, frame_stride=2, **kw)
+    return DataConfig(type="folder", frames=8, size=16, folder=FolderConfig(path=str(folder), frame_stride=2, **kw))
 
 
 def test_broken_files_are_skipped_with_a_warning_naming_each(folder):
@@ -105,8 +105,8 @@ def test_a_file_that_breaks_after_the_check_is_skipped_at_decode_time(folder, tm
 
 def test_training_on_a_folder_with_workers_reports_skipped_files(folder, tmp_path):
     values = tiny_config_dict(steps=2, checkpoint_every=2)
-    values["data"] = {"type": "folder", "path": str(folder), "frames": 4, "size": 16, "frame_stride": 2,
-                      "image_every": 2, "workers": 1}
+    values["data"] = {"type": "folder", "frames": 4, "size": 16, "workers": 1,
+                      "folder": {"path": str(folder), "frame_stride": 2, "image_every": 2}}
     values["model"]["text"]["vocab"] = VOCAB
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -137,16 +137,16 @@ def test_data_check_command_lists_every_skip_and_the_vocabulary(folder):
 
 def test_the_vae_trains_on_a_folder_without_needing_captions(folder, tmp_path):
     from test_vae import vae_values
-    from vidiff.training.vae_trainer import VAETrainer
+    from vidiff.training import Trainer, VAETask
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = VideoFolderDataset(data_config(folder), captions=False)
         values = vae_values(steps=2, checkpoint_every=2, log_every=1)
-        values["data"] = {"type": "folder", "path": str(folder), "frames": 4, "size": 16, "frame_stride": 2,
-                          "image_every": 0}
-        trainer = VAETrainer(config_from_dict(values), tmp_path / "vae", progress=False)
+        values["data"] = {"type": "folder", "frames": 4, "size": 16,
+                          "folder": {"path": str(folder), "frame_stride": 2, "image_every": 0}}
+        trainer = Trainer(config_from_dict(values), tmp_path / "vae", progress=False, task=VAETask)
         trainer.train()
     assert "uncaptioned.mp4" in {e.path.name for e in data.videos}
     assert "uncaptioned.mp4" not in dict(data.skipped) and "garbage.mp4" in dict(data.skipped)
-    assert "uncaptioned.mp4" in {e.path.name for e in trainer.dataset.videos}
+    assert "uncaptioned.mp4" in {e.path.name for e in trainer.task.dataset.videos}
     assert len(trainer.history) == 2 and all(np.isfinite(h["loss"]) for h in trainer.history)

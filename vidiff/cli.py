@@ -14,20 +14,40 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train, sample and evaluate video diffusion models.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+        typer.echo(f"vidiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
+    """Train, sample and evaluate video diffusion models."""
+
+
 def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int], minutes: Optional[float] = None):
     """The recipe a training command runs: the YAML given, or the run's own config when resuming."""
-    from .config import load_config, validate
-    from .training.checkpoint import read_config, resolve_checkpoint
+    from .checkpoint import read_config, resolve_checkpoint
+    from .config import load_config
+    from .training.options import validate_training
     if config is None and not resume:
         raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
     if out.exists() and not out.is_dir():
         raise VidiffError(f"--out '{out}' is a file; give a folder for the run")
+    if steps is not None and steps < 1:
+        raise VidiffError(f"--steps must be at least 1, got {steps}")
+    if minutes is not None and not minutes >= 0:
+        raise VidiffError(f"--minutes must be 0 (no limit) or more, got {minutes}")
+    if config is None and not (out / "latest").is_file():
+        raise VidiffError(f"nothing to resume in '{out}' (no 'latest' checkpoint); pass --config to start a run")
     cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
     if steps is not None:
         cfg.train.steps = steps
     if minutes is not None:
         cfg.train.time_limit_minutes = minutes
-    return validate(cfg)
+    return validate_training(cfg)
 
 
 @app.command()
@@ -39,8 +59,8 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
                                                               "much training time (0 = no limit)"),
           progress: bool = typer.Option(True, help="show a progress bar")):
     """Train a text-to-video model."""
-    from .training.distributed import shutdown
-    from .training.trainer import Trainer
+    from .distributed import shutdown
+    from .training import Trainer
     cfg = run_config(config, out, resume, steps, minutes)
     try:
         trainer = Trainer(cfg, out, resume=resume, progress=progress)
@@ -60,6 +80,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              steps: int = typer.Option(25, help="sampling steps"),
              guidance: float = typer.Option(3.0, help="classifier-free guidance scale"),
              sampler: str = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun | flow-euler"),
+             spacing: str = typer.Option("uniform", help="where the steps fall: uniform (in time) | karras | log_snr"),
              eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)"),
              seed: int = typer.Option(0, help="random seed"),
              fps: int = typer.Option(8, help="frames per second of the file"),
@@ -80,7 +101,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
         raise VidiffError("--scale and --fps must be at least 1")
     pipe = VideoPipeline.from_pretrained(model)
     video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta)
+                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
+                 spacing=spacing)
     for path in outputs:
         video.save(path, fps=fps, scale=scale, overwrite=overwrite)
         typer.echo(f"wrote {path}")
@@ -99,39 +121,32 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              sampler: str = typer.Option("ddim", help="sampler (with --model)"),
              seed: int = typer.Option(0, help="video i uses seed + i"),
              gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2"),
-             config: Optional[Path] = typer.Option(None, help="data config for --ground-truth (default: the model's)")):
+             config: Optional[Path] = typer.Option(None, help="data config for --ground-truth (default: the model's)"),
+             overwrite: bool = typer.Option(False, help="replace a report already in --out")):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
     from .config import DataConfig, load_config
-    from .evaluation import sources
-    from .evaluation.report import markdown_table, score_all, write_report
+    from .distributed import init_distributed, shutdown
+    from .evaluation.evaluate import evaluate as run_evaluation
+    from .evaluation.report import markdown_table
     if sum(x is not None and x is not False for x in (videos, model, ground_truth or None)) != 1:
         raise VidiffError("give exactly one of: a videos folder, --model PATH|default, or --ground-truth")
-    if num < 1:
-        raise VidiffError("--num must be at least 1")
-    if videos is not None:
-        names, clips, captions = sources.load_folder(videos)
-        title, size = f"vidiff eval of {videos}", clips[0].shape[1]
-    elif ground_truth:
-        data = load_config(config).data if config else DataConfig(gravity=gravity)
-        names, clips, captions = sources.ground_truth(data, num)
-        title, size, gravity = f"vidiff eval of {num} ground-truth clips", data.size, data.gravity
-    else:
-        from .pipeline import VideoPipeline
-        from .training.distributed import init_distributed, shutdown
-        dist = init_distributed()                      # under torchrun: each process samples its share
-        pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device)
-        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist)
+    pipe, data, dist = None, None, init_distributed()
+    try:
+        if model is not None:
+            from .pipeline import VideoPipeline        # under torchrun: each process samples its share
+            pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device)
+        elif ground_truth:
+            data = load_config(config).data if config else DataConfig()
+            if not config:
+                data.shapes.gravity = gravity
+        summary = run_evaluation(out, videos=videos, pipe=pipe, data=data, num=num, steps=steps, guidance=guidance,
+                                 sampler=sampler, seed=seed, overwrite=overwrite, dist=dist)
+    finally:
         shutdown()
-        if not dist.main:
-            return
-        title, size, gravity = f"vidiff eval of {model} ({sampler}, {steps} steps)", pipe.config.data.size, pipe.config.data.gravity
-    rows = score_all(names, clips, captions, gravity * size)
-    extra = {}
-    if videos is None:  # the world is known: FVD-shapes against a disjoint set of ground-truth clips
-        from .evaluation.fvd import FVD_REFERENCE, fvd_shapes
-        data = data if ground_truth else pipe.config.data
-        extra["fvd_shapes"] = fvd_shapes(clips, sources.ground_truth(data, FVD_REFERENCE, offset=10**6)[1])
-    summary = write_report(out, rows, clips, title, extra=extra)
+    if summary is None:
+        return
+    for name, reason in summary.pop("skipped"):
+        typer.echo(f"skip  {name}: {reason}")
     typer.echo(markdown_table({"value": summary}))
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'best_worst.png'}, {out / 'metrics.png'}")
 
@@ -140,7 +155,7 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
 def export(source: Path = typer.Argument(..., help="run folder or checkpoint folder"),
            out: Path = typer.Argument(..., help="new folder for the inference checkpoint")):
     """Export a checkpoint's EMA weights as an inference-only model folder."""
-    from .training.checkpoint import export_pretrained
+    from .checkpoint import export_pretrained
     typer.echo(f"wrote {export_pretrained(source, out)}")
 
 
@@ -149,11 +164,19 @@ def train_vae(config: Optional[Path] = typer.Option(None, help="YAML recipe with
               out: Path = typer.Option(..., help="run folder: checkpoints, reconstructions, loss.png"),
               resume: bool = typer.Option(False, help="continue the run in --out"),
               steps: Optional[int] = typer.Option(None, help="override train.steps"),
+              minutes: Optional[float] = typer.Option(None, help="override train.time_limit_minutes"),
               progress: bool = typer.Option(True, help="show a progress bar")):
     """Train the causal video VAE used for latent diffusion."""
-    from .training.vae_trainer import VAETrainer
-    cfg = run_config(config, out, resume, steps)
-    typer.echo(json.dumps(VAETrainer(cfg, out, resume=resume, progress=progress).train()))
+    from .distributed import shutdown
+    from .training import Trainer, VAETask
+    cfg = run_config(config, out, resume, steps, minutes)
+    try:
+        trainer = Trainer(cfg, out, resume=resume, progress=progress, task=VAETask)
+        summary = trainer.train()
+        if trainer.dist.main:
+            typer.echo(json.dumps(summary))
+    finally:
+        shutdown()
 
 
 @app.command()
@@ -164,27 +187,17 @@ def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif
                 fps: int = typer.Option(8, help="frames per second of the output"),
                 overwrite: bool = typer.Option(False, help="replace an existing output file")):
     """Encode and decode a video with a VAE; print PSNR and SSIM against the input."""
-    import torch
-
+    from .checkpoint import load_vae
     from .data.io import check_writable, read_video, save_video
-    from .evaluation.reconstruction import psnr, ssim
-    from .training.vae_trainer import load_vae
+    from .evaluation.reconstruction import psnr, reconstruct as run_reconstruction, ssim
     check_writable(out, overwrite)
     if tile < 1:
         raise VidiffError("--tile must be at least 1")
-    model, _ = load_vae(vae)
-    frames = read_video(source)
-    f, tf = model.spatial_factor, model.time_factor
-    t = 1 + (frames.shape[0] - 1) // tf * tf                     # keep 1 + tf k frames
-    h, w = frames.shape[1] // f * f, frames.shape[2] // f * f     # and sizes the VAE divides
-    if h == 0 or w == 0:
-        raise VidiffError(f"'{source}' is smaller than the VAE's {f}x{f} compression")
-    frames = frames[:t, :h, :w]
-    x = torch.from_numpy(frames.copy()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    with torch.no_grad():
-        recon = model.decode_tiled(model.encode(x)[0], tile=tile).clamp(-1, 1)
-    result = ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    if fps < 1:
+        raise VidiffError("--fps must be at least 1")
+    frames, result = run_reconstruction(read_video(source), load_vae(vae)[0], tile)
     save_video(result, out, fps=fps, overwrite=overwrite)
+    t, h, w = frames.shape[:3]
     typer.echo(f"wrote {out} ({t} frames of {h}x{w}): PSNR {psnr(frames, result):.2f} dB, SSIM {ssim(frames, result):.4f}")
 
 
@@ -202,33 +215,25 @@ def data_check(folder: Path = typer.Argument(..., help="folder of videos/images 
     """Report which files training would use and which it would skip, and why."""
     import warnings
 
-    import numpy as np
-
     from .config import Config, load_config
     from .data import VideoFolderDataset
+    if (frames is not None and frames < 1) or (frame_stride is not None and frame_stride < 1):
+        raise VidiffError("--frames and --frame-stride must be at least 1")
     cfg = load_config(config) if config is not None else Config()
     data = cfg.data
-    data.type, data.path = "folder", str(folder)
+    data.type, data.folder.path = "folder", str(folder)
     data.frames = frames if frames is not None else data.frames
-    data.frame_stride = frame_stride if frame_stride is not None else data.frame_stride
-    if data.frames < 1 or data.frame_stride < 1:
-        raise VidiffError("--frames and --frame-stride must be at least 1")
+    data.folder.frame_stride = frame_stride if frame_stride is not None else data.folder.frame_stride
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")           # reported below, one line per file
         dataset = VideoFolderDataset(data, cfg.model.text.vocab if config is not None else None,
                                      warn=False, require_files=False)
         if decode:
-            for entry in list(dataset.entries):
-                try:
-                    dataset.load(entry, np.random.default_rng(0))
-                except Exception as e:
-                    dataset.skip(str(entry.path.relative_to(folder)), f"decode failed: {str(e).splitlines()[0][:120]}", warn=False)
-                    dataset.entries.remove(entry)
+            dataset.check()
     for name, reason in dataset.skipped:
         typer.echo(f"skip  {name}: {reason}")
-    videos = sum(e.kind == "video" for e in dataset.entries)
-    typer.echo(f"{len(dataset.entries)} usable ({videos} videos, {len(dataset.entries) - videos} images), "
-               f"{len(dataset.skipped)} skipped, for clips of {data.frames} frames every {data.frame_stride}")
+    typer.echo(f"{len(dataset.entries)} usable ({len(dataset.videos)} videos, {len(dataset.images)} images), "
+               f"{len(dataset.skipped)} skipped, for clips of {data.frames} frames every {data.folder.frame_stride}")
     if config is None:
         words = sorted({w for e in dataset.entries for w in e.caption.lower().split()})
         typer.echo(f"caption vocabulary ({len(words)} words, for model.text.vocab): {', '.join(words)}")

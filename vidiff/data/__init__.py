@@ -1,7 +1,7 @@
 """Datasets yield {"video": (C, T, H, W) in [-1, 1], "caption": str, ...extras}, and
 item(micro_index, position, batch_size) gives sample `position` of a global micro-batch."""
 from .synthetic import ShapesDataset, collate
-from .video_folder import VideoFolderDataset
+from .video_folder import CROPS, VideoFolderDataset
 
 DATASETS = {"shapes": ShapesDataset, "folder": VideoFolderDataset}
 

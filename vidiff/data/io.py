@@ -104,13 +104,17 @@ def read_video(path: str | Path) -> np.ndarray:
     """Decode a video file to (T, H, W, 3) uint8 with PyAV; a broken file is a VidiffError."""
     import av
     path = Path(path)
+    if path.is_dir():
+        raise VidiffError(f"'{path}' is a folder; give a video file")
     if not path.is_file():
         raise VidiffError(f"video '{path}' not found")
     try:
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.error.FFmpegError, IndexError, ValueError) as e:
-        raise VidiffError(f"cannot decode video '{path}': {e}") from None
+        # FFmpeg errors print as "[Errno 1094995529] Invalid data ...": keep the words, not the code
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise VidiffError(f"cannot decode video '{path}': {reason.lower()} (is it a complete video file?)") from None
     if not frames:
         raise VidiffError(f"video '{path}' has no decodable frames")
     return np.stack(frames)

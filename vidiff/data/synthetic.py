@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import COLOURS, DataConfig
+from ..config import DataConfig, ShapesConfig
+from ..world import COLOURS, make_caption
 
 SUPERSAMPLE = 4  # render at 4x and average: anti-aliased edges, sub-pixel motion stays visible
 SQUARE_HALF_SIDE = 0.85   # of r: a square of about the circle's area
@@ -29,17 +30,18 @@ class ObjectTrack:
     velocities: np.ndarray  # (T, 2) velocity used to leave that frame
 
 
-def simulate(rng: np.random.Generator, cfg: DataConfig) -> list[ObjectTrack]:
-    n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-    colours = rng.choice(cfg.colours, size=n, replace=False)
+def simulate(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int) -> list[ObjectTrack]:
+    """Draw the objects of one clip and integrate their motion."""
+    n = int(rng.integers(world.min_objects, world.max_objects + 1))
+    colours = rng.choice(world.colours, size=n, replace=False)
     tracks = []
     for colour in colours:
-        shape = str(rng.choice(cfg.shapes))
-        r = float(rng.uniform(*cfg.radius)) * cfg.size
-        p = rng.uniform(r, cfg.size - r, size=2)
-        angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(*cfg.speed) * cfg.size
+        shape = str(rng.choice(world.shapes))
+        r = float(rng.uniform(*world.radius)) * size
+        p = rng.uniform(r, size - r, size=2)
+        angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(*world.speed) * size
         v = speed * np.array([np.cos(angle), np.sin(angle)])
-        positions, velocities = step_physics(p, v, r, cfg.size, cfg.frames, cfg.gravity * cfg.size)
+        positions, velocities = step_physics(p, v, r, size, frames, world.gravity * size)
         tracks.append(ObjectTrack(shape, str(colour), r, positions, velocities))
     return tracks
 
@@ -91,7 +93,7 @@ def render(tracks: list[ObjectTrack], frames: int, size: int) -> np.ndarray:
 
 
 def caption(tracks: list[ObjectTrack]) -> str:
-    return " and ".join(f"a {t.colour} {t.shape}" for t in tracks) + " bouncing"
+    return make_caption([(t.colour, t.shape) for t in tracks])
 
 
 class ShapesDataset(torch.utils.data.Dataset):
@@ -102,13 +104,13 @@ class ShapesDataset(torch.utils.data.Dataset):
         self.cfg = cfg
 
     def __len__(self) -> int:
-        return self.cfg.num_clips or 2**62
+        return self.cfg.shapes.num_clips or 2**62
 
     def __getitem__(self, index: int) -> dict:
-        if self.cfg.num_clips:
-            index %= self.cfg.num_clips
+        if self.cfg.shapes.num_clips:
+            index %= self.cfg.shapes.num_clips
         rng = np.random.default_rng([self.cfg.seed, index])
-        tracks = simulate(rng, self.cfg)
+        tracks = simulate(rng, self.cfg.shapes, self.cfg.frames, self.cfg.size)
         frames = render(tracks, self.cfg.frames, self.cfg.size)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0   # (C, T, H, W)
         return {
@@ -116,7 +118,6 @@ class ShapesDataset(torch.utils.data.Dataset):
             "caption": caption(tracks),
             "tracks": tracks,
         }
-
 
     def item(self, micro_index: int, position: int, batch_size: int) -> dict:
         """Sample `position` of global micro-batch `micro_index` (the interface the trainer uses)."""

@@ -71,6 +71,16 @@ def read_caption_table(folder: Path) -> dict[str, str]:
     return table
 
 
+def caption_for(table: dict[str, str], folder: Path, path: Path) -> str | None:
+    """A file's caption: its row in the caption table (by path relative to the folder, or by name),
+    else its <name>.txt sidecar, else None."""
+    caption = table.get(str(path.relative_to(folder)), table.get(path.name))
+    sidecar = path.with_suffix(".txt")
+    if caption is None and sidecar.is_file():
+        caption = sidecar.read_text().strip()
+    return caption
+
+
 def probe_video(path: Path) -> tuple[int, float]:
     """(decodable frame count, frames per second); raises on anything unreadable."""
     import av
@@ -105,13 +115,16 @@ def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | N
     return Entry(path, caption, "video", frames, fps), ""
 
 
+CROPS = ("center", "random")
+
+
 class VideoFolderDataset(torch.utils.data.Dataset):
     def __init__(self, cfg: DataConfig, vocab: list[str] | None = None, warn: bool = True, require_files: bool = True,
                  captions: bool = True):
         self.cfg = cfg
-        folder = Path(cfg.path)
-        if not cfg.path or not folder.is_dir():
-            raise VidiffError(f"data.path '{cfg.path}' is not a folder; point it at a folder of videos/images")
+        folder = Path(cfg.folder.path)
+        if not cfg.folder.path or not folder.is_dir():
+            raise VidiffError(f"data.folder.path '{cfg.folder.path}' is not a folder; point it at a folder of videos/images")
         table = read_caption_table(folder)
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES)
         self.entries: list[Entry] = []
@@ -119,10 +132,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         vocab_set = {w.lower() for w in vocab} if vocab is not None else None
         for path in files:
             rel = str(path.relative_to(folder))
-            sidecar = path.with_suffix(".txt")
-            caption = table.get(rel, table.get(path.name))
-            if caption is None and sidecar.is_file():
-                caption = sidecar.read_text().strip()
+            caption = caption_for(table, folder, path)
             if caption is None and not captions:
                 caption = ""
             entry, reason = check_file(path, caption, self.frames_needed(path), vocab_set)
@@ -136,17 +146,31 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             raise VidiffError(f"no usable videos or images in '{folder}' ({len(self.skipped)} skipped); "
                               f"run `vidiff data check {folder}` to see why")
 
+    def check(self) -> "VideoFolderDataset":
+        """Decode one clip of every usable file, as training would; those that fail move to `skipped`
+        (what `vidiff data check` reports)."""
+        folder = Path(self.cfg.folder.path)
+        for entry in list(self.entries):
+            try:
+                self.load(entry, np.random.default_rng(0))
+            except Exception as e:                      # PyAV/Pillow raise many types for broken files
+                self.skip(str(entry.path.relative_to(folder)), f"decode failed: {str(e).splitlines()[0][:120]}", warn=False)
+                self.entries.remove(entry)
+        self.videos = [e for e in self.entries if e.kind == "video"]
+        self.images = [e for e in self.entries if e.kind == "image"]
+        return self
+
     def skip(self, name: str, reason: str, warn: bool = True) -> None:
         self.skipped.append((name, reason))
         if warn:
             warnings.warn(f"skipping {name}: {reason}", stacklevel=2)
 
     def stride_for(self, fps: float) -> int:
-        return max(1, round(fps / self.cfg.fps)) if self.cfg.fps > 0 else self.cfg.frame_stride
+        return max(1, round(fps / self.cfg.folder.fps)) if self.cfg.folder.fps > 0 else self.cfg.folder.frame_stride
 
     def frames_needed(self, path: Path) -> int:
         # fps-based strides depend on the file; they are re-checked at decode time
-        return 1 if path.suffix.lower() in IMAGE_SUFFIXES else (self.cfg.frames - 1) * self.cfg.frame_stride + 1
+        return 1 if path.suffix.lower() in IMAGE_SUFFIXES else (self.cfg.frames - 1) * self.cfg.folder.frame_stride + 1
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -156,7 +180,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             return "video"
         if not self.videos:
             return "image"
-        every = self.cfg.image_every
+        every = self.cfg.folder.image_every
         return "image" if every > 0 and micro_index % every == every - 1 else "video"
 
     def item(self, micro_index: int, position: int, batch_size: int) -> dict:
@@ -168,7 +192,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             epoch, offset = divmod(index + attempt, len(pool))
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(pool))   # reshuffle per epoch
             entry = pool[order[offset]]
-            rng = np.random.default_rng([self.cfg.seed, zlib.crc32(str(entry.path).encode())] if self.cfg.fixed_clips
+            rng = np.random.default_rng([self.cfg.seed, zlib.crc32(str(entry.path).encode())] if self.cfg.folder.fixed_clips
                                         else [self.cfg.seed, index, attempt])
             try:
                 video = self.load(entry, rng)
@@ -176,7 +200,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                 self.skip(str(entry.path.name), f"decode failed: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}")
                 continue
             return {"video": video, "caption": entry.caption, "path": str(entry.path)}
-        raise VidiffError(f"every {kind} in '{self.cfg.path}' failed to decode")
+        raise VidiffError(f"every {kind} in '{self.cfg.folder.path}' failed to decode")
 
     def __getitem__(self, index: int) -> dict:
         return self.item(0, index, 1)
@@ -220,7 +244,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
         video = F.interpolate(video.transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True,
                               align_corners=False).transpose(0, 1).clamp(0, 255)
-        if self.cfg.crop == "random":
+        if self.cfg.folder.crop == "random":
             top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
         else:
             top, left = (nh - size) // 2, (nw - size) // 2

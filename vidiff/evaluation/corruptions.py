@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..config import COLOURS
+from ..world import COLOURS
 from ..data.synthetic import ObjectTrack, render, step_physics
 
 

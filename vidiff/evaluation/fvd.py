@@ -21,12 +21,15 @@ from scipy import linalg
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import COLOURS, SHAPES, DataConfig
+from ..config import DataConfig, ShapesConfig
 from ..data import ShapesDataset
+from ..data.splits import FVD_REFERENCE
+from ..world import COLOURS, SHAPES
 
 WEIGHTS = Path(__file__).parents[1] / "assets" / "video_features.safetensors"
 FEATURES = 128
-FVD_REFERENCE = 128   # ground-truth clips in the reference set
+REFERENCE_CLIPS = 128   # ground-truth clips in the reference set
+TRAIN_DATA_SEED, PROBE_DATA_SEED = 10_000, 20_000   # the feature net's own worlds, apart from any model's
 
 
 class VideoFeatureNet(nn.Module):
@@ -73,7 +76,7 @@ def train_feature_net(steps: int = 1500, batch: int = 16, seed: int = 0, progres
     """Train on the synthetic world with every colour and shape and 1-3 objects (Adam, cosine LR)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    data = ShapesDataset(DataConfig(colours=list(COLOURS), max_objects=3, seed=10_000 + seed))
+    data = ShapesDataset(DataConfig(seed=TRAIN_DATA_SEED + seed, shapes=ShapesConfig(colours=list(COLOURS), max_objects=3)))
     net = VideoFeatureNet()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -122,10 +125,17 @@ def fvd_shapes(videos: list[np.ndarray], reference: list[np.ndarray]) -> float:
     return frechet_distance(video_features(net, videos), video_features(net, reference))
 
 
+def reference_clips(data: DataConfig) -> list[np.ndarray]:
+    """The ground-truth clips FVD-shapes compares a data config's videos against (disjoint from the
+    held-out prompts that models are evaluated on)."""
+    from .sources import ground_truth
+    return ground_truth(data, REFERENCE_CLIPS, FVD_REFERENCE)[1]
+
+
 @torch.no_grad()
 def probe_accuracy(net: VideoFeatureNet, clips: int = 256, seed: int = 99) -> dict:
     """Held-out accuracy of the training heads: evidence that the features know the world."""
-    data = ShapesDataset(DataConfig(colours=list(COLOURS), max_objects=3, seed=20_000 + seed))
+    data = ShapesDataset(DataConfig(seed=PROBE_DATA_SEED + seed, shapes=ShapesConfig(colours=list(COLOURS), max_objects=3)))
     video, colours, shapes, count, ordered = _labelled_batch(data, 0, clips, np.random.default_rng(seed))
     c, s, n, o = net(video)
     return {"colour": float(((c > 0) == colours.bool()).float().mean()), "shape": float(((s > 0) == shapes.bool()).float().mean()),

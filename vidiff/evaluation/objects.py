@@ -7,14 +7,13 @@ smaller than `min_area` or thinner than 3 pixels are sampling noise or blended e
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
-from ..config import COLOURS, SHAPES
 from ..data.synthetic import SQUARE_HALF_SIDE, shape_mask
+from ..world import COLOURS, SHAPES
 
 MIN_AREA_FRACTION = 0.004   # of the frame: 4 px at 32x32
 TEMPLATE_SUPERSAMPLE = 4
@@ -58,12 +57,6 @@ class Track:
         """Median bounding radius implied by the area of the majority shape."""
         areas = [d.area for d in self.clear()]
         return float(np.sqrt(np.median(areas) / AREA_PER_R2[self.majority_shape()]))
-
-
-def parse_caption(caption: str) -> list[tuple[str, str]]:
-    """'a red circle and a blue square bouncing' -> [('red', 'circle'), ('blue', 'square')]."""
-    pattern = rf"\b({'|'.join(COLOURS)})\s+({'|'.join(SHAPES)})\b"
-    return re.findall(pattern, caption.lower())
 
 
 def label_colours(frame: np.ndarray, colours: list[str], min_coverage: float = 0.5) -> np.ndarray:

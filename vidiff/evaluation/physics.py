@@ -8,7 +8,7 @@ from scipy.optimize import least_squares
 from ..data.synthetic import step_physics
 
 
-def simulate(params: np.ndarray, size: float, frames: int, gravity: float) -> np.ndarray:
+def trajectory(params: np.ndarray, size: float, frames: int, gravity: float) -> np.ndarray:
     """params = (x0, y0, vx, vy, radius): the radius sets where the walls reflect the centre."""
     return step_physics(params[:2], params[2:4], params[4], size, frames, gravity)[0]
 
@@ -29,7 +29,7 @@ def fit_physics(positions: np.ndarray, present: np.ndarray, radius: float, size:
     obs = positions[idx]
 
     def residual(params):
-        return (simulate(params, size, frames, gravity)[idx] - obs).ravel()
+        return (trajectory(params, size, frames, gravity)[idx] - obs).ravel()
 
     starts = []
     for a, b in ((0, 1), (len(idx) // 2 - 1, len(idx) // 2), (len(idx) - 2, len(idx) - 1)):
@@ -45,6 +45,6 @@ def fit_physics(positions: np.ndarray, present: np.ndarray, radius: float, size:
                             max_nfev=400)
         if best is None or fit.cost < best.cost:
             best = fit
-    traj = simulate(best.x, size, frames, gravity)
+    traj = trajectory(best.x, size, frames, gravity)
     rms = float(np.sqrt(np.mean(np.sum((traj[idx] - obs) ** 2, axis=1))))
     return rms, traj

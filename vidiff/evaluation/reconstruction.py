@@ -5,6 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import VidiffError
+
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB over the whole clip (peak 255)."""
@@ -25,3 +27,19 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> 
     vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
     return float(s.mean())
+
+
+@torch.no_grad()
+def reconstruct(frames: np.ndarray, vae, tile: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Encode and decode (T, H, W, 3) uint8 frames with a VideoVAE. Returns (input, reconstruction),
+    the input cut to 1 + k * time_factor frames and sizes the VAE's compression divides."""
+    f, tf = vae.spatial_factor, vae.time_factor
+    t = 1 + (frames.shape[0] - 1) // tf * tf
+    h, w = frames.shape[1] // f * f, frames.shape[2] // f * f
+    if h == 0 or w == 0:
+        raise VidiffError(f"the video ({frames.shape[1]}x{frames.shape[2]}) is smaller than the VAE's {f}x{f} compression")
+    frames = frames[:t, :h, :w]
+    device = next(vae.parameters()).device
+    x = torch.from_numpy(frames.copy()).permute(3, 0, 1, 2)[None].float().to(device) / 127.5 - 1
+    recon = vae.decode_tiled(vae.encode(x)[0], tile=tile).clamp(-1, 1)
+    return frames, ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()

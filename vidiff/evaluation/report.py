@@ -9,7 +9,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.io import tile, upscale
-from .objects import parse_caption
+from ..world import parse_caption
 from .temporal import temporal_scores
 from .world import score_video
 

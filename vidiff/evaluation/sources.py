@@ -12,43 +12,49 @@ from tqdm.auto import tqdm
 from ..config import DataConfig
 from ..data import ShapesDataset
 from ..data.io import read_video, save_video, to_uint8
-from ..data.video_folder import read_caption_table
+from ..data.splits import HELD_OUT
+from ..distributed import Dist, gather_objects
+from ..data.video_folder import caption_for, read_caption_table
 from ..errors import VidiffError
 
 VIDEO_FILES = (".mp4", ".gif", ".webm", ".mov", ".mkv", ".avi")
 IMAGE_FILES = (".png", ".jpg", ".jpeg")
-HELD_OUT = 10**9   # sample indices far beyond any training stream
 
 
-def load_folder(folder: str | Path) -> tuple[list[str], list[np.ndarray], list[str | None]]:
-    """Videos in a folder: video files, and subfolders of frame images (one video each)."""
+def load_folder(folder: str | Path) -> tuple[list[str], list[np.ndarray], list[str | None], list[tuple[str, str]]]:
+    """Videos in a folder: video files, and subfolders of frame images (one video each). Files that
+    cannot be read are skipped and returned as (name, reason), as training and `data check` do."""
     folder = Path(folder)
     if not folder.is_dir():
         raise VidiffError(f"'{folder}' is not a folder of videos")
     captions = read_caption_table(folder)   # captions.jsonl/csv, rows keyed by 'path' or 'file'
-    names, videos, texts = [], [], []
+    names, videos, texts, skipped = [], [], [], []
     entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_FILES or p.is_dir())
     for path in tqdm(entries, desc="read", leave=False):
-        if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FILES)
-            if not images:
-                continue
-            video = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images])
-        else:
-            video = read_video(path)
-        sidecar = path.with_suffix(".txt")
+        try:
+            if path.is_dir():
+                images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FILES)
+                if not images:
+                    continue
+                video = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images])
+            else:
+                video = read_video(path)
+        except (VidiffError, OSError, ValueError) as e:    # broken file, unreadable image, mixed frame sizes
+            skipped.append((path.name, str(e)))
+            continue
         names.append(path.name)
         videos.append(video)
-        texts.append(captions.get(path.name) or (sidecar.read_text().strip() if sidecar.is_file() else None))
+        texts.append(caption_for(captions, folder, path))
     if not videos:
-        raise VidiffError(f"no videos in '{folder}' (looked for {', '.join(VIDEO_FILES)} and frame folders)")
-    return names, videos, texts
+        raise VidiffError(f"no readable videos in '{folder}' ({len(skipped)} skipped; looked for "
+                          f"{', '.join(VIDEO_FILES)} and frame folders)")
+    return names, videos, texts, skipped
 
 
-def ground_truth(cfg: DataConfig, num: int, offset: int = 0) -> tuple[list[str], list[np.ndarray], list[str]]:
+def ground_truth(cfg: DataConfig, num: int, offset: int = HELD_OUT) -> tuple[list[str], list[np.ndarray], list[str]]:
     """Held-out clips of the synthetic world; `offset` picks a disjoint set (e.g. an FVD reference)."""
     data = ShapesDataset(cfg)
-    items = [data[HELD_OUT + offset + i] for i in range(num)]
+    items = [data[offset + i] for i in range(num)]
     return [f"truth_{i:04d}" for i in range(num)], [to_uint8(it["video"]) for it in items], [it["caption"] for it in items]
 
 
@@ -56,9 +62,8 @@ def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sample
                   save_to: Path | None = None, dist=None) -> tuple[list[str], list[np.ndarray], list[str]]:
     """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each.
 
-    Under torchrun (`dist` from training.distributed.init_distributed) rank r makes videos r, r + N, ...
+    Under torchrun (`dist` from vidiff.distributed.init_distributed) rank r makes videos r, r + N, ...
     and every rank gets all of them back in order: the distributed sampler for evaluation."""
-    from ..training.distributed import Dist, gather_objects
     dist = dist or Dist()
     data = ShapesDataset(pipe.config.data)
     captions = [data[HELD_OUT + i]["caption"] for i in range(num)]

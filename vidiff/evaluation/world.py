@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .objects import parse_caption, track
+from ..world import parse_caption
+from .objects import track
 from .physics import fit_physics
 
 MIN_PRESENCE = 0.5   # a track counts as a found object if present in at least half of the frames

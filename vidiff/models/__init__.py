@@ -1,48 +1,55 @@
-"""Backbones and the text-conditioned model that joins a text encoder to a backbone."""
+"""Networks, and the registry that builds them from a config: backbones by `model.type`, the VAE.
+
+A backbone is an nn.Module with forward(x (B, C, T, H, W), log_snr (B,), context, mask) -> like x.
+"""
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import Callable
 
-from ..config import ModelConfig
-from .text import TextEncoder, WordTokenizer
-from .dit import DiT3D
-from .unet3d import UNet3D
+from torch import nn
 
-
-def build_unet3d(cfg: ModelConfig) -> nn.Module:
-    return UNet3D(cfg.in_channels, cfg.base_channels, cfg.channel_mults, cfg.num_res_blocks,
-                  cfg.attention_levels, cfg.head_dim, cfg.groups, cfg.text.dim)
-
-
-def build_dit(cfg: ModelConfig) -> nn.Module:
-    return DiT3D(cfg.in_channels, cfg.width, cfg.depth, cfg.head_dim, tuple(cfg.patch), cfg.attention,
-                 cfg.text.dim, cfg.activation_checkpointing)
+from ..config import DiTConfig, ModelConfig, UNetConfig, VAEConfig
+from .codec import LatentCodec
+from .dit import DiT3D, DiTBlock
+from .text import TextEncoder
+from .text_to_video import TextToVideoModel
+from .unet3d import UNet3D, VideoBlock
+from .vae import VideoVAE
 
 
-BACKBONES = {"unet3d": build_unet3d, "dit": build_dit}
+def _unet3d(cfg: UNetConfig, in_channels: int, context_dim: int) -> nn.Module:
+    return UNet3D(in_channels, cfg.base_channels, cfg.channel_mults, cfg.num_res_blocks,
+                  cfg.attention_levels, cfg.head_dim, cfg.groups, context_dim)
 
 
-class TextToVideoModel(nn.Module):
-    """A text encoder and a video backbone trained together.
+def _dit(cfg: DiTConfig, in_channels: int, context_dim: int) -> nn.Module:
+    return DiT3D(in_channels, cfg.width, cfg.depth, cfg.head_dim, tuple(cfg.patch), cfg.attention,
+                 context_dim, cfg.activation_checkpointing)
 
-    encode(ids) runs once per prompt; forward(x, log_snr, context, mask) runs every sampling step.
-    """
 
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.config = cfg
-        self.tokenizer = WordTokenizer(cfg.text.vocab, cfg.text.max_length)
-        self.text_encoder = TextEncoder(len(self.tokenizer), cfg.text.max_length, cfg.text.dim,
-                                        cfg.text.layers, cfg.text.heads)
-        self.backbone = BACKBONES[cfg.type](cfg)
+BACKBONES: dict[str, Callable[..., nn.Module]] = {"unet3d": _unet3d, "dit": _dit}
+# the repeated blocks of each backbone: the units FSDP shards and activation checkpointing wraps
+BLOCK_TYPES: tuple[type[nn.Module], ...] = (VideoBlock, DiTBlock, TextEncoder)
 
-    def encode(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        return self.text_encoder(ids)
 
-    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
-                ids: Tensor | None = None) -> Tensor:
-        """Pass an encoded prompt (context, mask), or token ids to encode inside this call (training
-        does, so data-parallel wrappers see every parameter used in forward)."""
-        if ids is not None:
-            context, mask = self.encode(ids)
-        return self.backbone(x, log_snr, context, mask)
+def build_model(cfg: ModelConfig, known_words: list[str] | None = None) -> TextToVideoModel:
+    """The text-to-video model a config describes; known_words: the words prompts may use
+    (Config.trained_words()), default all of model.text.vocab."""
+    backbone = BACKBONES[cfg.type](getattr(cfg, cfg.type), cfg.in_channels, cfg.text.dim)
+    t = cfg.text
+    return TextToVideoModel(backbone, t.vocab, t.max_length, t.dim, t.layers, t.heads, known_words)
+
+
+def build_vae(cfg: VAEConfig) -> VideoVAE:
+    return VideoVAE(cfg.in_channels, cfg.channels, tuple(cfg.channel_mults), cfg.latent_channels, cfg.temporal_downsample)
+
+
+def input_multiples(cfg: ModelConfig) -> tuple[int, int]:
+    """(frames, height/width) of the backbone's input must be multiples of these."""
+    if cfg.type == "dit":
+        return cfg.dit.patch[0], max(cfg.dit.patch[1:])
+    return 1, 2 ** (len(cfg.unet3d.channel_mults) - 1)
+
+
+__all__ = ["BACKBONES", "BLOCK_TYPES", "LatentCodec", "TextToVideoModel", "VideoVAE", "build_model", "build_vae",
+           "input_multiples"]

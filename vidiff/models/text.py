@@ -19,9 +19,13 @@ PAD, BOS = "<pad>", "<bos>"
 
 
 class WordTokenizer:
-    def __init__(self, vocab: list[str], max_length: int):
+    """known: the words prompts may use (default: all of vocab); the others have embeddings the model
+    never trained, so a prompt with one is refused rather than silently half-ignored."""
+
+    def __init__(self, vocab: list[str], max_length: int, known: list[str] | None = None):
         self.words = [PAD, BOS, *vocab]
         self.index = {w: i for i, w in enumerate(self.words)}
+        self.known = list(vocab) if known is None else [w for w in vocab if w in set(known)]
         self.max_length = max_length
 
     def __len__(self) -> int:
@@ -35,14 +39,22 @@ class WordTokenizer:
         ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
         for row, prompt in enumerate(prompts):
             words = self.split(prompt)
-            unknown = [w for w in words if w not in self.index or w in (PAD, BOS)]
+            unknown = [w for w in words if w not in self.known]
             if unknown:
                 raise VidiffError(f"unknown word '{unknown[0]}' in prompt '{prompt}'; "
-                                  f"this model knows: {', '.join(self.words[2:])}")
+                                  f"this model knows: {', '.join(self.known)}")
             if len(words) + 1 > self.max_length:
                 raise VidiffError(f"prompt '{prompt}' has {len(words)} words; this model takes at most "
                                   f"{self.max_length - 1}")
             ids[row, : len(words) + 1] = torch.tensor([self.index[BOS]] + [self.index[w] for w in words])
+        return ids
+
+
+    def empty(self, batch: int) -> Tensor:
+        """The empty prompt, <bos> alone: the unconditional input of classifier-free guidance (the
+        prompt dropped in training, and the null branch in sampling)."""
+        ids = torch.zeros(batch, self.max_length, dtype=torch.long)
+        ids[:, 0] = self.index[BOS]
         return ids
 
 

@@ -134,8 +134,9 @@ class TemporalAttention(nn.Module):
     def forward(self, x: Tensor, frames: int) -> Tensor:
         bt, c, h, w = x.shape
         z = rearrange(to_tokens(x), "(b t) p c -> (b p) t c", t=frames)
-        z = z + self.attn(self.norm(z))
-        return from_tokens(rearrange(z, "(b p) t c -> (b t) p c", p=h * w), h)
+        dz = rearrange(self.attn(self.norm(z)), "(b p) t c -> (b t) p c", p=h * w)
+        # the residual sum is a new tensor, not a view: FSDP2 needs each block to return one
+        return x + from_tokens(dz, h)
 
 
 class VideoBlock(nn.Module):

@@ -7,9 +7,10 @@ Spatial compression is 2^(levels - 1) (4x or 8x); temporal compression is 1x or 
 Normalisation is per pixel over channels (ChannelNorm), which keeps causality (nothing in frame t
 sees frame t + 1) and lets tiles decode like whole frames.
 
-Decoding can be tiled (`decode_tiled`): overlapping spatial tiles blended linearly, and latent
-frames in chunks that carry enough past latent frames to fill the causal receptive field, so long or
-large videos decode in bounded memory.
+Decoding can be tiled (`decode_tiled`): spatial tiles decoded with a margin as wide as the decoder's
+reach and cropped (no blending: the result equals untiled decoding), and latent frames in chunks that
+carry enough past latent frames to fill the causal receptive field, so long or large videos decode
+in bounded memory.
 """
 from __future__ import annotations
 
@@ -93,11 +94,14 @@ class Up(nn.Module):
         return self.conv(x)
 
 
+TEMPORAL_DOWNSAMPLES = (1, 4)   # frames packed per latent frame (after the first, which is encoded alone)
+
+
 class VideoVAE(nn.Module):
     def __init__(self, in_channels: int = 3, channels: int = 64, channel_mults=(1, 2, 2),
                  latent_channels: int = 4, temporal_downsample: int = 1):
         super().__init__()
-        if temporal_downsample not in (1, 4) or (temporal_downsample == 4 and len(channel_mults) < 3):
+        if temporal_downsample not in TEMPORAL_DOWNSAMPLES or (temporal_downsample == 4 and len(channel_mults) < 3):
             raise ValueError("temporal_downsample must be 1, or 4 with at least 3 levels")
         self.levels, self.time_factor, self.latent_channels = len(channel_mults), temporal_downsample, latent_channels
         time_levels = {0, 1} if temporal_downsample == 4 else set()

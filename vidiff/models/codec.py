@@ -1,34 +1,27 @@
 """Where diffusion happens: pixels, or the latents of a video VAE (latent diffusion, Rombach et al. 2022).
 
 A codec maps pixel videos in [-1, 1] to the backbone's space and back; for pixel models it is the
-identity. Latents are multiplied by `vae.latent_scale` (1/std measured on training data when a
-latent run starts) so the diffusion sees unit-variance data, as its noise schedule assumes.
+identity. Latents are multiplied by `scale` (1/std measured on training data when a latent run
+starts) so the diffusion sees unit-variance data, as its noise schedule assumes.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .config import Config
-from .models.vae import VideoVAE
+from ..config import VAEConfig
+from .vae import VideoVAE
 
 
 class LatentCodec:
-    def __init__(self, vae: VideoVAE | None = None, scale: float = 1.0, tile: int = 32):
-        self.vae, self.scale, self.tile = vae, scale, tile
+    """config: the VAE's architecture, kept to store it beside the VAE's weights."""
 
-    @classmethod
-    def from_checkpoint(cls, cfg: Config, folder: Path, device) -> "LatentCodec":
-        """The codec a saved model was trained with (its VAE weights travel in the checkpoint)."""
-        if cfg.diffusion.space == "pixel":
-            return cls()
-        from .training.checkpoint import load_weights
-        from .training.vae_trainer import VAE_TYPE, build_vae
-        vae = build_vae(cfg)
-        load_weights(vae, folder / "vae.safetensors", cfg, model_type=VAE_TYPE)
-        return cls(vae.to(device).eval().requires_grad_(False), cfg.vae.latent_scale)
+    def __init__(self, vae: VideoVAE | None = None, scale: float = 1.0, tile: int = 32, config: VAEConfig | None = None):
+        self.vae, self.scale, self.tile, self.config = vae, scale, tile, config
+
+    @property
+    def latent(self) -> bool:
+        return self.vae is not None
 
     def shape(self, channels: int, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """The backbone's input shape for a video of this many frames and pixels."""

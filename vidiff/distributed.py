@@ -1,8 +1,8 @@
-"""Multi-process training on torch.distributed: process group set-up, DDP or FSDP2 wrapping, and the
-few collectives the trainer needs.
+"""Process groups on torch.distributed: set-up, this process's share of a batch, and the few
+collectives training and evaluation need. (Wrapping a model for DDP/FSDP is training/parallel.py.)
 
 Launch with torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); without it everything
-here is a no-op and the trainer runs in one process. `train.batch_size` is the global batch: rank r
+here is a no-op and everything runs in one process. `train.batch_size` is the global batch: rank r
 trains on its contiguous slice of it, so one config trains the same model on 1 or N processes.
 """
 from __future__ import annotations
@@ -12,11 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from ..errors import VidiffError
-
-STRATEGIES = ("ddp", "fsdp")
+from .errors import VidiffError
 
 
 @dataclass
@@ -58,24 +55,6 @@ def init_distributed() -> Dist:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
-    """The module to call forward on. DDP keeps a full replica per rank and averages gradients;
-    FSDP2 (fully_shard) shards parameters, gradients and optimizer state across ranks, per block,
-    for models that do not fit on one device. `model` itself is sharded in place by FSDP."""
-    if not d.enabled:
-        return model
-    if strategy == "ddp":
-        return nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-        for module in model.modules():        # shard per U-Net or DiT block, then the rest at the root
-            if type(module).__name__ in ("VideoBlock", "DiTBlock", "TextEncoder"):
-                fully_shard(module)
-        fully_shard(model)
-        return model
-    raise VidiffError(f"unknown train.parallel '{strategy}'; choose one of: {', '.join(STRATEGIES)}")
 
 
 def mean(value: float, d: Dist) -> float:

@@ -1,0 +1,215 @@
+"""Checkpoints are folders: config.json + model.safetensors (+ ema.safetensors, optimizer.pt,
+state.json while training; + vae.safetensors for a latent model). Folders are written under a
+temporary name, fsynced and renamed, so a crash mid-write leaves the previous checkpoints intact and
+never a half-written one. Here too: reading configs (old layouts upgraded), loading weights with a
+one-line diagnosis of mismatches, loading a model, a VAE or a latent codec, and export.
+
+Values a run derives rather than is given (a latent model's VAE architecture and latent scale) are
+stored with the weights they belong to, in vae.safetensors' metadata, not in config.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import Config, VAEConfig, build_section, config_from_dict
+from .errors import VidiffError
+from .models import LatentCodec, TextToVideoModel, VideoVAE, build_model, build_vae
+
+FORMAT = "vidiff-checkpoint-1"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+StateLike = nn.Module | dict
+
+
+def _state_tensors(state: StateLike) -> dict[str, torch.Tensor]:
+    state = state.state_dict() if isinstance(state, nn.Module) else state
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: StateLike | None = None,
+                     optimizer: torch.optim.Optimizer | dict | None = None, state: dict | None = None,
+                     model_type: str | None = None, extra: dict[str, StateLike] | None = None,
+                     extra_metadata: dict[str, dict[str, str]] | None = None) -> Path:
+    """Atomically create `folder`; refuses to replace an existing one. Weights and optimizer state
+    may be given as modules/optimizers or as (full, gathered) state dicts."""
+    folder = Path(folder)
+    if folder.exists():
+        raise VidiffError(f"checkpoint '{folder}' already exists; it is never overwritten")
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = {"format": FORMAT, "model_type": model_type or config.model.type}
+    config.save(tmp / "config.json")
+    save_file(_state_tensors(model), tmp / "model.safetensors", metadata=meta)
+    if ema is not None:
+        save_file(_state_tensors(ema), tmp / "ema.safetensors", metadata=meta)
+    for name, weights in (extra or {}).items():      # e.g. the VAE a latent model decodes with
+        metadata = {"format": FORMAT, "model_type": name, **(extra_metadata or {}).get(name, {})}
+        save_file(_state_tensors(weights), tmp / f"{name}.safetensors", metadata=metadata)
+    if optimizer is not None:
+        torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
+    if state is not None:
+        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    for f in tmp.iterdir():
+        _fsync(f)
+    os.rename(tmp, folder)
+    _fsync(folder.parent)
+    return folder
+
+
+def write_pointer(run_dir: Path, name: str) -> None:
+    """Point run_dir/latest at a checkpoint folder name (atomic replace)."""
+    tmp = run_dir / ".latest.tmp"
+    tmp.write_text(name + "\n")
+    _fsync(tmp)
+    os.replace(tmp, run_dir / "latest")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder whose `latest` names one."""
+    path = Path(path)
+    if (path / "latest").is_file():
+        path = path / "checkpoints" / (path / "latest").read_text().strip()
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise VidiffError(f"'{path}' is not a vidiff checkpoint (needs config.json and model.safetensors)")
+    return path
+
+
+# config.json keys of the flat layout (before per-backbone and per-source sub-sections)
+_LEGACY_MODEL = {"unet3d": ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "groups"),
+                 "dit": ("width", "depth", "patch", "attention", "activation_checkpointing")}
+_LEGACY_DATA = {"shapes": ("min_objects", "max_objects", "colours", "shapes", "radius", "speed", "gravity",
+                           "num_clips"),
+                "folder": ("path", "frame_stride", "fps", "crop", "image_every", "fixed_clips")}
+
+
+def upgrade_config_dict(values: dict) -> dict:
+    """A config.json of an older layout in today's: flat backbone and data-source keys move into their
+    sub-sections, and derived values (diffusion.space, vae.latent_scale) are dropped (they now live
+    with the weights; see load_codec)."""
+    values = json.loads(json.dumps(values))   # a deep copy
+    model, data = values.get("model", {}), values.get("data", {})
+    flat = [k for keys in _LEGACY_DATA.values() for k in keys if k in data and not isinstance(data[k], dict)]
+    if flat:
+        for source, keys in _LEGACY_DATA.items():
+            moved = {k: data.pop(k) for k in keys if k in data}
+            if source == data.get("type", "shapes"):
+                data[source] = moved
+    if any(k in model for keys in _LEGACY_MODEL.values() for k in keys):
+        chosen = model.get("type", "unet3d")
+        moved = {k: model.pop(k) for keys in _LEGACY_MODEL.values() for k in keys if k in model}
+        moved["head_dim"] = model.pop("head_dim", 32)
+        model[chosen] = {k: v for k, v in moved.items() if k in _LEGACY_MODEL[chosen] + ("head_dim",)}
+    values.get("diffusion", {}).pop("space", None)
+    values.get("vae", {}).pop("latent_scale", None)
+    return values
+
+
+def read_config(folder: Path) -> Config:
+    try:
+        values = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise VidiffError(f"'{folder / 'config.json'}' is not valid JSON: {e}") from None
+    return config_from_dict(upgrade_config_dict(values))
+
+
+def _metadata(file: Path) -> dict:
+    try:
+        with safe_open(file, "pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise VidiffError(f"cannot read weights '{file}': {e}") from None
+
+
+def load_weights(module: nn.Module, file: Path, model_type: str) -> None:
+    """Load safetensors weights, with a one-line error for files from another model or architecture."""
+    meta = _metadata(file)
+    if meta.get("model_type", model_type) != model_type:
+        raise VidiffError(f"weights '{file}' are for a '{meta['model_type']}' model, not a '{model_type}'; "
+                          "use the config.json saved with them, or the right kind of checkpoint")
+    try:
+        tensors = load_file(file)
+    except (SafetensorError, OSError) as e:
+        raise VidiffError(f"cannot read weights '{file}': {e}") from None
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        what = (f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'" if unexpected
+                else f"'{wrong[0]}' has shape {tuple(tensors[wrong[0]].shape)}, "
+                     f"expected {tuple(expected[wrong[0]].shape)}")
+        raise VidiffError(f"weights '{file}' do not fit the model in its config.json ({what}); "
+                          "the checkpoint comes from another architecture or size")
+    module.load_state_dict(tensors)
+
+
+def load_model(path: str | Path, ema: bool = True) -> tuple[TextToVideoModel, Config, Path]:
+    """The text-to-video model of a checkpoint or run folder (its EMA weights when there are any)."""
+    folder = resolve_checkpoint(path)
+    config = read_config(folder)
+    model = build_model(config.model, config.trained_words())
+    weights = folder / "ema.safetensors"
+    load_weights(model, weights if ema and weights.is_file() else folder / "model.safetensors", config.model.type)
+    return model, config, folder
+
+
+VAE_TYPE = "vae"
+
+
+def vae_metadata(cfg: VAEConfig, latent_scale: float) -> dict[str, str]:
+    """What a latent model's vae.safetensors carries to rebuild its codec."""
+    return {"config": json.dumps(dataclasses.asdict(cfg)), "latent_scale": repr(latent_scale)}
+
+
+def load_vae(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoVAE, Config]:
+    """A trained VAE from a `vidiff train-vae` run or checkpoint folder."""
+    folder = resolve_checkpoint(path)
+    cfg = read_config(folder)
+    vae = build_vae(cfg.vae)
+    load_weights(vae, folder / "model.safetensors", VAE_TYPE)
+    return vae.to(device).eval(), cfg
+
+
+def load_codec(folder: Path, device: str | torch.device = "cpu") -> LatentCodec:
+    """The pixel<->latent codec a diffusion checkpoint was trained with: the identity for a pixel model,
+    else the VAE stored beside its weights (architecture and latent scale in that file's metadata;
+    checkpoints written before that kept both in config.json)."""
+    file = folder / "vae.safetensors"
+    if not file.is_file():
+        return LatentCodec()
+    meta = _metadata(file)
+    if "config" in meta:
+        vae_cfg, scale = build_section(VAEConfig, json.loads(meta["config"]), "vae."), float(meta["latent_scale"])
+    else:
+        legacy = json.loads((folder / "config.json").read_text()).get("vae", {})
+        scale = float(legacy.pop("latent_scale", 1.0))
+        vae_cfg = build_section(VAEConfig, legacy, "vae.")
+    vae = build_vae(vae_cfg)
+    load_weights(vae, file, VAE_TYPE)
+    return LatentCodec(vae.to(device).eval().requires_grad_(False), scale, config=vae_cfg)
+
+
+def export_pretrained(source: str | Path, folder: str | Path) -> Path:
+    """Write an inference-only checkpoint (config.json + the EMA weights as model.safetensors, + the VAE)."""
+    model, config, source = load_model(source)
+    vae = source / "vae.safetensors"
+    extra = {"vae": load_file(vae)} if vae.is_file() else None
+    meta = {"vae": {k: v for k, v in _metadata(vae).items() if k in ("config", "latent_scale")}} if extra else None
+    return write_checkpoint(folder, config, model, extra=extra, extra_metadata=meta)

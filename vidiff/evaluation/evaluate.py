@@ -1,0 +1,66 @@
+"""evaluate(): score videos from a folder, a model's samples or the synthetic ground truth, and write
+the report (the API behind `vidiff eval`; the benchmarks call `score_clips`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataConfig
+from ..distributed import Dist, init_distributed
+from ..errors import VidiffError
+from . import sources
+from .fvd import fvd_shapes, reference_clips
+from .report import score_all, summarize, write_report
+
+REPORT_FILES = ("report.json", "report.md", "best_worst.png", "metrics.png", "videos")
+
+
+def score_clips(clips: list[np.ndarray], captions: list[str | None], data: DataConfig | None = None,
+                reference: list[np.ndarray] | None = None, progress: bool = False) -> tuple[dict, list[dict]]:
+    """(summary, per-video rows). With the synthetic world's data config, physics uses its gravity and
+    FVD-shapes compares against its reference clips (pass `reference` to reuse them across calls)."""
+    gravity_px = data.shapes.gravity * data.size if data is not None and data.type == "shapes" else 0.0
+    rows = score_all([f"{i:04d}" for i in range(len(clips))], clips, captions, gravity_px, progress=progress)
+    summary = summarize(rows)
+    if data is not None and data.type == "shapes":
+        summary["fvd_shapes"] = fvd_shapes(clips, reference if reference is not None else reference_clips(data))
+    return summary, rows
+
+
+def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
+             steps: int = 25, guidance: float = 3.0, sampler: str = "ddim", seed: int = 0,
+             overwrite: bool = False, dist: Dist | None = None) -> dict | None:
+    """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
+    a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
+    world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
+    ranks other than 0 under torchrun, which only sample). An existing `out` is kept unless `overwrite`."""
+    if sum(x is not None for x in (videos, pipe, data)) != 1:
+        raise VidiffError("give exactly one of: a videos folder, a model, or ground truth")
+    if num < 1:
+        raise VidiffError("the number of videos (--num) must be at least 1")
+    if out.exists() and not out.is_dir():
+        raise VidiffError(f"--out '{out}' is a file; give a folder for the report")
+    if any((out / name).exists() for name in REPORT_FILES) and not overwrite:
+        raise VidiffError(f"'{out}' already holds a report; pass --overwrite to replace it, or choose another --out")
+    dist = dist or init_distributed()
+    skipped = []
+    if videos is not None:
+        names, clips, captions, skipped = sources.load_folder(videos)
+        title, world = f"vidiff eval of {videos}", None
+    elif data is not None:
+        names, clips, captions = sources.ground_truth(data, num)
+        title, world = f"vidiff eval of {num} ground-truth clips", data
+    else:
+        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist)
+        if not dist.main:
+            return None
+        title, world = f"vidiff eval ({sampler}, {steps} steps, guidance {guidance:g})", pipe.config.data
+    summary, rows = score_clips(clips, captions, world, progress=True)
+    for row, name in zip(rows, names):
+        row["name"] = name
+    if skipped:
+        summary["skipped_files"] = len(skipped)
+    extra = {k: v for k, v in summary.items() if k in ("fvd_shapes", "skipped_files")}
+    write_report(out, rows, clips, title, extra=extra)
+    return {**summary, "skipped": skipped}

@@ -1,0 +1,125 @@
+"""The diffusion objective as a training task: data -> (VAE latents) -> noise at a random log-SNR ->
+model -> weighted loss. Sample sheets from fixed held-out prompts as it goes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import load_codec, load_vae, vae_metadata
+from ..config import Config
+from ..data import build_dataset, collate
+from ..data.splits import HELD_OUT, LATENT_SCALE
+from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
+from ..errors import VidiffError
+from ..models import LatentCodec, TextToVideoModel, build_model
+from ..models.codec import measure_latent_scale
+from ..pipeline import sample_video
+from ..registry import check_input_size
+from .plots import save_samples
+from .run_folder import RunFolder
+
+
+def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_ids: Tensor,
+                  generator: torch.Generator, part: slice | None = None, autocast=None) -> Tensor:
+    """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU).
+
+    With `part`, x0 and ids are this process's slice of a global batch of train.batch_size: the
+    draws are made for the whole global batch and sliced, so N processes see exactly the noise one
+    process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt."""
+    b = x0.shape[0] if part is None else cfg.train.batch_size
+    part = part or slice(None)
+    t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
+    noise = torch.randn((b, *x0.shape[1:]), generator=generator)[part]
+    drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
+    ids = torch.where(drop[:, None], null_ids, ids)
+    device = x0.device
+    log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device)
+    x_t = add_noise(x0, noise.to(device), log_snr)
+    with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
+        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, ids=ids.to(device))
+    return diffusion_loss(output, x0, noise.to(device), log_snr, cfg.diffusion.prediction,
+                          cfg.diffusion.loss_weighting).mean()
+
+
+class DiffusionTask:
+    def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
+        self.cfg, self.device = cfg, device
+        self.model_type = cfg.model.type
+        self.dataset = build_dataset(cfg.data, cfg.model.text.vocab)
+        self.codec, self.latent_cache = self._codec(resume), {}
+        self.model = self.new_model().to(device)
+
+    def new_model(self) -> TextToVideoModel:
+        return build_model(self.cfg.model, self.cfg.trained_words())
+
+    def _codec(self, resume: Path | None) -> LatentCodec:
+        """For train.vae: the frozen VAE and the latent scale, measured once when the run starts (a
+        resumed run reads both from its checkpoint's vae.safetensors)."""
+        cfg = self.cfg
+        if resume is not None:
+            return load_codec(resume, self.device)
+        if not cfg.train.vae:
+            return LatentCodec()
+        vae, vae_cfg = load_vae(cfg.train.vae, self.device)
+        if cfg.model.in_channels != vae.latent_channels:
+            raise VidiffError(f"model.in_channels is {cfg.model.in_channels} but the VAE in '{cfg.train.vae}' makes "
+                              f"{vae.latent_channels}-channel latents; set model.in_channels: {vae.latent_channels}")
+        d, tf = cfg.data, vae.time_factor
+        if (d.frames - 1) % tf or d.size % vae.spatial_factor:
+            raise VidiffError(f"data.frames must be 1 + {tf}k and data.size a multiple of {vae.spatial_factor} "
+                              f"for the VAE in '{cfg.train.vae}'")
+        _, frames, size, _ = vae.latent_shape(d.frames, d.size, d.size)
+        check_input_size(cfg, frames, size, " (after the VAE)")
+        sample = collate([self.dataset.item(LATENT_SCALE, j, 8) for j in range(8)])["video"].to(self.device)
+        return LatentCodec(vae.requires_grad_(False), measure_latent_scale(vae, sample), config=vae_cfg.vae)
+
+    def to_model_space(self, batch: dict) -> Tensor:
+        """Pixels, or their latents; cached when each clip recurs unchanged (a finite synthetic set,
+        or a folder with data.folder.fixed_clips), so every clip goes through the VAE encoder once."""
+        video = batch["video"].to(self.device)
+        if not self.codec.latent:
+            return video
+        data = self.cfg.data
+        if data.type == "shapes":
+            n = data.shapes.num_clips
+            keys = [i % n for i in batch["indices"]] if n else []
+        else:
+            keys = list(batch["path"]) if data.folder.fixed_clips else []
+        if keys and all(k in self.latent_cache for k in keys):
+            return torch.stack([self.latent_cache[k] for k in keys]).to(self.device)
+        z = self.codec.encode(video)
+        for k, latent in zip(keys, z):
+            self.latent_cache[k] = latent.cpu()
+        return z
+
+    def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:
+        tokenizer = self.model.tokenizer
+        ids = tokenizer.encode(batch["caption"])
+        loss = training_loss(net, self.cfg, self.to_model_space(batch), ids, tokenizer.empty(1), generator, part, autocast)
+        return loss, {}
+
+    def after_step(self, step: int) -> dict:
+        return {}
+
+    def extra_weights(self) -> dict:
+        return {"vae": self.codec.vae} if self.codec.latent else {}
+
+    def extra_metadata(self) -> dict:
+        return {"vae": vae_metadata(self.codec.config, self.codec.scale)} if self.codec.latent else {}
+
+    def extra_optimizers(self) -> dict:
+        return {}
+
+    def resume(self, folder: Path, optimizers: dict) -> None:
+        pass
+
+    def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
+        tc, dc = self.cfg.train, self.cfg.data
+        captions = [self.dataset[HELD_OUT + i]["caption"] for i in range(4)]
+        shape = self.codec.shape(self.cfg.model.in_channels, dc.frames, dc.size, dc.size)
+        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape, tc.sample_steps,
+                         tc.sample_guidance, generator=torch.Generator().manual_seed(tc.seed),
+                         clip_x0=not self.codec.latent)
+        save_samples(self.codec.decode(x), captions, run.path / "samples", step)

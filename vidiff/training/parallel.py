@@ -1,0 +1,25 @@
+"""Wrapping a model for data-parallel training: DDP replicas or FSDP2 shards (process groups: vidiff/distributed.py)."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..distributed import Dist
+from ..models import BLOCK_TYPES
+
+STRATEGIES = ("ddp", "fsdp")
+
+
+def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
+    """The module to call forward on. DDP keeps a full replica per rank and averages gradients;
+    FSDP2 (fully_shard) shards parameters, gradients and optimizer state across ranks, per block,
+    for models that do not fit on one device. `model` itself is sharded in place by FSDP."""
+    if not d.enabled:
+        return model
+    if strategy == "ddp":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    from torch.distributed.fsdp import fully_shard
+    for module in model.modules():        # shard per backbone block and the text encoder, then the rest at the root
+        if isinstance(module, BLOCK_TYPES):
+            fully_shard(module)
+    fully_shard(model)
+    return model
