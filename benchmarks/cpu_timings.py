@@ -14,9 +14,10 @@ import time
 
 import torch
 
+from results import publish
 from vidiff.config import load_config
 from vidiff.pipeline import VideoPipeline
-from vidiff.training.trainer import Trainer
+from vidiff.training import Trainer
 
 
 def time_train_step(config_path: str, warmup: int = 3, measured: int = 10) -> tuple[int, float]:
@@ -46,8 +47,10 @@ if __name__ == "__main__":
     config = sys.argv[1] if len(sys.argv) > 1 else "configs/tiny-shapes.yaml"
     params, step = time_train_step(config)
     cfg = load_config(config)
-    print(f"threads: {torch.get_num_threads()}")
-    print(f"| what | value |\n|---|---:|\n| parameters | {params / 1e6:.2f} M |")
-    print(f"| train step, batch {cfg.train.batch_size} x {cfg.data.frames}x{cfg.data.size}x{cfg.data.size} | {step:.2f} s |")
-    for sampler in ("ddim", "dpm++2m"):
-        print(f"| generate 1 clip, {sampler}, 25 steps, guidance | {time_generation(sampler):.2f} s |")
+    lines = [f"{torch.get_num_threads()} threads", "", "| what | value |", "|---|---:|",
+             f"| parameters | {params / 1e6:.2f} M |",
+             f"| train step, batch {cfg.train.batch_size} x {cfg.data.frames}x{cfg.data.size}x{cfg.data.size} | {step:.2f} s |"]
+    lines += [f"| generate 1 clip, {sampler}, 25 steps, guidance | {time_generation(sampler):.2f} s |"
+              for sampler in ("ddim", "dpm++2m")]
+    publish("cpu_timings", f"Train and sample timings of {config}", "\n".join(lines),
+            f"python benchmarks/cpu_timings.py {config}")

@@ -17,6 +17,8 @@ import tempfile
 
 import yaml
 
+from results import publish
+
 
 def run(cmd: list[str], threads: int, out_dir: str) -> tuple[float, float]:
     """(seconds per step over the training steps, excluding the end-of-run checkpoint and samples; final loss)"""
@@ -45,11 +47,13 @@ def main() -> None:
     one, loss_one = run([sys.executable, *train], cores, os.path.join(tmp, "one"))
     many, loss_many = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                            str(args.procs), *train], max(1, cores // args.procs), os.path.join(tmp, "many"))
-    print(f"{args.config}, global batch {values['train'].get('batch_size', 4)}, {args.steps} steps, {cores} cores\n")
-    print("| run | s / step | speed-up |\n|---|---:|---:|")
-    print(f"| 1 process x {cores} threads | {one:.2f} | 1.00x |")
-    print(f"| {args.procs} processes x {max(1, cores // args.procs)} threads (DDP, gloo) | {many:.2f} | {one / many:.2f}x |")
-    print(f"\nfinal loss: {loss_one:.5f} (1 process), {loss_many:.5f} ({args.procs} processes)")
+    lines = [f"{args.config}, global batch {values['train'].get('batch_size', 4)}, {args.steps} steps, {cores} cores", "",
+             "| run | s / step | speed-up |", "|---|---:|---:|",
+             f"| 1 process x {cores} threads | {one:.2f} | 1.00x |",
+             f"| {args.procs} processes x {max(1, cores // args.procs)} threads (DDP, gloo) | {many:.2f} | {one / many:.2f}x |",
+             "", f"final loss: {loss_one:.5f} (1 process), {loss_many:.5f} ({args.procs} processes)"]
+    publish("distributed_cpu", "One process against torchrun on the CPU", "\n".join(lines),
+            f"python benchmarks/distributed_cpu.py --config {args.config} --steps {args.steps} --procs {args.procs}")
 
 
 if __name__ == "__main__":

@@ -24,13 +24,15 @@ from pathlib import Path
 import torch
 
 from quality_vs_steps import METRICS, evaluate
+from results import publish
 from vidiff.config import load_config
 from vidiff.data import ShapesDataset
-from vidiff.evaluation.fvd import FVD_REFERENCE
+from vidiff.data.splits import HELD_OUT
+from vidiff.evaluation.fvd import reference_clips
 from vidiff.evaluation.report import HIGHER_IS_BETTER
-from vidiff.evaluation.sources import HELD_OUT, ground_truth
+from vidiff.evaluation.sources import ground_truth
 from vidiff.pipeline import VideoPipeline
-from vidiff.training.trainer import Trainer
+from vidiff.training import Trainer
 
 RECIPES = {"pixel U-Net": "configs/tiny-shapes.yaml", "latent DiT": "configs/tiny-shapes-latent-dit.yaml",
            "latent U-Net": "configs/tiny-shapes-latent-unet.yaml"}
@@ -111,7 +113,7 @@ def main() -> None:
 
     data = load_config(RECIPES["pixel U-Net"]).data
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
-    reference = ground_truth(data, FVD_REFERENCE, offset=10**6)[1]
+    reference = reference_clips(data)
     infos = {}
     for name in args.models:
         run = args.runs / name.replace(" ", "-").lower()
@@ -126,9 +128,12 @@ def main() -> None:
         _, clips, truth = ground_truth(data, args.num)
         cache["ground truth"] = {"model": "ground truth", **evaluate(clips, truth, data, reference)}
         cache_path.write_text(json.dumps(cache, indent=1))
-    for name, info in infos.items():
-        print(f"{name}: {info['params_m']:.2f} M params, {info['steps_per_s']:.2f} train steps/s")
-    print(table([c for c in cache.values() if c["videos"] == args.num]))
+    rates = "\n".join(f"- {name}: {info['params_m']:.2f} M parameters, {info['steps_per_s']:.2f} train steps/s measured"
+                      for name, info in infos.items())
+    publish("latent_vs_pixel", "Latent and pixel diffusion at equal training wall-clock",
+            rates + f"\n- {torch.get_num_threads()} threads per run\n\n" + table([c for c in cache.values() if c["videos"] == args.num]),
+            f"python benchmarks/latent_vs_pixel.py --vae {args.vae} --minutes {args.minutes:g} --evals {args.evals} "
+            f"--num {args.num} --models " + " ".join(f'"{m}"' for m in args.models))
 
 
 def table(cells: list[dict]) -> str:

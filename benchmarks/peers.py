@@ -48,8 +48,8 @@ def build(name: str):
     """(module, forward(x, batch) -> output) with each model's own conditioning inputs."""
     if name.startswith("vidiff"):
         from vidiff.config import load_config
-        from vidiff.models import build_unet3d
-        model = build_unet3d(load_config("configs/tiny-shapes.yaml").model)
+        from vidiff.models import build_model
+        model = build_model(load_config("configs/tiny-shapes.yaml").model).backbone
         if name == "vidiff compiled":
             model = torch.compile(model)
         ctx = torch.randn(8, CONTEXT_TOKENS, CONTEXT_DIM)
@@ -187,4 +187,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import contextlib
+    import io
+
+    from results import publish
+    tables = io.StringIO()
+    with contextlib.redirect_stdout(tables):
+        main()
+    publish("peers", "vidiff against diffusers and video-diffusion-pytorch: speed and memory", tables.getvalue(),
+            "python benchmarks/peers.py " + " ".join(sys.argv[1:]))

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import torch
 
-from vidiff.evaluation.fvd import FVD_REFERENCE, fvd_shapes
-from vidiff.evaluation.report import HIGHER_IS_BETTER, score_all, summarize
-from vidiff.evaluation.sources import HELD_OUT, ground_truth
+from results import publish
 from vidiff.data import ShapesDataset
+from vidiff.data.splits import HELD_OUT
+from vidiff.evaluation.evaluate import score_clips
+from vidiff.evaluation.fvd import reference_clips
+from vidiff.evaluation.report import HIGHER_IS_BETTER
+from vidiff.evaluation.sources import ground_truth
 from vidiff.pipeline import VideoPipeline
 
 GUIDANCE = 3.0
@@ -29,10 +32,8 @@ METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physi
 
 
 def evaluate(clips, captions, data, reference) -> dict:
-    summary = summarize(score_all([str(i) for i in range(len(clips))], clips, captions,
-                                  data.gravity * data.size, progress=False))
-    summary["fvd_shapes"] = fvd_shapes(clips, reference)
-    return summary
+    """`vidiff eval`'s summary of these clips, FVD-shapes against `reference`."""
+    return score_clips(clips, captions, data, reference)[0]
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     pipe = VideoPipeline.from_pretrained()
     data = pipe.config.data
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
-    reference = ground_truth(data, FVD_REFERENCE, offset=10**6)[1]
+    reference = reference_clips(data)
     for sampler in args.samplers.split(","):
         for steps in map(int, args.steps.split(",")):
             key = f"{sampler} {steps}"
@@ -69,7 +70,9 @@ def main() -> None:
         _, clips, truth_captions = ground_truth(data, args.num)
         cache["ground truth"] = evaluate(clips, truth_captions, data, reference)
         cache_path.write_text(json.dumps(cache, indent=1))
-    print(table({k: v for k, v in cache.items() if v["videos"] == args.num}))
+    publish("quality_vs_steps", "Embedded model: quality against sampler and steps",
+            table({k: v for k, v in cache.items() if v["videos"] == args.num}),
+            f"python benchmarks/quality_vs_steps.py --num {args.num} --samplers {args.samplers} --steps {args.steps}")
 
 
 def table(cells: dict[str, dict]) -> str:

@@ -17,17 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from results import publish
+from vidiff.checkpoint import load_vae
 from vidiff.config import DataConfig
-from vidiff.data.io import read_video, to_uint8
-from vidiff.evaluation.reconstruction import psnr, ssim
+from vidiff.data.io import read_video
+from vidiff.evaluation.reconstruction import psnr, reconstruct as vae_reconstruct, ssim
 from vidiff.evaluation.sources import ground_truth
-from vidiff.training.vae_trainer import load_vae
 
 
 def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(frames.copy()).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    with torch.no_grad():
-        return to_uint8(vae.decode_tiled(vae.encode(x)[0]).clamp(-1, 1))[0]
+    return vae_reconstruct(frames, vae)[1]
 
 
 def square(frames: np.ndarray, size: int) -> np.ndarray:
@@ -60,12 +59,13 @@ def main() -> None:
             clip = square(read_video(path)[:t], args.size)
             rows.append((f"real: {path.name} ({len(clip)}x{args.size}x{args.size})", [(psnr(clip, r := reconstruct(vae, clip)), ssim(clip, r))]))
     ratio = 3 * vae.spatial_factor ** 2 * vae.time_factor / vae.latent_channels
-    print(f"VAE {args.vae}: {vae.spatial_factor}x spatial, {vae.time_factor}x temporal, {vae.latent_channels} latent channels "
-          f"({ratio:.0f}x fewer numbers)\n")
-    print("| clips | PSNR (dB) | SSIM |\n|---|---:|---:|")
+    lines = [f"VAE {args.vae}: {vae.spatial_factor}x spatial, {vae.time_factor}x temporal, {vae.latent_channels} latent "
+             f"channels ({ratio:.0f}x fewer numbers)", "", "| clips | PSNR (dB) | SSIM |", "|---|---:|---:|"]
     for name, scores in rows:
         p, s = np.mean([a for a, _ in scores]), np.mean([b for _, b in scores])
-        print(f"| {name} | {p:.2f} | {s:.3f} |")
+        lines.append(f"| {name} | {p:.2f} | {s:.3f} |")
+    publish(f"vae_reconstruction_{Path(args.vae).name}", "VAE reconstruction", "\n".join(lines),
+            f"python benchmarks/vae_reconstruction.py --vae {args.vae}" + (f" --real {args.real}" if args.real else ""))
 
 
 if __name__ == "__main__":
