@@ -53,7 +53,13 @@ def init_distributed() -> Dist:
 
 
 def shutdown() -> None:
+    """Leave the process group together. Ranks finish at different times (rank 0 still writes the last
+    checkpoint and samples); a rank that tears down its gloo transport and exits while a peer is still
+    talking to it, or while its own background work is still pending, can die in gloo's C++ threads
+    ("terminate called without an active exception", SIGABRT), which a loaded machine makes likelier.
+    The barrier drains both before anyone destroys anything."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
