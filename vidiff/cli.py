@@ -50,6 +50,21 @@ def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[
     return validate_training(cfg)
 
 
+def run_training(task, config: Optional[Path], out: Path, resume: bool, steps: Optional[int],
+                 minutes: Optional[float], progress: bool) -> None:
+    """`vidiff train` and `train-vae`: one task's Trainer, the summary printed as JSON by rank 0."""
+    from .distributed import shutdown
+    from .training import Trainer
+    cfg = run_config(config, out, resume, steps, minutes)
+    try:
+        trainer = Trainer(cfg, out, resume=resume, progress=progress, task=task)
+        summary = trainer.train()
+        if trainer.dist.main:
+            typer.echo(json.dumps(summary))
+    finally:
+        shutdown()
+
+
 @app.command()
 def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. configs/tiny-shapes.yaml"),
           out: Path = typer.Option(..., help="run folder: checkpoints, samples, loss.png"),
@@ -59,16 +74,8 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
                                                               "much training time (0 = no limit)"),
           progress: bool = typer.Option(True, help="show a progress bar")):
     """Train a text-to-video model."""
-    from .distributed import shutdown
-    from .training import Trainer
-    cfg = run_config(config, out, resume, steps, minutes)
-    try:
-        trainer = Trainer(cfg, out, resume=resume, progress=progress)
-        summary = trainer.train()
-        if trainer.dist.main:
-            typer.echo(json.dumps(summary))
-    finally:
-        shutdown()
+    from .training import DiffusionTask
+    run_training(DiffusionTask, config, out, resume, steps, minutes, progress)
 
 
 @app.command()
@@ -167,16 +174,8 @@ def train_vae(config: Optional[Path] = typer.Option(None, help="YAML recipe with
               minutes: Optional[float] = typer.Option(None, help="override train.time_limit_minutes"),
               progress: bool = typer.Option(True, help="show a progress bar")):
     """Train the causal video VAE used for latent diffusion."""
-    from .distributed import shutdown
-    from .training import Trainer, VAETask
-    cfg = run_config(config, out, resume, steps, minutes)
-    try:
-        trainer = Trainer(cfg, out, resume=resume, progress=progress, task=VAETask)
-        summary = trainer.train()
-        if trainer.dist.main:
-            typer.echo(json.dumps(summary))
-    finally:
-        shutdown()
+    from .training import VAETask
+    run_training(VAETask, config, out, resume, steps, minutes, progress)
 
 
 @app.command()
