@@ -25,6 +25,7 @@ import torch
 
 from quality_vs_steps import METRICS, evaluate
 from results import publish
+from vidiff.checkpoint import read_config, resolve_checkpoint
 from vidiff.config import load_config
 from vidiff.data import ShapesDataset
 from vidiff.data.splits import HELD_OUT
@@ -70,11 +71,11 @@ def train(name: str, args, run: Path) -> dict:
         info = {"steps_per_s": rate, "steps": max(args.evals, int(rate * args.minutes * 60))}
         run.mkdir(parents=True, exist_ok=True)
         info_path.write_text(json.dumps(info))
-    cfg = recipe(name, args.vae)
+    resume = (run / "latest").is_file()
+    cfg = read_config(resolve_checkpoint(run)) if resume else recipe(name, args.vae)   # a run goes on with its own config
     cfg.train.steps, cfg.train.time_limit_minutes = info["steps"], args.minutes
     cfg.train.checkpoint_every = cfg.train.sample_every = max(1, info["steps"] // args.evals)
     cfg.train.keep_last = args.evals + 1
-    resume = (run / "latest").is_file()
     trainer = Trainer(cfg, run, resume=resume)
     info["params_m"] = sum(p.numel() for p in trainer.model.parameters()) / 1e6
     if trainer.step < cfg.train.steps and trainer.seconds < args.minutes * 60:

@@ -90,3 +90,46 @@ def test_flicker_raises_flicker_monotonically_and_leaves_objects_alone(truth):
     values = [mean_of("flicker", lambda c, a=a: C.flicker(to_uint8(c["video"]), rng(), a)) for a in (0.1, 0.3, 0.6)]
     assert np.mean([s["flicker"] for s in truth]) < values[0] < values[1] < values[2]
     assert mean_of("fidelity", lambda c: C.flicker(to_uint8(c["video"]), rng(), 0.3)) == 1.0
+
+
+def test_a_shape_change_lowers_permanence_and_fails_the_viewer(truth):
+    """A red circle that is a square for half its frames is not a permanent red circle."""
+    for clip in CLIPS:
+        s = scores(C.change_shape(clip["tracks"], CFG.size, np.arange(8, 16)), clip)
+        assert s["permanence"] <= 0.55 and s["shape_changes"] == 1 and not s["viewer_pass"]
+
+
+def test_the_viewer_passes_the_truth_and_fails_each_corruption(truth):
+    assert all(s["viewer_pass"] for s in truth)
+    for clip in CLIPS:
+        jump = scores(C.teleport(clip["tracks"], CFG.size, 8, 10), clip)
+        assert not jump["viewer_pass"] and jump["max_jump_px"] > 6
+        gone = scores(C.remove_object(clip["tracks"], CFG.size, np.arange(4, 9)), clip)
+        assert not gone["viewer_pass"] and gone["missing_frames"] >= 5 / 16
+        extra = scores(C.swap_colour(clip["tracks"], CFG.size, np.arange(0, 16)), clip)
+        assert not extra["viewer_pass"] and extra["extra_frames"] == 1.0
+
+
+def test_the_viewer_passes_nearly_all_ground_truth():
+    from vidiff.evaluation.evaluate import score_clips
+    from vidiff.evaluation.sources import ground_truth
+    _, clips, captions = ground_truth(DataConfig(), 50)
+    summary, _ = score_clips(clips, captions, DataConfig(), fvd=False)
+    assert summary["viewer_pass"] >= 0.96 and summary["permanence"] >= 0.97
+
+
+def test_objects_are_measured_in_the_worlds_pixels_whatever_the_files_scale(truth):
+    from vidiff.data.io import upscale
+    for clip, s in zip(CLIPS, truth):
+        big = score_video(upscale(to_uint8(clip["video"]), 4), clip["caption"], size=CFG.size)
+        assert big["physics_error_px"] == pytest.approx(s["physics_error_px"], abs=1e-6)
+        assert big["max_jump_px"] == pytest.approx(s["max_jump_px"], abs=1e-6)
+
+
+def test_flicker_of_a_near_black_video_is_bounded():
+    """Brightness 1 and 2 of 255 in turn: without a floor under the divisor this is a 100 % flicker,
+    and one such video dominates a mean; with it, a few percent of a lit frame."""
+    video = np.zeros((8, 32, 32, 3), np.uint8)
+    video[::2] = 1
+    video[1::2] = 2
+    assert temporal_scores(video)["flicker"] < 0.25

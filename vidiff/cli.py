@@ -127,8 +127,10 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              guidance: float = typer.Option(3.0, help="guidance scale (with --model)"),
              sampler: str = typer.Option("ddim", help="sampler (with --model)"),
              seed: int = typer.Option(0, help="video i uses seed + i"),
-             gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2"),
-             config: Optional[Path] = typer.Option(None, help="data config for --ground-truth (default: the model's)"),
+             gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2 (without --config)"),
+             config: Optional[Path] = typer.Option(None, help="the world the videos show (its data section): clips "
+                                                              "for --ground-truth, and the frame size objects of a folder's "
+                                                              "videos are measured at (default: 32x32)"),
              overwrite: bool = typer.Option(False, help="replace a report already in --out")):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
     from .config import DataConfig, load_config
@@ -142,12 +144,13 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         if model is not None:
             from .pipeline import VideoPipeline        # under torchrun: each process samples its share
             pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device)
-        elif ground_truth:
-            data = load_config(config).data if config else DataConfig()
-            if not config:
-                data.shapes.gravity = gravity
+        world = load_config(config).data if config else DataConfig()
+        if not config:
+            world.shapes.gravity = gravity
+        if ground_truth:
+            data = world
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=data, num=num, steps=steps, guidance=guidance,
-                                 sampler=sampler, seed=seed, overwrite=overwrite, dist=dist)
+                                 sampler=sampler, seed=seed, overwrite=overwrite, dist=dist, world=world)
     finally:
         shutdown()
     if summary is None:

@@ -47,6 +47,12 @@ def swap_colour(tracks: list[ObjectTrack], size: int, frames: np.ndarray) -> np.
     return _splice(tracks, tracks[:-1] + [replace(tracks[-1], colour=new)], frames, size, len(tracks[0].positions))
 
 
+def change_shape(tracks: list[ObjectTrack], size: int, frames: np.ndarray) -> np.ndarray:
+    """The last object takes another shape in the given frames (a circle becomes a square, ...)."""
+    other = {"circle": "square", "square": "triangle", "triangle": "circle"}[tracks[-1].shape]
+    return _splice(tracks, tracks[:-1] + [replace(tracks[-1], shape=other)], frames, size, len(tracks[0].positions))
+
+
 def teleport(tracks: list[ObjectTrack], size: int, at: int, distance: float, gravity: float = 0.0) -> np.ndarray:
     """At frame `at` the last object jumps `distance` pixels towards the centre, then moves on lawfully
     (same velocity, same physics), so the jump is the only violation."""

@@ -17,24 +17,30 @@ REPORT_FILES = ("report.json", "report.md", "best_worst.png", "metrics.png", "vi
 
 
 def score_clips(clips: list[np.ndarray], captions: list[str | None], data: DataConfig | None = None,
-                reference: list[np.ndarray] | None = None, progress: bool = False) -> tuple[dict, list[dict]]:
-    """(summary, per-video rows). With the synthetic world's data config, physics uses its gravity and
-    FVD-shapes compares against its reference clips (pass `reference` to reuse them across calls)."""
-    gravity_px = data.shapes.gravity * data.size if data is not None and data.type == "shapes" else 0.0
-    rows = score_all([f"{i:04d}" for i in range(len(clips))], clips, captions, gravity_px, progress=progress)
+                reference: list[np.ndarray] | None = None, progress: bool = False, fvd: bool = True) -> tuple[dict, list[dict]]:
+    """(summary, per-video rows). Objects are measured at the world's frame size (`data.size`; the
+    default world's without `data`), whatever the clips' size. With the synthetic world's data config,
+    physics uses its gravity and FVD-shapes compares against its reference clips (pass `reference` to
+    reuse them across calls)."""
+    world = data if data is not None else DataConfig()
+    gravity_px = world.shapes.gravity * world.size if world.type == "shapes" else 0.0
+    rows = score_all([f"{i:04d}" for i in range(len(clips))], clips, captions, gravity_px, progress=progress,
+                     size=world.size)
     summary = summarize(rows)
-    if data is not None and data.type == "shapes":
+    if fvd and data is not None and data.type == "shapes":
         summary["fvd_shapes"] = fvd_shapes(clips, reference if reference is not None else reference_clips(data))
     return summary, rows
 
 
 def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
              steps: int = 25, guidance: float = 3.0, sampler: str = "ddim", seed: int = 0,
-             overwrite: bool = False, dist: Dist | None = None) -> dict | None:
+             overwrite: bool = False, dist: Dist | None = None, world: DataConfig | None = None) -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
     world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
-    ranks other than 0 under torchrun, which only sample). An existing `out` is kept unless `overwrite`."""
+    ranks other than 0 under torchrun, which only sample). An existing `out` is kept unless `overwrite`.
+    `world`: the world a folder's videos show (its frame size sets the pixels objects are measured in;
+    default: the shipped recipes' world, 32x32)."""
     if sum(x is not None for x in (videos, pipe, data)) != 1:
         raise VidiffError("give exactly one of: a videos folder, a model, or ground truth")
     if num < 1:
@@ -44,10 +50,10 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
     if any((out / name).exists() for name in REPORT_FILES) and not overwrite:
         raise VidiffError(f"'{out}' already holds a report; pass --overwrite to replace it, or choose another --out")
     dist = dist or init_distributed()
-    skipped = []
+    skipped, world = [], world if world is not None else DataConfig()
     if videos is not None:
         names, clips, captions, skipped = sources.load_folder(videos)
-        title, world = f"vidiff eval of {videos}", None
+        title = f"vidiff eval of {videos}"
     elif data is not None:
         names, clips, captions = sources.ground_truth(data, num)
         title, world = f"vidiff eval of {num} ground-truth clips", data
@@ -56,7 +62,8 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         if not dist.main:
             return None
         title, world = f"vidiff eval ({sampler}, {steps} steps, guidance {guidance:g})", pipe.config.data
-    summary, rows = score_clips(clips, captions, world, progress=True)
+    # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder
+    summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None)
     for row, name in zip(rows, names):
         row["name"] = name
     if skipped:

@@ -14,9 +14,13 @@ from .temporal import temporal_scores
 from .world import score_video
 
 WORLD_METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px")
+VIEWER_METRICS = ("max_jump_px", "missing_frames", "extra_frames", "merged_frames")
 TEMPORAL_METRICS = ("warping_error", "flicker")
 HIGHER_IS_BETTER = {"fvd_shapes": False, "permanence": True, "fidelity": True, "shape_stability": True, "size_stability": True,
-                    "physics_error_px": False, "dynamic_degree": True, "warping_error": False, "flicker": False}
+                    "physics_error_px": False, "dynamic_degree": True, "warping_error": False, "flicker": False,
+                    "viewer_pass": True, "max_jump_px": False, "missing_frames": False, "extra_frames": False,
+                    "merged_frames": False}
+PER_VIDEO = WORLD_METRICS + VIEWER_METRICS + TEMPORAL_METRICS
 
 
 def ranking_score(row: dict) -> float:
@@ -28,37 +32,43 @@ def ranking_score(row: dict) -> float:
 
 
 def score_all(names: list[str], videos: list[np.ndarray], captions: list[str | None],
-              gravity_px: float = 0.0, progress: bool = True) -> list[dict]:
+              gravity_px: float = 0.0, progress: bool = True, size: int | None = None) -> list[dict]:
+    """Per-video rows; the world's metrics at `size` x `size` pixels (see world.score_video)."""
     rows = []
     for name, video, caption in tqdm(list(zip(names, videos, captions)), desc="evaluate", disable=not progress):
         row = {"name": name}
         if caption and parse_caption(caption):   # the synthetic world's metrics need a parseable caption
-            row.update(score_video(video, caption, gravity_px))
+            row.update(score_video(video, caption, gravity_px, size))
         row.update(temporal_scores(video))
         rows.append(row)
     return rows
 
 
 def summarize(rows: list[dict]) -> dict:
+    """Means over videos, medians beside them (`<metric>_median`: one broken video can dominate a mean),
+    the share of videos that move (dynamic_degree) and that a viewer would call correct (viewer_pass)."""
     summary = {"videos": len(rows)}
-    for metric in WORLD_METRICS + TEMPORAL_METRICS:
+    for metric in PER_VIDEO:
         values = [r[metric] for r in rows if metric in r and np.isfinite(r[metric])]
         if values:
             summary[metric] = float(np.mean(values))
-    moving = [r["moving"] for r in rows if "moving" in r]
-    if moving:
-        summary["dynamic_degree"] = float(np.mean(moving))
+            summary[f"{metric}_median"] = float(np.median(values))
+    for metric, key in (("dynamic_degree", "moving"), ("viewer_pass", "viewer_pass")):
+        flags = [r[key] for r in rows if key in r]
+        if flags:
+            summary[metric] = float(np.mean(flags))
     return summary
 
 
 def markdown_table(columns: dict[str, dict]) -> str:
     """Metrics as rows, one column per evaluated set (e.g. model vs ground truth)."""
-    metrics = [m for m in (*WORLD_METRICS, "dynamic_degree", *TEMPORAL_METRICS, "fvd_shapes")
+    metrics = [m for m in ("viewer_pass", *WORLD_METRICS, "dynamic_degree", *VIEWER_METRICS, *TEMPORAL_METRICS, "fvd_shapes")
                if any(m in c for c in columns.values())]
-    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines = ["| metric (mean, median) | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for m in metrics:
         arrow = "↑" if HIGHER_IS_BETTER[m] else "↓"
-        cells = [f"{c[m]:.3f}" if m in c else "–" for c in columns.values()]
+        cells = [("–" if m not in c else f"{c[m]:.3f}" + (f" ({c[m + '_median']:.3f})" if m + "_median" in c else ""))
+                 for c in columns.values()]
         lines.append(f"| {m} {arrow} | " + " | ".join(cells) + " |")
     lines.append("| videos | " + " | ".join(str(c["videos"]) for c in columns.values()) + " |")
     return "\n".join(lines)
@@ -72,33 +82,53 @@ def write_report(out: Path, rows: list[dict], videos: list[np.ndarray], title: s
     order = np.argsort([ranking_score(r) for r in rows])
     worst, best = list(order[:show]), list(order[::-1][:show])
     lines = [f"# {title}", "", markdown_table({"value": summary}), "", "## Per video", "",
-             "| video | caption | " + " | ".join(WORLD_METRICS + TEMPORAL_METRICS) + " |",
-             "|---|---|" + "---:|" * (len(WORLD_METRICS) + len(TEMPORAL_METRICS))]
+             "| video | caption | viewer | " + " | ".join(PER_VIDEO) + " |",
+             "|---|---|---|" + "---:|" * len(PER_VIDEO)]
     for r in rows:
-        cells = [f"{r[m]:.3f}" if m in r else "–" for m in WORLD_METRICS + TEMPORAL_METRICS]
-        lines.append(f"| {r['name']} | {r.get('caption', '')} | " + " | ".join(cells) + " |")
-    lines += ["", f"Best (top) and worst (bottom) {show}: `best_worst.png`; distributions: `metrics.png`."]
+        cells = [f"{r[m]:.3f}" if m in r and np.isfinite(r[m]) else "–" for m in PER_VIDEO]
+        verdict = {True: "pass", False: "fail"}.get(r.get("viewer_pass"), "–")
+        lines.append(f"| {r['name']} | {r.get('caption', '')} | {verdict} | " + " | ".join(cells) + " |")
+    lines += ["", f"Best (top) and worst (bottom) {show}: `best_worst.png`; distributions: `metrics.png`.",
+              "Pixels are those of the world's frame size; `–`: nothing to measure (e.g. no object clear of the others)."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    _best_worst_sheet(out / "best_worst.png", videos, best, worst)
+    _best_worst_sheet(out / "best_worst.png", videos, [rows[i] for i in best + worst], best, worst)
     _metric_plot(out / "metrics.png", rows)
     return summary
 
 
-def _best_worst_sheet(path: Path, videos: list[np.ndarray], best: list[int], worst: list[int]) -> None:
+def _label(row: dict) -> str:
+    """The line printed above a video on the sheet: name, caption, verdict and what failed."""
+    parts = [row["name"], row.get("caption") or "(no caption)"]
+    if "viewer_pass" in row:
+        parts.append("PASS" if row["viewer_pass"] else "FAIL")
+        parts.append(f"perm {row['permanence']:.2f} jump {row['max_jump_px']:.1f}px miss {row['missing_frames']:.2f} "
+                     f"extra {row['extra_frames']:.2f} shape-changes {row['shape_changes']}")
+    else:
+        parts.append(f"warp {row['warping_error']:.3f}")
+    return " | ".join(parts)
+
+
+def _best_worst_sheet(path: Path, videos: list[np.ndarray], rows: list[dict], best: list[int], worst: list[int]) -> None:
+    """Best (top) and worst (bottom) videos, frames left to right, each under a line with its caption and scores."""
+    from PIL import ImageDraw
     frames = min(len(videos[i]) for i in best + worst)
-    rows = [tile(videos[i][:frames, None])[0] for i in best + worst]   # each: frames side by side
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    sep = np.full((3, width, 3), (255, 255, 255), np.uint8)             # white line between best and worst
-    sheet = np.concatenate(rows[: len(best)] + [sep] + rows[len(best):], axis=0)
-    Image.fromarray(upscale(sheet[None], 2)[0]).save(path)
+    strips = [upscale(tile(videos[i][:frames, None]), 2)[0] for i in best + worst]   # each: frames side by side
+    width = max(max(s.shape[1] for s in strips), 640)
+    blocks = []
+    for k, (strip, row) in enumerate(zip(strips, rows)):
+        text = Image.new("RGB", (width, 14), (0, 0, 0))
+        ImageDraw.Draw(text).text((2, 1), _label(row), fill=(255, 255, 255))
+        blocks += [np.asarray(text), np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0)))]
+        if k == len(best) - 1:
+            blocks.append(np.full((4, width, 3), 255, np.uint8))           # white line between best and worst
+    Image.fromarray(np.concatenate(blocks, axis=0)).save(path)
 
 
 def _metric_plot(path: Path, rows: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    metrics = [m for m in WORLD_METRICS + TEMPORAL_METRICS if any(m in r for r in rows)]
+    metrics = [m for m in PER_VIDEO if any(m in r for r in rows)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.4), dpi=100, squeeze=False)
     for ax, m in zip(axes[0], metrics):
         values = [r[m] for r in rows if m in r and np.isfinite(r[m])]

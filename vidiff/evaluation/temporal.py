@@ -4,8 +4,10 @@ For each consecutive pair, Farneback flow (OpenCV) warps frame t onto frame t+1;
 forward and backward flow disagree are occlusions and are left out (Lai et al. 2018, "Learning
 Blind Video Temporal Consistency").
   warping_error  mean |I_{t+1} - warp(I_t)| over non-occluded pixels, in [0, 1] intensity units
-  flicker        mean |sum(I_{t+1} - warp(I_t))| / sum(warp(I_t)) over the same pixels: the relative,
-                 frame-wide brightness change that motion cannot explain (0 = none, 0.1 = 10 %)
+  flicker        mean |sum(I_{t+1} - warp(I_t))| / max(sum(warp(I_t)), floor) over the same pixels: the
+                 relative, frame-wide brightness change that motion cannot explain (0 = none, 0.1 = 10 %).
+                 The floor is a frame 2 % lit: without it a near-black frame divides by almost nothing
+                 and one such video (flicker 8.5) dominated a mean of 24.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import cv2
 import numpy as np
 
 FLOW_UPSCALE_BELOW = 64   # flow on tiny frames is unstable; enlarge them first
+FLICKER_FLOOR = 0.02      # the brightness a frame is divided by is at least this share of full white
 
 
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,6 +48,7 @@ def temporal_scores(video: np.ndarray) -> dict:
         diff = frames[t + 1] - warped
         if valid.any():
             warp_errors.append(float(np.abs(diff[valid]).mean()))
-            flickers.append(float(abs(diff[valid].sum()) / max(warped[valid].sum(), 1e-6)))
+            floor = FLICKER_FLOOR * warped[valid].size
+            flickers.append(float(abs(diff[valid].sum()) / max(warped[valid].sum(), floor)))
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
     return {"warping_error": mean(warp_errors), "flicker": mean(flickers)}

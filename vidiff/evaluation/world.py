@@ -1,8 +1,9 @@
 """Scores of one video against its caption and the synthetic world's physics (no neural network).
 
   permanence      share of frames whose objects are exactly the prompted ones: each prompted colour
-                  once, nothing else (vanishing, duplicated, extra or flickering objects lower it);
-                  an object cut in two by an object passing in front of it is not a duplicate
+                  once and with its prompted shape, nothing else (vanishing, duplicated, extra,
+                  flickering or shape-shifting objects lower it); an object cut in two by an object
+                  passing in front of it is not a duplicate, and its shape is not judged while covered
   fidelity        share of prompted (colour, shape) pairs found with that shape, over the larger of
                   the prompted and found object counts (extra objects lower it)
   shape_stability share of frames in which a track keeps its majority shape
@@ -11,34 +12,54 @@
   physics_error   RMS distance (px) between a track and its best-fit constant-velocity + elastic-bounce
                   (+ gravity) trajectory
   moving          whether any object moves more than 1 px: a frozen video must not look consistent
+Pixels are those of the world's frame size (32 for the shipped recipes), whatever the file's scale.
+Per-video viewer checks and the pass/fail verdict: viewer.py.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..world import parse_caption
 from .objects import track
 from .physics import fit_physics
+from .viewer import viewer_checks
 
 MIN_PRESENCE = 0.5   # a track counts as a found object if present in at least half of the frames
 MOVING_PX = 1.0
 
 
-def frame_matches(detections, want: set[str]) -> bool:
-    """Every prompted colour present once (or in pieces only where occluded) and no other colour."""
+def frame_matches(detections, expected: list[tuple[str, str]]) -> bool:
+    """Every prompted object present once (or in pieces only where occluded) with its prompted shape
+    (unless another object covers part of it), and no other colour."""
     colours = [d.colour for d in detections]
-    if set(colours) != want:
+    if set(colours) != {c for c, _ in expected}:
         return False
-    return all(colours.count(c) == 1 or all(d.occluded for d in detections if d.colour == c) for c in want)
+    for colour, shape in expected:
+        mine = [d for d in detections if d.colour == colour]
+        if len(mine) > 1 and not all(d.occluded for d in mine):
+            return False
+        if not mine[0].occluded and mine[0].shape != shape:
+            return False
+    return True
 
 
-def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0) -> dict:
-    """video: (T, H, W, 3) uint8. gravity_px: pixels per frame^2 (DataConfig.gravity * size)."""
+def at_world_size(video: np.ndarray, size: int | None) -> np.ndarray:
+    """The video at the world's frame size (area-averaged), so pixels mean the same whatever the file's
+    scale: `vidiff generate` writes 4x enlarged files, and a jump of 4 px at 128 is 1 px at 32."""
+    if size is None or video.shape[1:3] == (size, size):
+        return video
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in video])
+
+
+def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0, size: int | None = None) -> dict:
+    """video: (T, H, W, 3) uint8, measured at `size` x `size` (the world's frame size; default: the
+    video's own). gravity_px: pixels per frame^2 at that size (data.shapes.gravity * data.size)."""
+    video = at_world_size(video, size)
     frames, size = video.shape[0], video.shape[1]
     expected = parse_caption(caption)
     tracks, per_frame = track(video)
-    want = {colour for colour, _ in expected}
-    permanence = np.mean([frame_matches(dets, want) for dets in per_frame])
+    permanence = np.mean([frame_matches(dets, expected) for dets in per_frame])
 
     found = {c: tr for c, tr in tracks.items() if tr.present().mean() >= MIN_PRESENCE}
     matched = sum(1 for colour, shape in expected if colour in found and found[colour].majority_shape() == shape)
@@ -67,4 +88,5 @@ def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0) -> dic
         "shape_stability": mean(shape_stab), "size_stability": mean(size_stab),
         "physics_error_px": mean(physics), "moving": moving,
         "objects_found": len(found), "objects_prompted": len(expected),
+        **viewer_checks(tracks, per_frame, expected, size),
     }

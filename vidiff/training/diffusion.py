@@ -44,6 +44,8 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
 
 
 class DiffusionTask:
+    sections = ("model", "diffusion", "data")
+
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
         self.model_type = cfg.model.type

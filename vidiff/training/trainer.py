@@ -45,6 +45,7 @@ def step_generator(seed: int, index: int) -> torch.Generator:
 class Task(Protocol):
     """What an objective gives the loop. `model` is the network the optimizer trains."""
     model_type: str      # written into the weights' metadata (a checkpoint of another kind is refused)
+    sections: tuple[str, ...]   # config sections a resumed run must not change
     model: nn.Module
     dataset: object
 
@@ -90,7 +91,7 @@ class Trainer:
         folder = self.run.start(resume)
         if folder is not None:
             saved = read_config(folder)
-            for section in ("model", "diffusion", "data", "vae"):
+            for section in task.sections:
                 if getattr(saved, section) != getattr(cfg, section):
                     raise VidiffError(f"config section '{section}' differs from the checkpoint in '{folder}'; "
                                       "resume with the run's own config.json")

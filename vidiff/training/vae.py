@@ -67,6 +67,7 @@ def validate_vae_config(cfg: Config) -> None:
 
 class VAETask:
     model_type = VAE_TYPE
+    sections = ("vae", "data")
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         validate_vae_config(cfg)
