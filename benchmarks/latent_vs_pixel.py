@@ -132,7 +132,7 @@ def main() -> None:
     rates = "\n".join(f"- {name}: {info['params_m']:.2f} M parameters, {info['steps_per_s']:.2f} train steps/s measured"
                       for name, info in infos.items())
     publish("latent_vs_pixel", "Latent and pixel diffusion at equal training wall-clock",
-            rates + f"\n- {torch.get_num_threads()} threads per run\n\n" + table([c for c in cache.values() if c["videos"] == args.num]),
+            rates + "\n\n" + table([c for c in cache.values() if c["videos"] == args.num]),
             f"python benchmarks/latent_vs_pixel.py --vae {args.vae} --minutes {args.minutes:g} --evals {args.evals} "
             f"--num {args.num} --models " + " ".join(f'"{m}"' for m in args.models))
 

@@ -27,8 +27,8 @@ from vidiff.pipeline import VideoPipeline
 
 GUIDANCE = 3.0
 CHUNK = 4
-METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px",
-           "dynamic_degree", "warping_error", "flicker", "fvd_shapes")
+METRICS = ("viewer_pass", "permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px",
+           "max_jump_px", "dynamic_degree", "warping_error", "flicker", "fvd_shapes")
 
 
 def evaluate(clips, captions, data, reference) -> dict:
