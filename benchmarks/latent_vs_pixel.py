@@ -107,6 +107,7 @@ def main() -> None:
                         help=f"recipes to train and score (default: all of {', '.join(RECIPES)})")
     parser.add_argument("--runs", type=Path, default=Path("runs/latent-vs-pixel"))
     parser.add_argument("--out", type=Path, default=Path("eval/latent_vs_pixel"))
+    parser.add_argument("--name", default="latent_vs_pixel", help="the results file: docs/results/<name>.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache_path = args.out / "results.json"
@@ -131,10 +132,10 @@ def main() -> None:
         cache_path.write_text(json.dumps(cache, indent=1))
     rates = "\n".join(f"- {name}: {info['params_m']:.2f} M parameters, {info['steps_per_s']:.2f} train steps/s measured"
                       for name, info in infos.items())
-    publish("latent_vs_pixel", "Latent and pixel diffusion at equal training wall-clock",
+    publish(args.name, "Latent and pixel diffusion at equal training wall-clock",
             rates + "\n\n" + table([c for c in cache.values() if c["videos"] == args.num]),
             f"python benchmarks/latent_vs_pixel.py --vae {args.vae} --minutes {args.minutes:g} --evals {args.evals} "
-            f"--num {args.num} --models " + " ".join(f'"{m}"' for m in args.models))
+            f"--num {args.num} --models " + " ".join(f'"{m}"' for m in args.models) + f" --name {args.name}")
 
 
 def table(cells: list[dict]) -> str:
