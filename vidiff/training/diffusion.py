@@ -2,6 +2,7 @@
 model -> weighted loss. Sample sheets from fixed held-out prompts as it goes."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     device = x0.device
     log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device)
     x_t = add_noise(x0, noise.to(device), log_snr)
-    with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
+    with autocast if autocast is not None else nullcontext():
         output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, ids=ids.to(device))
     return diffusion_loss(output, x0, noise.to(device), log_snr, cfg.diffusion.prediction,
                           cfg.diffusion.loss_weighting).mean()
