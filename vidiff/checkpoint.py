@@ -179,11 +179,12 @@ def vae_metadata(cfg: VAEConfig, latent_scale: float) -> dict[str, str]:
 
 
 def load_vae(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoVAE, Config]:
-    """A trained VAE from a `vidiff train-vae` run or checkpoint folder."""
+    """A trained VAE from a `vidiff train-vae` run or checkpoint folder (its EMA weights when there are any)."""
     folder = resolve_checkpoint(path)
     cfg = read_config(folder)
     vae = build_vae(cfg.vae)
-    load_weights(vae, folder / "model.safetensors", VAE_TYPE)
+    weights = folder / "ema.safetensors"
+    load_weights(vae, weights if weights.is_file() else folder / "model.safetensors", VAE_TYPE)
     return vae.to(device).eval(), cfg
 
 
