@@ -126,6 +126,7 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              steps: int = typer.Option(25, help="sampling steps (with --model)"),
              guidance: float = typer.Option(3.0, help="guidance scale (with --model)"),
              sampler: str = typer.Option("ddim", help="sampler (with --model)"),
+             spacing: str = typer.Option("uniform", help="step spacing: uniform | karras | log_snr (with --model)"),
              seed: int = typer.Option(0, help="video i uses seed + i"),
              gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2 (without --config)"),
              config: Optional[Path] = typer.Option(None, help="the world the videos show (its data section): clips "
@@ -150,7 +151,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         if ground_truth:
             data = world
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=data, num=num, steps=steps, guidance=guidance,
-                                 sampler=sampler, seed=seed, overwrite=overwrite, dist=dist, world=world)
+                                 sampler=sampler, seed=seed, overwrite=overwrite, dist=dist, world=world,
+                                 spacing=spacing)
     finally:
         shutdown()
     if summary is None:

@@ -34,7 +34,8 @@ def score_clips(clips: list[np.ndarray], captions: list[str | None], data: DataC
 
 def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
              steps: int = 25, guidance: float = 3.0, sampler: str = "ddim", seed: int = 0,
-             overwrite: bool = False, dist: Dist | None = None, world: DataConfig | None = None) -> dict | None:
+             overwrite: bool = False, dist: Dist | None = None, world: DataConfig | None = None,
+             spacing: str = "uniform") -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
     world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
@@ -58,10 +59,11 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         names, clips, captions = sources.ground_truth(data, num)
         title, world = f"vidiff eval of {num} ground-truth clips", data
     else:
-        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist)
+        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist,
+                                                       spacing)
         if not dist.main:
             return None
-        title, world = f"vidiff eval ({sampler}, {steps} steps, guidance {guidance:g})", pipe.config.data
+        title, world = f"vidiff eval ({sampler}, {steps} {spacing} steps, guidance {guidance:g})", pipe.config.data
     # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder
     summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None)
     for row, name in zip(rows, names):

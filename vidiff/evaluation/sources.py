@@ -59,7 +59,7 @@ def ground_truth(cfg: DataConfig, num: int, offset: int = HELD_OUT) -> tuple[lis
 
 
 def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sampler: str,
-                  save_to: Path | None = None, dist=None) -> tuple[list[str], list[np.ndarray], list[str]]:
+                  save_to: Path | None = None, dist=None, spacing: str = "uniform") -> tuple[list[str], list[np.ndarray], list[str]]:
     """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each.
 
     Under torchrun (`dist` from vidiff.distributed.init_distributed) rank r makes videos r, r + N, ...
@@ -72,7 +72,7 @@ def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sample
         # one generator per sample keeps each video independent of the batch size and process count
         g = torch.Generator().manual_seed(seed + i)
         mine.append((i, pipe(captions[i], num_inference_steps=steps, guidance_scale=guidance,
-                             sampler=sampler, generator=g, progress=False).frames[0]))
+                             sampler=sampler, spacing=spacing, generator=g, progress=False).frames[0]))
     videos = [video for _, video in sorted(gather_objects(mine, dist), key=lambda pair: pair[0])]
     names = [f"sample_{i:04d}.mp4" for i in range(num)]
     if save_to is not None and dist.main:
