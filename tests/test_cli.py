@@ -30,7 +30,7 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["generate", "a purple circle", "--out", "{tmp}/a.mp4"], "unknown word 'purple'"),
     (["generate", "a red circle", "--out", "{tmp}/no/such/dir/a.mp4"], "does not exist"),
     (["generate", "a red circle", "--out", "{tmp}/a.avi"], "use one of the suffixes"),
-    (["generate", "a red circle", "--size", "30", "--out", "{tmp}/a.mp4"], "--size a multiple of 4"),
+    (["generate", "a red circle", "--size", "30", "--out", "{tmp}/a.mp4"], "--size a multiple of 8"),
     (["generate", "a red circle", "--frames", "0", "--out", "{tmp}/a.mp4"], "--frames >= 1"),
     (["generate", "a red circle", "--steps", "0", "--out", "{tmp}/a.mp4"], "steps (--steps) must be at least 1"),
     (["generate", "a white circle bouncing", "--out", "{tmp}/a.mp4"], "unknown word 'white'"),   # never in its data

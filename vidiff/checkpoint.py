@@ -210,7 +210,7 @@ def load_codec(folder: Path, device: str | torch.device = "cpu") -> LatentCodec:
 def export_pretrained(source: str | Path, folder: str | Path) -> Path:
     """Write an inference-only checkpoint (config.json + the EMA weights as model.safetensors, + the VAE)."""
     model, config, source = load_model(source)
-    vae = source / "vae.safetensors"
-    extra = {"vae": load_file(vae)} if vae.is_file() else None
-    meta = {"vae": {k: v for k, v in _metadata(vae).items() if k in ("config", "latent_scale")}} if extra else None
+    codec = load_codec(source)          # also upgrades a VAE stored before its metadata carried config and scale
+    extra = {"vae": codec.vae} if codec.latent else None
+    meta = {"vae": vae_metadata(codec.config, codec.scale)} if codec.latent else None
     return write_checkpoint(folder, config, model, extra=extra, extra_metadata=meta)

@@ -80,15 +80,17 @@ class VideoPipeline:
     def check_size(self, frames: int, height: int, width: int) -> None:
         """One-line errors for clip sizes this model cannot make (in pixels, for pixel and latent models)."""
         data = self.config.data
+        if frames < 1:
+            raise VidiffError(f"cannot make {frames} frames: this model needs --frames >= 1 (it was trained at {data.frames})")
         tf, factor = input_multiples(self.config.model)
         vae = self.codec.vae
         if vae is not None:      # the VAE's compression times the backbone's
             factor *= vae.spatial_factor
             td = vae.time_factor
-            if frames < 1 or (frames - 1) % td or (1 + (frames - 1) // td) % tf:
+            if (frames - 1) % td or (1 + (frames - 1) // td) % tf:
                 raise VidiffError(f"cannot make {frames} frames with this latent model: use 1 + {td * tf}k frames "
                                   f"(--frames; it was trained at {data.frames})")
-        elif frames < 1 or frames % tf:
+        elif frames % tf:
             raise VidiffError(f"cannot make {frames} frames: this model needs --frames >= 1 and a multiple of {tf} "
                               f"(it was trained at {data.frames})")
         if height < factor or width < factor or height % factor or width % factor:
