@@ -181,16 +181,6 @@ class Config:
             return [w for w in self.model.text.vocab if w in words]
         return list(self.model.text.vocab)
 
-    @property
-    def backbone(self) -> UNetConfig | DiTConfig:
-        """The sub-config of the chosen backbone."""
-        return getattr(self.model, self.model.type)
-
-    @property
-    def source(self) -> ShapesConfig | FolderConfig:
-        """The sub-config of the chosen data source."""
-        return getattr(self.data, self.data.type)
-
     def to_dict(self) -> dict:
         """Everything, less the sub-sections of the backbone and data source not chosen."""
         values = asdict(self)
