@@ -1,10 +1,13 @@
 """The contract every trainable network meets from its real initialisation: a few optimizer steps on
 random data move every parameter. A parameter that cannot move is dead weight, as the DiT's attention
 was when its output projection and the adaLN gate in front of it were both initialised to zero."""
+import dataclasses
+
 import pytest
 import torch
 
 from vidiff.config import DiTConfig, ModelConfig, TextConfig, UNetConfig
+from vidiff.diffusion.conditioning import frame_condition, frame_mask
 from vidiff.models import build_model
 from vidiff.models.vae import VideoVAE
 
@@ -15,6 +18,8 @@ BACKBONES = {
     "dit-factorized": ModelConfig(type="dit", dit=DiTConfig(width=32, depth=2, head_dim=16, attention="factorized"), text=TEXT),
     "dit-full": ModelConfig(type="dit", dit=DiTConfig(width=32, depth=2, head_dim=16, attention="full"), text=TEXT),
 }
+for _name in ("unet3d", "dit-factorized"):     # and with the frame input of masked-frame models
+    BACKBONES[_name + "-frames"] = dataclasses.replace(BACKBONES[_name], frame_conditioning=True)
 
 
 def frozen_parameters(model: torch.nn.Module, loss_fn, steps: int = 3) -> list[str]:
@@ -35,7 +40,9 @@ def test_every_backbone_parameter_trains_from_its_real_init(name):
     x, target = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 3, 4, 8, 8)
     ids = model.tokenizer.encode(["a red circle bouncing", "a blue square and a green triangle bouncing"])
     log_snr = torch.tensor([-2.0, 3.0])
-    assert frozen_parameters(model, lambda m: (m(x, log_snr, ids=ids) - target).pow(2).mean()) == []
+    frames = frame_condition(torch.randn(2, 3, 4, 8, 8), frame_mask("first_k", 4, 2)) if model.frame_conditioning else None
+    loss = lambda m: (m(x, log_snr, frames=frames, ids=ids) - target).pow(2).mean()
+    assert frozen_parameters(model, loss) == []
 
 
 @pytest.mark.parametrize("temporal_downsample", [1, 4])

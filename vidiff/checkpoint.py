@@ -25,6 +25,7 @@ from .errors import VidiffError
 from .models import LatentCodec, TextToVideoModel, VideoVAE, build_model, build_vae
 
 FORMAT = "vidiff-checkpoint-1"
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default"   # the embedded model; `default` names it
 
 
 def _fsync(path: Path) -> None:
@@ -83,8 +84,8 @@ def write_pointer(run_dir: Path, name: str) -> None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder whose `latest` names one."""
-    path = Path(path)
+    """A checkpoint folder, a run folder whose `latest` names one, or `default` (the embedded model)."""
+    path = DEFAULT_MODEL if str(path) == "default" else Path(path)
     if (path / "latest").is_file():
         path = path / "checkpoints" / (path / "latest").read_text().strip()
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
@@ -138,8 +139,10 @@ def _metadata(file: Path) -> dict:
         raise VidiffError(f"cannot read weights '{file}': {e}") from None
 
 
-def load_weights(module: nn.Module, file: Path, model_type: str) -> None:
-    """Load safetensors weights, with a one-line error for files from another model or architecture."""
+def load_weights(module: nn.Module, file: Path, model_type: str, allow_new: bool = False) -> list[str]:
+    """Load safetensors weights, with a one-line error for files from another model or architecture.
+    allow_new: parameters of the module that the file lacks keep their values (returned by name),
+    e.g. the zero-initialised layers a model gains over the checkpoint it starts from."""
     meta = _metadata(file)
     if meta.get("model_type", model_type) != model_type:
         raise VidiffError(f"weights '{file}' are for a '{meta['model_type']}' model, not a '{model_type}'; "
@@ -151,13 +154,24 @@ def load_weights(module: nn.Module, file: Path, model_type: str) -> None:
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    new, missing = (missing, []) if allow_new else ([], missing)
     if missing or unexpected or wrong:
         what = (f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'" if unexpected
                 else f"'{wrong[0]}' has shape {tuple(tensors[wrong[0]].shape)}, "
                      f"expected {tuple(expected[wrong[0]].shape)}")
         raise VidiffError(f"weights '{file}' do not fit the model in its config.json ({what}); "
                           "the checkpoint comes from another architecture or size")
-    module.load_state_dict(tensors)
+    module.load_state_dict(tensors, strict=not allow_new)
+    return new
+
+
+def initialize_from(module: nn.Module, source: str | Path, model_type: str) -> list[str]:
+    """train.init_from: load a checkpoint's weights (EMA when it has them) into a new model of the same
+    or a larger architecture; returns the names of the parameters it added (which keep their init)."""
+    folder = resolve_checkpoint(source)
+    weights = folder / "ema.safetensors"
+    return load_weights(module, weights if weights.is_file() else folder / "model.safetensors", model_type,
+                        allow_new=True)
 
 
 def load_model(path: str | Path, ema: bool = True) -> tuple[TextToVideoModel, Config, Path]:
@@ -179,9 +193,13 @@ def vae_metadata(cfg: VAEConfig, latent_scale: float) -> dict[str, str]:
 
 
 def load_vae(path: str | Path, device: str | torch.device = "cpu") -> tuple[VideoVAE, Config]:
-    """A trained VAE from a `vidiff train-vae` run or checkpoint folder (its EMA weights when there are any)."""
+    """A trained VAE from a `vidiff train-vae` run or checkpoint folder (its EMA weights when there are
+    any), or the VAE inside a latent diffusion model."""
     folder = resolve_checkpoint(path)
     cfg = read_config(folder)
+    if (folder / "vae.safetensors").is_file():
+        codec = load_codec(folder, device)
+        return codec.vae, dataclasses.replace(cfg, vae=codec.config)
     vae = build_vae(cfg.vae)
     weights = folder / "ema.safetensors"
     load_weights(vae, weights if weights.is_file() else folder / "model.safetensors", VAE_TYPE)

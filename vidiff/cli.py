@@ -27,12 +27,14 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train, sample and evaluate video diffusion models."""
 
 
-def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int], minutes: Optional[float] = None):
-    """The recipe a training command runs: the YAML given, or the run's own config when resuming."""
+def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int], minutes: Optional[float] = None,
+               recipe=None):
+    """The recipe a training command runs: the YAML given (or a Config built by the command), or the
+    run's own config when resuming."""
     from .checkpoint import read_config, resolve_checkpoint
     from .config import load_config
     from .training.options import validate_training
-    if config is None and not resume:
+    if config is None and recipe is None and not resume:
         raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
     if out.exists() and not out.is_dir():
         raise VidiffError(f"--out '{out}' is a file; give a folder for the run")
@@ -40,9 +42,10 @@ def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[
         raise VidiffError(f"--steps must be at least 1, got {steps}")
     if minutes is not None and not minutes >= 0:
         raise VidiffError(f"--minutes must be 0 (no limit) or more, got {minutes}")
-    if config is None and not (out / "latest").is_file():
+    if resume and config is None and not (out / "latest").is_file():
         raise VidiffError(f"nothing to resume in '{out}' (no 'latest' checkpoint); pass --config to start a run")
-    cfg = load_config(config) if config is not None else read_config(resolve_checkpoint(out))
+    cfg = (load_config(config) if config is not None else read_config(resolve_checkpoint(out)) if resume
+           else recipe)
     if steps is not None:
         cfg.train.steps = steps
     if minutes is not None:
@@ -51,11 +54,11 @@ def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[
 
 
 def run_training(task, config: Optional[Path], out: Path, resume: bool, steps: Optional[int],
-                 minutes: Optional[float], progress: bool) -> None:
-    """`vidiff train` and `train-vae`: one task's Trainer, the summary printed as JSON by rank 0."""
+                 minutes: Optional[float], progress: bool, recipe=None) -> None:
+    """`vidiff train`, `train-vae` and `distill`: one task's Trainer, the summary printed as JSON by rank 0."""
     from .distributed import shutdown
     from .training import Trainer
-    cfg = run_config(config, out, resume, steps, minutes)
+    cfg = run_config(config, out, resume, steps, minutes, recipe)
     try:
         trainer = Trainer(cfg, out, resume=resume, progress=progress, task=task)
         summary = trainer.train()
@@ -79,40 +82,120 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. co
 
 
 @app.command()
-def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a blue square bouncing'"),
-             out: Path = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)"),
-             model: Optional[Path] = typer.Option(None, help="checkpoint or run folder; default: embedded model"),
-             frames: Optional[int] = typer.Option(None, help="frame count (default: the model's)"),
-             size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
-             steps: int = typer.Option(25, help="sampling steps"),
-             guidance: float = typer.Option(3.0, help="classifier-free guidance scale"),
-             sampler: str = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun | flow-euler"),
-             spacing: str = typer.Option("uniform", help="where the steps fall: uniform (in time) | karras | log_snr"),
-             eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)"),
-             seed: int = typer.Option(0, help="random seed"),
-             fps: int = typer.Option(8, help="frames per second of the file"),
-             scale: int = typer.Option(4, help="enlarge frames this many times (nearest neighbour)"),
-             sheet: bool = typer.Option(False, help="also write a PNG contact sheet beside the video"),
-             overwrite: bool = typer.Option(False, help="replace existing output files")):
-    """Generate a video from a text prompt."""
-    import torch
+def distill(model: str = typer.Option(..., help="the model to distil: run, checkpoint or 'default'"),
+            out: Path = typer.Option(..., help="run folder of the student"),
+            steps: int = typer.Option(4, help="the student's sampling steps"),
+            teacher_steps: int = typer.Option(32, help="the teacher's DDIM steps (steps times a power of 2)"),
+            guidance: float = typer.Option(3.0, help="the teacher's guidance scale, built into the student"),
+            train_steps: int = typer.Option(1200, help="training steps, split evenly over the halving rounds"),
+            minutes: Optional[float] = typer.Option(None, help="stop after this much training time (0 = no limit)"),
+            resume: bool = typer.Option(False, help="continue the student run in --out"),
+            progress: bool = typer.Option(True, help="show a progress bar")):
+    """Progressive distillation: a student that samples in --steps DDIM steps, one pass each."""
+    from .training.distill import DistillTask, distill_config
+    recipe = None if resume else distill_config(model, steps, teacher_steps, guidance, train_steps)
+    run_training(DistillTask, None, out, resume, None, minutes, progress, recipe)
 
+
+def _outputs(out: Path, sheet: bool, overwrite: bool, scale: int, fps: int) -> list[Path]:
+    """The files a sampling command writes, checked before minutes of sampling, not after."""
     from .data.io import check_writable
-    from .pipeline import VideoPipeline
-    if not prompt.strip():
-        raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
     outputs = [out] + ([out.with_suffix(".png")] if sheet and out.suffix != ".png" else [])
-    for path in outputs:  # check before minutes of sampling, not after
+    for path in outputs:
         check_writable(path, overwrite)
     if scale < 1 or fps < 1:
         raise VidiffError("--scale and --fps must be at least 1")
-    pipe = VideoPipeline.from_pretrained(model)
-    video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
-                 spacing=spacing)
+    return outputs
+
+
+def _save(video, outputs: list[Path], fps: int, scale: int, overwrite: bool) -> None:
     for path in outputs:
         video.save(path, fps=fps, scale=scale, overwrite=overwrite)
         typer.echo(f"wrote {path}")
+
+
+OUT = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
+MODEL = typer.Option(None, help="checkpoint or run folder; default: embedded model")
+STEPS = typer.Option(None, help="sampling steps (default 25; a distilled model's own count)")
+GUIDANCE = typer.Option(None, help="classifier-free guidance scale (default 3; 1 = none, a distilled model's default)")
+SAMPLER = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun | flow-euler")
+SPACING = typer.Option("uniform", help="where the steps fall: uniform (in time) | karras | log_snr")
+ETA = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
+SEED = typer.Option(0, help="random seed")
+FPS = typer.Option(8, help="frames per second of the file")
+SCALE = typer.Option(4, help="enlarge frames this many times (nearest neighbour)")
+SHEET = typer.Option(False, help="also write a PNG contact sheet beside the video")
+OVERWRITE = typer.Option(False, help="replace existing output files")
+METHOD = typer.Option(None, help="how given frames condition the video: trained (a masked-frame model) | guidance "
+                                 "(VDM reconstruction guidance, any model) | replacement; default: trained if the "
+                                 "model has it, else guidance")
+GUIDANCE_WEIGHT = typer.Option(2.0, help="w_r of reconstruction guidance (--method guidance)")
+
+
+@app.command()
+def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a blue square bouncing'"),
+             out: Path = OUT, model: Optional[Path] = MODEL,
+             frames: Optional[int] = typer.Option(None, help="frame count (default: the model's)"),
+             size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
+             image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),
+             method: Optional[str] = METHOD, guidance_weight: float = GUIDANCE_WEIGHT,
+             steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: str = SAMPLER, spacing: str = SPACING,
+             eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET,
+             overwrite: bool = OVERWRITE):
+    """Generate a video from a text prompt (and, with --image, from its first frame)."""
+    import torch
+
+    from .pipeline import VideoPipeline
+    if not prompt.strip():
+        raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
+    outputs = _outputs(out, sheet, overwrite, scale, fps)
+    pipe = VideoPipeline.from_pretrained(model)
+    video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
+                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
+                 spacing=spacing, image=image, method=method, guidance_weight=guidance_weight)
+    _save(video, outputs, fps, scale, overwrite)
+
+
+@app.command()
+def extend(video: Path = typer.Argument(..., help="the video to continue (any size: resized to the model's)"),
+           prompt: str = typer.Argument(..., help="what the video shows, e.g. 'a red circle bouncing'"),
+           frames: int = typer.Option(..., help="length of the result in frames (the video's own included)"),
+           context: Optional[int] = typer.Option(None, help="frames each new window is conditioned on "
+                                                               "(default: a quarter of the model's window)"),
+           out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
+           guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
+           sampler: str = SAMPLER, spacing: str = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS,
+           scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE):
+    """Continue a video to any length, one model-length window at a time."""
+    import torch
+
+    from .pipeline import VideoPipeline
+    outputs = _outputs(out, sheet, overwrite, scale, fps)
+    pipe = VideoPipeline.from_pretrained(model)
+    result = pipe.extend(video, prompt, num_frames=frames, context=context, num_inference_steps=steps,
+                         guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
+                         eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
+    _save(result, outputs, fps, scale, overwrite)
+
+
+@app.command()
+def interpolate(video: Path = typer.Argument(..., help="the frames to interpolate between (any size)"),
+                factor: int = typer.Option(..., help="N frames become (N - 1) * factor + 1"),
+                prompt: Optional[str] = typer.Option(None, help="what the video shows (default: no text)"),
+                out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
+                guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
+                sampler: str = SAMPLER, spacing: str = SPACING, eta: float = ETA, seed: int = SEED,
+                fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE):
+    """Make factor - 1 new frames between each pair of frames of a video, keeping the given ones."""
+    import torch
+
+    from .pipeline import VideoPipeline
+    outputs = _outputs(out, sheet, overwrite, scale, fps)
+    pipe = VideoPipeline.from_pretrained(model)
+    result = pipe.interpolate(video, factor=factor, prompt=prompt, num_inference_steps=steps,
+                              guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
+                              eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
+    _save(result, outputs, fps, scale, overwrite)
 
 
 @app.command("eval")
@@ -123,8 +206,10 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              ground_truth: bool = typer.Option(False, help="evaluate synthetic ground-truth clips"),
              num: int = typer.Option(20, "--num", "--num-videos", help="videos to generate / draw (under torchrun "
                                      "spell it --num-videos: torchrun claims --num)"),
-             steps: int = typer.Option(25, help="sampling steps (with --model)"),
-             guidance: float = typer.Option(3.0, help="guidance scale (with --model)"),
+             steps: Optional[int] = typer.Option(None, help="sampling steps (with --model; default 25, or a "
+                                                            "distilled model's own)"),
+             guidance: Optional[float] = typer.Option(None, help="guidance scale (with --model; default 3, or 1 for "
+                                                                 "a distilled model)"),
              sampler: str = typer.Option("ddim", help="sampler (with --model)"),
              spacing: str = typer.Option("uniform", help="step spacing: uniform | karras | log_snr (with --model)"),
              seed: int = typer.Option(0, help="video i uses seed + i"),

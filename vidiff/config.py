@@ -75,6 +75,8 @@ class ModelConfig:
     unet3d: UNetConfig = field(default_factory=UNetConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    frame_conditioning: bool = False   # also takes known frames + their mask (image-to-video, extension,
+                                       # interpolation); trained with train.frame_masks
 
 
 @dataclass
@@ -83,6 +85,8 @@ class DiffusionConfig:
     prediction: str = "v"
     loss_weighting: str = "min_snr"
     time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
+    distilled_steps: int = bounded(0, 0)   # a distilled student (`vidiff distill`): sample with this many DDIM
+                                           # steps and no classifier-free guidance (its teacher's is built in)
 
 
 @dataclass
@@ -122,6 +126,28 @@ class DataConfig:
 
 
 @dataclass
+class FrameMaskConfig:
+    """Which frames a frame-conditioned model is shown, per training sample: weights of each kind of
+    mask (vidiff/diffusion/conditioning.py), normalised to sum 1. `none` is also the dropout of the
+    frame condition (a text-to-video sample), which makes guidance on it possible."""
+    none: float = bounded(0.3, 0)       # text-to-video
+    first: float = bounded(0.25, 0)     # image-to-video
+    first_k: float = bounded(0.2, 0)    # extension: the first 2..T/2 frames
+    every_k: float = bounded(0.15, 0)   # interpolation: frames 0, k, 2k, ... for k in 2..5
+    random: float = bounded(0.1, 0)     # each frame known with probability 1/2
+    noise: float = bounded(0.1, 0)      # known frames get Gaussian noise of std U(0, noise): robust to
+                                        # generated frames and to per-frame vs in-clip VAE latents
+
+
+@dataclass
+class DistillConfig:
+    """`vidiff distill`: progressive distillation of `teacher` to diffusion.distilled_steps steps."""
+    teacher: str = ""                       # the model distilled (a run, checkpoint or `default`)
+    teacher_steps: int = bounded(32, 2)     # the teacher's DDIM steps; halved each round
+    guidance: float = 3.0                   # the teacher's classifier-free guidance, built into the student
+
+
+@dataclass
 class TrainConfig:
     steps: int = bounded(1000, 1)
     time_limit_minutes: float = bounded(0.0, 0)   # also stop (and checkpoint) after this much training time; 0 = off
@@ -144,6 +170,9 @@ class TrainConfig:
     keep_last: int = bounded(3, 1)
     sample_steps: int = bounded(25, 1)
     sample_guidance: float = 3.0
+    init_from: str = ""       # start from this model's weights (a run, checkpoint or `default`); new layers keep their init
+    frame_masks: FrameMaskConfig = field(default_factory=FrameMaskConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass

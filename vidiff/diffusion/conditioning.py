@@ -1,7 +1,14 @@
-"""Conditioning a video denoiser on frames a user already has, for any model, with no training:
+"""Conditioning a video denoiser on frames a user already has: the frame masks that say which frames
+are known (the first for image-to-video, the first k for extension, every k-th for interpolation);
+the frame condition a masked-frame model is trained with; and, for any model with no training,
 replacement and reconstruction guidance (Ho et al. 2022, "Video Diffusion Models", sec. 3.1), as
-wrappers of a denoiser (x_t, log_snr) -> (x0, eps); and the frame masks that say which frames are
-known (the first for image-to-video, the first k for extension, every k-th for interpolation).
+wrappers of a denoiser (x_t, log_snr) -> (x0, eps).
+
+A trained masked-frame model (model.frame_conditioning) reads `frame_condition(known, mask)`: the
+known frames (zero elsewhere) and the mask as one more channel, the input of VDM's and SVD's
+concatenation conditioning. It is trained on fully noised videos with loss on the unknown frames
+only, so at sampling its x_t at the known frames must follow the forward process of the known data:
+`replacement` below does exactly that, and the trained method is the model with both.
 
 Both wrappers keep the known frames on the forward process of the known data: their x0 estimate is
 replaced by the data, and eps is made consistent with it, so a deterministic sampler carries the
@@ -43,9 +50,40 @@ def frame_mask(kind: str, frames: int, k: int = 1, generator: torch.Generator | 
     return mask
 
 
+MASK_K = {"first_k": (2, 0.5), "every_k": (2, 5)}   # k drawn from [low, high]; a float high: that share of T
+
+
+def draw_masks(weights: dict[str, float], frames: int, batch: int, generator: torch.Generator) -> Tensor:
+    """(batch, frames) bool training masks: a kind per sample with probability proportional to
+    weights[kind], then k uniform in MASK_K's range. A 1-frame clip (an image) is never conditioned."""
+    kinds = [k for k in MASK_KINDS if weights.get(k, 0) > 0]
+    if frames == 1 or not kinds:
+        return torch.zeros(batch, frames, dtype=torch.bool)
+    p = torch.tensor([weights[k] for k in kinds], dtype=torch.float64)
+    picks = torch.multinomial(p / p.sum(), batch, replacement=True, generator=generator)
+    masks = []
+    for i in picks.tolist():
+        kind, k = kinds[i], 1
+        if kind in MASK_K:
+            low, high = MASK_K[kind]
+            high = max(low, int(high * frames)) if isinstance(high, float) else high
+            k = int(torch.randint(low, high + 1, (1,), generator=generator))
+        masks.append(frame_mask(kind, frames, min(k, frames - 1), generator))
+    return torch.stack(masks)
+
+
+def frame_condition(known: Tensor, mask: Tensor) -> Tensor:
+    """The masked-frame model's extra input: (B, C + 1, T, H, W), the known frames where mask (T,) or
+    (B, T) is True and zero elsewhere, then the mask itself. An all-False mask gives all zeros, which
+    is what the model sees for plain text-to-video (and for frame-condition dropout)."""
+    m = _frames(mask, known).to(known.dtype).expand(known.shape[0], 1, -1, *known.shape[3:])
+    return torch.cat([known * m, m], dim=1)
+
+
 def _frames(mask: Tensor, like: Tensor) -> Tensor:
-    """A (T,) frame mask shaped to broadcast over (B, C, T, H, W)."""
-    return mask.to(like.device).view(1, 1, -1, 1, 1)
+    """A (T,) or (B, T) frame mask shaped to broadcast over (B, C, T, H, W)."""
+    mask = mask.to(like.device)
+    return mask.view(1, 1, -1, 1, 1) if mask.ndim == 1 else mask[:, None, :, None, None]
 
 
 def _with_known(x_t: Tensor, log_snr: Tensor, x0: Tensor, known: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -112,10 +112,17 @@ def loss_weight(prediction: str, log_snr: Tensor, weighting: str = "none", gamma
 
 
 def diffusion_loss(output: Tensor, x0: Tensor, noise: Tensor, log_snr: Tensor,
-                   prediction: str, weighting: str = "none") -> Tensor:
-    """Weighted MSE between network output and its target; returns the per-sample loss (B,)."""
+                   prediction: str, weighting: str = "none", where: Tensor | None = None) -> Tensor:
+    """Weighted MSE between network output and its target; returns the per-sample loss (B,).
+    where: a 0/1 tensor broadcastable to x0 (e.g. the unknown frames of a masked-frame sample):
+    the mean is taken over those elements only."""
     target = training_target(prediction, x0, noise, log_snr)
-    mse = (output.float() - target.float()).pow(2).flatten(1).mean(1)
+    error = (output.float() - target.float()).pow(2)
+    if where is None:
+        mse = error.flatten(1).mean(1)
+    else:
+        where = where.to(error.dtype).expand_as(error)
+        mse = (error * where).flatten(1).sum(1) / where.flatten(1).sum(1).clamp_min(1)
     return mse * loss_weight(prediction, log_snr, weighting)
 
 

@@ -1,6 +1,7 @@
 """Networks, and the registry that builds them from a config: backbones by `model.type`, the VAE.
 
-A backbone is an nn.Module with forward(x (B, C, T, H, W), log_snr (B,), context, mask) -> like x.
+A backbone is an nn.Module with forward(x (B, C, T, H, W), log_snr (B,), context, mask, frames=None) -> like x;
+a frame-conditioned one (model.frame_conditioning) reads frames: known frames and their mask, C + 1 channels.
 """
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from .unet3d import UNet3D, VideoBlock
 from .vae import VideoVAE
 
 
-def _unet3d(cfg: UNetConfig, in_channels: int, context_dim: int) -> nn.Module:
+def _unet3d(cfg: UNetConfig, in_channels: int, context_dim: int, frame_channels: int = 0) -> nn.Module:
     return UNet3D(in_channels, cfg.base_channels, cfg.channel_mults, cfg.num_res_blocks,
-                  cfg.attention_levels, cfg.head_dim, cfg.groups, context_dim)
+                  cfg.attention_levels, cfg.head_dim, cfg.groups, context_dim, frame_channels)
 
 
-def _dit(cfg: DiTConfig, in_channels: int, context_dim: int) -> nn.Module:
+def _dit(cfg: DiTConfig, in_channels: int, context_dim: int, frame_channels: int = 0) -> nn.Module:
     return DiT3D(in_channels, cfg.width, cfg.depth, cfg.head_dim, tuple(cfg.patch), cfg.attention,
-                 context_dim, cfg.activation_checkpointing)
+                 context_dim, cfg.activation_checkpointing, frame_channels)
 
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {"unet3d": _unet3d, "dit": _dit}
@@ -35,9 +36,11 @@ BLOCK_TYPES: tuple[type[nn.Module], ...] = (VideoBlock, DiTBlock, TextEncoder)
 def build_model(cfg: ModelConfig, known_words: list[str] | None = None) -> TextToVideoModel:
     """The text-to-video model a config describes; known_words: the words prompts may use
     (Config.trained_words()), default all of model.text.vocab."""
-    backbone = BACKBONES[cfg.type](getattr(cfg, cfg.type), cfg.in_channels, cfg.text.dim)
+    frame_channels = cfg.in_channels + 1 if cfg.frame_conditioning else 0
+    backbone = BACKBONES[cfg.type](getattr(cfg, cfg.type), cfg.in_channels, cfg.text.dim, frame_channels)
     t = cfg.text
-    return TextToVideoModel(backbone, t.vocab, t.max_length, t.dim, t.layers, t.heads, known_words)
+    return TextToVideoModel(backbone, t.vocab, t.max_length, t.dim, t.layers, t.heads, known_words,
+                            cfg.frame_conditioning)
 
 
 def build_vae(cfg: VAEConfig) -> VideoVAE:

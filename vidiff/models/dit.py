@@ -86,17 +86,20 @@ class DiTBlock(nn.Module):
 
 
 class DiT3D(nn.Module):
-    """forward(x (B,C,T,H,W), log_snr (B,), context (B,L,D), mask (B,L)) -> output like x."""
+    """forward(x (B,C,T,H,W), log_snr (B,), context (B,L,D), mask (B,L), frames (B,F,T,H,W) | None) -> like x."""
 
     def __init__(self, in_channels: int = 3, width: int = 256, depth: int = 8, head_dim: int = 32,
                  patch: tuple[int, int, int] = (1, 2, 2), attention: str = "factorized", context_dim: int = 128,
-                 activation_checkpointing: bool = False):
+                 activation_checkpointing: bool = False, frame_channels: int = 0):
         super().__init__()
         if attention not in ATTENTION_MODES:
             raise ValueError(f"unknown DiT attention '{attention}'; choose one of: {', '.join(ATTENTION_MODES)}")
         self.patch, self.head_dim, self.in_channels = tuple(patch), head_dim, in_channels
         self.checkpointing = activation_checkpointing
         self.embed = nn.Conv3d(in_channels, width, self.patch, stride=self.patch)
+        # the frame condition (known frames + mask) gets its own zero-initialised patch embedding, added
+        # to the main one: concatenation to x, but text-to-video weights load and start unchanged
+        self.frame_embed = nn.Conv3d(frame_channels, width, self.patch, stride=self.patch) if frame_channels else None
         self.position = nn.Linear(2 * POSITION_FEATURES, width)
         self.noise_embed = NoiseLevelEmbedding(width, width)
         self.text_embed = nn.Linear(context_dim, width)
@@ -124,7 +127,8 @@ class DiT3D(nn.Module):
         for layer in self.noise_embed.mlp:
             if isinstance(layer, nn.Linear):
                 nn.init.normal_(layer.weight, std=0.02)
-        for layer in [block.ada[1] for block in self.blocks] + [self.ada_out[1], self.out]:
+        zeroed = [block.ada[1] for block in self.blocks] + [self.ada_out[1], self.out]
+        for layer in zeroed + ([self.frame_embed] if self.frame_embed is not None else []):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -133,11 +137,13 @@ class DiT3D(nn.Module):
             raise ValueError(f"DiT3D takes (B, C, T, H, W) with T, H, W divisible by the patch {self.patch}, "
                              f"got shape {tuple(x.shape)}")
 
-    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor, frames: Tensor | None = None) -> Tensor:
         self.check_shape(x)
         pooled = (context * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
         cond = self.noise_embed(log_snr) + self.text_embed(pooled)
         tokens = self.embed(x)                                                 # (B, D, T', H', W')
+        if self.frame_embed is not None and frames is not None:
+            tokens = tokens + self.frame_embed(frames)
         grid = tuple(tokens.shape[2:])
         t, h, w = grid
         position = self.position(spatial_position_features(h, w, POSITION_FEATURES, x.device))   # (H'W', D)

@@ -174,12 +174,21 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+def _per_frame(x: Tensor) -> Tensor:
+    return rearrange(x, "b c t h w -> (b t) c h w").contiguous(memory_format=torch.channels_last)
+
+
 class UNet3D(nn.Module):
-    """forward(x (B,C,T,H,W), log_snr (B,), context (B,L,D), mask (B,L)) -> output like x."""
+    """forward(x (B,C,T,H,W), log_snr (B,), context (B,L,D), mask (B,L), frames (B,F,T,H,W) | None) -> like x.
+
+    With frame_channels F > 0 the model also reads a frame condition (known frames and their mask,
+    diffusion/conditioning.py) through its own zero-initialised stem, added to the main stem's output:
+    the same as concatenating it to x's channels, but a text-to-video checkpoint loads unchanged and
+    starts out computing exactly what it did."""
 
     def __init__(self, in_channels: int = 3, base_channels: int = 64, channel_mults=(1, 2, 2),
                  num_res_blocks: int = 1, attention_levels=(1, 2), head_dim: int = 32, groups: int = 16,
-                 context_dim: int = 128):
+                 context_dim: int = 128, frame_channels: int = 0):
         super().__init__()
         widths = [base_channels * m for m in channel_mults]
         emb_dim = 4 * base_channels
@@ -189,6 +198,7 @@ class UNet3D(nn.Module):
         block = lambda i, o, lvl: VideoBlock(i, o, emb_dim, groups, head_dim, context_dim, lvl in attention_levels)
 
         self.stem = SpatialConv(in_channels, widths[0], (1, 3, 3), padding=(0, 1, 1))
+        self.frame_stem = SpatialConv(frame_channels, widths[0], (1, 3, 3), padding=(0, 1, 1)) if frame_channels else None
         self.down, skips, ch = nn.ModuleList(), [widths[0]], widths[0]
         for lvl, width in enumerate(widths):
             for _ in range(num_res_blocks):
@@ -214,14 +224,16 @@ class UNet3D(nn.Module):
         """PyTorch's default init, except that the last layer of every residual branch starts at zero
         (the second conv and the temporal conv of each ResBlock3D, every attention's output projection)
         and so does the output conv: each block starts as the identity, and the temporal layers of
-        an inflated image model add nothing until trained. These branches have no gate in front
-        of them, so their zeroed weights still get gradients from the branch input."""
+        an inflated image model add nothing until trained; so does the frame stem. These branches have
+        no gate in front of them, so their zeroed weights still get gradients from the branch input."""
         for module in self.modules():
             if isinstance(module, ResBlock3D):
                 zero_init(module.conv2), zero_init(module.conv_t)
             elif isinstance(module, Attention):
                 zero_init(module.to_out)
         zero_init(self.out[-1])
+        if self.frame_stem is not None:
+            zero_init(self.frame_stem)
 
     def check_shape(self, x: Tensor) -> None:
         factor = 2 ** (self.levels - 1)
@@ -229,13 +241,14 @@ class UNet3D(nn.Module):
             raise ValueError(f"UNet3D takes (B, C, T, H, W) with H and W divisible by {factor}, "
                              f"got shape {tuple(x.shape)}")
 
-    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor, frames: Tensor | None = None) -> Tensor:
         self.check_shape(x)
         pooled = (context * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)   # (B, D)
         emb = self.noise_embed(log_snr) + self.text_embed(pooled)                # (B, E)
         b, _, t, _, _ = x.shape
-        frames = rearrange(x, "b c t h w -> (b t) c h w").contiguous(memory_format=torch.channels_last)
-        h = self.stem(frames)
+        h = self.stem(_per_frame(x))
+        if self.frame_stem is not None and frames is not None:
+            h = h + self.frame_stem(_per_frame(frames))
         hs = [h]
         for layer in self.down:
             h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask, t)

@@ -3,16 +3,18 @@ model -> weighted loss. Sample sheets from fixed held-out prompts as it goes."""
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_codec, load_vae, vae_metadata
+from ..checkpoint import load_codec, load_vae, resolve_checkpoint, vae_metadata
 from ..config import Config
 from ..data import build_dataset, collate
 from ..data.splits import HELD_OUT, LATENT_SCALE
 from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
+from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
 from ..models.codec import measure_latent_scale
@@ -22,13 +24,28 @@ from .plots import save_samples
 from .run_folder import RunFolder
 
 
+def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
+                 part: slice) -> tuple[Tensor | None, Tensor | None]:
+    """For a frame-conditioned model: (frame condition, unknown-frame mask for the loss) of a batch, the
+    known frames drawn by train.frame_masks and lightly noised; (None, None) for any other model."""
+    if not cfg.model.frame_conditioning:
+        return None, None
+    masks = cfg.train.frame_masks
+    known = draw_masks(asdict(masks), x0.shape[2], b, generator)[part].to(x0.device)
+    std = (torch.rand(b, generator=generator) * masks.noise)[part].view(-1, 1, 1, 1, 1)
+    jitter = torch.randn((b, *x0.shape[1:]), generator=generator)[part]
+    return frame_condition(x0 + (std * jitter).to(x0.device), known), (~known)[:, None, :, None, None]
+
+
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_ids: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU).
 
     With `part`, x0 and ids are this process's slice of a global batch of train.batch_size: the
     draws are made for the whole global batch and sliced, so N processes see exactly the noise one
-    process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt."""
+    process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt.
+    A frame-conditioned model (model.frame_conditioning) is also shown, per sample, some frames of
+    x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
@@ -38,10 +55,11 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     device = x0.device
     log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device)
     x_t = add_noise(x0, noise.to(device), log_snr)
+    frames, where = frame_inputs(cfg, x0, b, generator, part)
     with autocast if autocast is not None else nullcontext():
-        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, ids=ids.to(device))
+        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames, ids=ids.to(device))
     return diffusion_loss(output, x0, noise.to(device), log_snr, cfg.diffusion.prediction,
-                          cfg.diffusion.loss_weighting).mean()
+                          cfg.diffusion.loss_weighting, where).mean()
 
 
 class DiffusionTask:
@@ -65,7 +83,13 @@ class DiffusionTask:
             return load_codec(resume, self.device)
         if not cfg.train.vae:
             return LatentCodec()
-        vae, vae_cfg = load_vae(cfg.train.vae, self.device)
+        if (resolve_checkpoint(cfg.train.vae) / "vae.safetensors").is_file():
+            # a latent diffusion model's VAE and latent scale: continuing it (train.init_from) needs both
+            codec = load_codec(resolve_checkpoint(cfg.train.vae), self.device)
+            vae, vae_cfg = codec.vae, Config(vae=codec.config)
+        else:
+            vae, vae_cfg = load_vae(cfg.train.vae, self.device)
+            codec = None
         if cfg.model.in_channels != vae.latent_channels:
             raise VidiffError(f"model.in_channels is {cfg.model.in_channels} but the VAE in '{cfg.train.vae}' makes "
                               f"{vae.latent_channels}-channel latents; set model.in_channels: {vae.latent_channels}")
@@ -75,6 +99,8 @@ class DiffusionTask:
                               f"for the VAE in '{cfg.train.vae}'")
         _, frames, size, _ = vae.latent_shape(d.frames, d.size, d.size)
         check_input_size(cfg, frames, size, " (after the VAE)")
+        if codec is not None:
+            return codec
         sample = collate([self.dataset.item(LATENT_SCALE, j, 8) for j in range(8)])["video"].to(self.device)
         return LatentCodec(vae.requires_grad_(False), measure_latent_scale(vae, sample), config=vae_cfg.vae)
 

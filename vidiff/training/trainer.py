@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_weights, read_config
+from ..checkpoint import initialize_from, load_weights, read_config
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -98,6 +98,12 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.task = task(cfg, self.device, folder)
         self.model = self.task.model
+        self.added: list[str] = []     # parameters train.init_from's checkpoint did not have
+        if folder is None and cfg.train.init_from:
+            self.added = initialize_from(self.model, cfg.train.init_from, self.task.model_type)
+            if self.dist.main:
+                tqdm.write(f"initialised from '{cfg.train.init_from}'; {len(self.added)} new parameter tensors "
+                           "keep their initialisation")
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
         self._batches = None

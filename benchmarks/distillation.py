@@ -1,0 +1,69 @@
+"""A distilled student against its teacher: `vidiff eval` scores and seconds per clip (end to end,
+decode included) on the same held-out prompts and seeds (a benchmark, not a test).
+
+    python benchmarks/distillation.py --teacher default --student runs/distilled [--num 20] [--name distillation]
+
+Rows: the teacher at 25 guided DDIM steps (50 network passes), the teacher at the student's step
+count (guided), the student at its step count (one pass a step), and the ground truth. Writes
+docs/results/<name>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from quality_vs_steps import METRICS, evaluate
+from results import publish
+from vidiff.data import ShapesDataset
+from vidiff.data.splits import HELD_OUT
+from vidiff.evaluation.fvd import reference_clips
+from vidiff.evaluation.report import HIGHER_IS_BETTER
+from vidiff.evaluation.sources import ground_truth
+from vidiff.pipeline import VideoPipeline
+
+
+def sample(pipe, captions, steps, guidance) -> tuple[list, float]:
+    clips, start = [], time.perf_counter()
+    for i, caption in enumerate(captions):     # one clip at a time: the latency a user sees
+        clips.append(pipe(caption, num_inference_steps=steps, guidance_scale=guidance,
+                          generator=torch.Generator().manual_seed(i), progress=False).frames[0])
+    return clips, (time.perf_counter() - start) / len(captions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="default")
+    parser.add_argument("--student", required=True)
+    parser.add_argument("--num", type=int, default=20)
+    parser.add_argument("--name", default="distillation")
+    args = parser.parse_args()
+    teacher, student = VideoPipeline.from_pretrained(args.teacher), VideoPipeline.from_pretrained(args.student)
+    n = student.config.diffusion.distilled_steps
+    data = teacher.config.data
+    captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
+    reference = reference_clips(data)
+    rows = {}
+    for name, pipe, steps, guidance, passes in (("teacher", teacher, 25, 3.0, 50), ("teacher", teacher, n, 3.0, 2 * n),
+                                                ("student", student, n, 1.0, n)):
+        clips, seconds = sample(pipe, captions, steps, guidance)
+        rows[f"{name}, {steps} steps"] = {**evaluate(clips, captions, data, reference), "s/clip": seconds,
+                                          "passes": passes}
+        print(name, steps, f"{seconds:.2f} s/clip", flush=True)
+    _, clips, truth = ground_truth(data, args.num)
+    rows["ground truth"] = evaluate(clips, truth, data, reference)
+    metrics = [m for m in METRICS if m in rows["ground truth"]]
+    lines = ["| | network passes | s/clip | " + " | ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics)
+             + " |", "|---|---:|---:|" + "---:|" * len(metrics)]
+    for key, r in rows.items():
+        lines.append(f"| {key} | {r.get('passes', '')} | {r['s/clip']:.2f} | " if "s/clip" in r else f"| {key} | | | ")
+        lines[-1] += " | ".join(f"{r.get(m, float('nan')):.3g}" for m in metrics) + " |"
+    body = (f"{args.num} held-out prompts, one clip at a time, {torch.get_num_threads()} threads; student "
+            f"`{args.student}` distilled from `{args.teacher}`.\n\n" + "\n".join(lines))
+    publish(args.name, "Progressive distillation: student against teacher", body,
+            f"python benchmarks/distillation.py --teacher {args.teacher} --student {args.student} --num {args.num}")
+
+
+if __name__ == "__main__":
+    main()

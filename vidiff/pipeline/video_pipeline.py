@@ -1,0 +1,227 @@
+"""VideoPipeline: text-to-video, image-to-video, extension to any length, and frame interpolation,
+with one model (a masked-frame model does all four itself; any other model through reconstruction
+guidance or replacement, `method`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..checkpoint import DEFAULT_MODEL, load_codec, load_model
+from ..config import Config
+from ..data.io import save_video, to_uint8, upscale
+from ..diffusion import SAMPLERS, SPACINGS
+from ..diffusion.conditioning import frame_mask
+from ..errors import VidiffError
+from ..models import LatentCodec, TextToVideoModel, input_multiples
+from .inputs import FrameSource, as_frames, fit_frames, to_model_range
+from .sampling import METHODS, sample_video
+from .windows import extension_plan, interpolation_plan
+
+
+@dataclass
+class VideoPipelineOutput:
+    frames: np.ndarray   # (B, T, H, W, 3) uint8
+    prompts: list[str]
+
+    def save(self, path: str | Path, index: int = 0, fps: int = 8, scale: int = 1,
+             overwrite: bool = False) -> Path:
+        """Write video `index` as .mp4, .gif or a .png contact sheet, enlarged `scale` times."""
+        return save_video(upscale(self.frames[index], scale), path, fps=fps, overwrite=overwrite)
+
+
+class VideoPipeline:
+    def __init__(self, model: TextToVideoModel, config: Config, codec: LatentCodec | None = None):
+        self.model, self.config, self.codec = model.eval(), config, codec or LatentCodec()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None):
+        """Load a checkpoint folder, a training run folder (its latest checkpoint, EMA weights), or
+        with no path (or `default`) the model embedded in the package."""
+        model, config, folder = load_model(DEFAULT_MODEL if path is None else path)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model.to(device), config, load_codec(folder, device))
+
+    @property
+    def window(self) -> int:
+        """The clip length the model was trained on: the window of extension and interpolation."""
+        return self.config.data.frames
+
+    def default_method(self) -> str:
+        return "trained" if self.model.frame_conditioning else "guidance"
+
+    def check_size(self, frames: int, height: int, width: int) -> None:
+        """One-line errors for clip sizes this model cannot make (in pixels, for pixel and latent models)."""
+        data = self.config.data
+        if frames < 1:
+            raise VidiffError(f"cannot make {frames} frames: this model needs --frames >= 1 (it was trained at {data.frames})")
+        tf, factor = input_multiples(self.config.model)
+        vae = self.codec.vae
+        if vae is not None:      # the VAE's compression times the backbone's
+            factor *= vae.spatial_factor
+            td = vae.time_factor
+            if (frames - 1) % td or (1 + (frames - 1) // td) % tf:
+                raise VidiffError(f"cannot make {frames} frames with this latent model: use 1 + {td * tf}k frames "
+                                  f"(--frames; it was trained at {data.frames})")
+        elif frames % tf:
+            raise VidiffError(f"cannot make {frames} frames: this model needs --frames >= 1 and a multiple of {tf} "
+                              f"(it was trained at {data.frames})")
+        if height < factor or width < factor or height % factor or width % factor:
+            raise VidiffError(f"cannot make frames of {height}x{width}: this model needs --size a multiple of "
+                              f"{factor} (it was trained at {data.size})")
+
+    def defaults(self, steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
+        """25 steps at guidance 3, or a distilled student's own step count without guidance."""
+        distilled = self.config.diffusion.distilled_steps
+        return (steps if steps is not None else distilled or 25,
+                guidance_scale if guidance_scale is not None else 1.0 if distilled else 3.0)
+
+    def _check_options(self, steps: int, guidance_scale: float, sampler: str, spacing: str,
+                       method: str | None = None) -> str:
+        if not math.isfinite(guidance_scale):
+            raise VidiffError(f"the guidance scale (--guidance) must be a finite number, got {guidance_scale}")
+        if steps < 1:
+            raise VidiffError(f"the number of sampling steps (--steps) must be at least 1, got {steps}")
+        for what, name, registry in (("sampler (--sampler)", sampler, SAMPLERS), ("spacing (--spacing)", spacing, SPACINGS),
+                                     ("conditioning method (--method)", method or "trained", METHODS)):
+            if name not in registry:
+                raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(registry)}")
+        method = method or self.default_method()
+        if method == "trained" and not self.model.frame_conditioning:
+            raise VidiffError("this model was not trained with frame masks (model.frame_conditioning); "
+                              "use --method guidance or --method replacement")
+        return method
+
+    def _encode_frames(self, pixels: Tensor) -> Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> model space, each frame encoded on its own as an image (with
+        the causal VAE, exactly as frame 0 of a clip), as known frames are wherever they sit."""
+        if not self.codec.latent:
+            return pixels
+        b, _, t = pixels.shape[:3]
+        z = self.codec.encode(pixels.transpose(1, 2).flatten(0, 1)[:, :, None])   # (B*T, C, 1, h, w)
+        return z[:, :, 0].unflatten(0, (b, t)).transpose(1, 2)
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _fit(self, source: FrameSource, what: str, size: int) -> np.ndarray:
+        return fit_frames(as_frames(source, what), size, what)
+
+    def __call__(self, prompt: str | list[str], num_frames: int | None = None, height: int | None = None,
+                 width: int | None = None, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, sampler: str = "ddim", eta: float = 0.0,
+                 spacing: str = "uniform", progress: bool = True,
+                 callback: Callable[[int, Tensor], None] | None = None, image: FrameSource | None = None,
+                 method: str | None = None, guidance_weight: float = 2.0) -> VideoPipelineOutput:
+        """Text-to-video; with `image`, image-to-video: the image is the first frame of every video."""
+        prompts = self._prompts(prompt)
+        num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
+        data = self.config.data
+        frames = data.frames if num_frames is None else num_frames
+        height = data.size if height is None else height
+        width = data.size if width is None else width
+        self.check_size(frames, height, width)
+        # without an image no frames condition the video: any method passes the checks
+        method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing,
+                                     method if image is not None else "replacement")
+        ids = self.model.tokenizer.encode(prompts)
+        shape = self.codec.shape(self.config.model.in_channels, frames, height, width)
+        known = mask = given = None
+        if image is not None:
+            if height != width:
+                raise VidiffError(f"image-to-video makes square frames; got --size {height}x{width}")
+            given = self._fit(image, "the image", height)[:1]
+            pixels = torch.zeros(1, 3, frames, height, width)
+            pixels[:, :, 0] = to_model_range(given)[:, :, 0]
+            known = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
+            mask = frame_mask("first", shape[1])
+        x = sample_video(self.model, self.config.diffusion, ids, shape, num_inference_steps, guidance_scale, sampler,
+                         eta, generator, progress, spacing, clip_x0=not self.codec.latent, callback=callback,
+                         known=known, frame_mask=mask, method=method, guidance_weight=guidance_weight)
+        out = to_uint8(self.codec.decode(x))
+        if given is not None:
+            out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
+        return VideoPipelineOutput(out, prompts)
+
+    def _prompts(self, prompt: str | list[str]) -> list[str]:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or any(not p.strip() for p in prompts):
+            raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
+        return prompts
+
+    def _window(self, ids: Tensor, known: Tensor, mask: Tensor, steps: int, guidance_scale: float,
+                generator, sampler: str, eta: float, spacing: str, method: str, guidance_weight: float) -> Tensor:
+        """One trained-length window with the frames in `mask` given (model space); returns model space."""
+        size = self.config.data.size
+        shape = self.codec.shape(self.config.model.in_channels, self.window, size, size)
+        return sample_video(self.model, self.config.diffusion, ids, shape, steps, guidance_scale, sampler, eta,
+                            generator, False, spacing, clip_x0=not self.codec.latent, known=known,
+                            frame_mask=mask, method=method, guidance_weight=guidance_weight)
+
+    def extend(self, video: FrameSource, prompt: str, num_frames: int, context: int | None = None,
+               num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
+               sampler: str = "ddim", eta: float = 0.0, spacing: str = "uniform", method: str | None = None,
+               guidance_weight: float = 2.0, progress: bool = True) -> VideoPipelineOutput:
+        """Continue `video` to num_frames frames: windows of the trained length, each conditioned on the
+        last `context` frames made so far (default a quarter of the window, at least 2, so velocity
+        carries across the seam). Memory is one window's, whatever the length: each window's latents
+        are decoded as soon as it is made, and the frames are kept as uint8."""
+        prompts = self._prompts(prompt)
+        num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
+        method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
+        size, window = self.config.data.size, self.window
+        given = self._fit(video, "the video", size)
+        context = min(max(2, window // 4), len(given)) if context is None else context
+        if context > len(given):
+            raise VidiffError(f"--context {context} needs at least {context} frames in the video, it has {len(given)}")
+        plan = extension_plan(len(given), num_frames, window, context)
+        device, ids = self._device(), self.model.tokenizer.encode(prompts)
+        frames = [given]
+        last = self._encode_frames(to_model_range(given[-context:]).to(device))   # (1, C, k, h, w)
+        mask = frame_mask("first_k", window, context)
+        for new in tqdm(plan, desc="windows", disable=not progress, leave=False):
+            known = torch.zeros(1, last.shape[1], window, *last.shape[3:], device=device)
+            known[:, :, :context] = last
+            x = self._window(ids, known, mask, num_inference_steps, guidance_scale, generator, sampler, eta,
+                             spacing, method, guidance_weight)
+            pixels = to_uint8(self.codec.decode(x))[0]       # decoded with its context frames before them
+            frames.append(pixels[context:context + new])
+            end = context + new
+            last = x[:, :, end - context:end]
+        return VideoPipelineOutput(np.concatenate(frames)[None], prompts)
+
+    def interpolate(self, video: FrameSource, factor: int, prompt: str | None = None,
+                    num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
+                    sampler: str = "ddim", eta: float = 0.0, spacing: str = "uniform", method: str | None = None,
+                    guidance_weight: float = 2.0, progress: bool = True) -> VideoPipelineOutput:
+        """N frames in, (N - 1) * factor + 1 out: `factor - 1` new frames between each pair, the given
+        frames kept exactly. Without a prompt the model is unconditional on text (guidance off)."""
+        prompts = self._prompts(prompt) if prompt is not None else [""]
+        num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
+        method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
+        size, window = self.config.data.size, self.window
+        given = self._fit(video, "the video", size)
+        plan = interpolation_plan(len(given), factor, window)
+        device = self._device()
+        ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)
+        scale = guidance_scale if prompt is not None else 1.0
+        keys = self._encode_frames(to_model_range(given).to(device))     # (1, C, N, h, w)
+        frames = np.zeros(((len(given) - 1) * factor + 1, size, size, 3), dtype=np.uint8)
+        for start, held in tqdm(plan, desc="windows", disable=not progress, leave=False):
+            mask = torch.zeros(window, dtype=torch.bool)
+            known = torch.zeros(1, keys.shape[1], window, *keys.shape[3:], device=device)
+            for j in held:
+                mask[(j - held[0]) * factor] = True
+                known[:, :, (j - held[0]) * factor] = keys[:, :, j]
+            x = self._window(ids, known, mask, num_inference_steps, scale, generator, sampler, eta, spacing,
+                             method, guidance_weight)
+            span = (held[-1] - held[0]) * factor + 1
+            frames[start:start + span] = to_uint8(self.codec.decode(x))[0, :span]
+        frames[::factor] = given                  # the given frames, not their VAE reconstructions
+        return VideoPipelineOutput(frames[None], prompts)

@@ -1,0 +1,113 @@
+"""`vidiff distill`: progressive distillation (vidiff/diffusion/distillation.py) of a trained model
+into a student that samples in diffusion.distilled_steps DDIM steps with one network pass each.
+
+train.steps is split evenly over the halving rounds (e.g. 32 -> 16 -> 8 -> 4: three rounds). The
+student starts as a copy of the teacher (train.init_from); after each round the student becomes the
+next round's teacher. Round one's teacher runs with classifier-free guidance (train.distill.guidance);
+the student never does, so the guided model is distilled into single passes. A frame-conditioned
+model is distilled on the same frame masks it was trained with, scored on the unknown frames.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import load_model, load_weights
+from ..config import Config
+from ..diffusion import SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
+from ..diffusion.distillation import distillation_loss, rounds
+from ..errors import VidiffError
+from .diffusion import DiffusionTask, frame_inputs
+
+TEACHER = "teacher"
+
+
+class DistillTask(DiffusionTask):
+    def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
+        d = cfg.train.distill
+        if not d.teacher:
+            raise VidiffError("train.distill.teacher is empty: name the model to distil (vidiff distill --model)")
+        try:
+            self.rounds = rounds(d.teacher_steps, cfg.diffusion.distilled_steps)
+        except ValueError as e:
+            raise VidiffError(f"cannot distil: {e}") from None
+        super().__init__(cfg, device, resume)
+        teacher, teacher_cfg, _ = load_model(d.teacher)
+        if teacher_cfg.diffusion.distilled_steps:
+            raise VidiffError(f"'{d.teacher}' is already a distilled student; distil its teacher instead")
+        self.teacher = teacher.to(device).eval().requires_grad_(False)
+        self.round = 0
+        self.per_round = max(1, cfg.train.steps // len(self.rounds))
+
+    def _teacher_denoiser(self, ids: Tensor, frames: Tensor | None):
+        context = self.teacher.encode(ids)
+        cond = (*context, frames) if frames is not None else context
+        if self.round == 0 and self.cfg.train.distill.guidance != 1.0:
+            null = self.teacher.encode(self.teacher.tokenizer.empty(ids.shape[0]).to(ids.device))
+            null = (*null, frames) if frames is not None else null
+            fn = classifier_free_guidance(self.teacher, cond, null, self.cfg.train.distill.guidance)
+        else:
+            fn = lambda x, log_snr: self.teacher(x, log_snr, *cond)
+        return make_denoiser(fn, self.cfg.diffusion.prediction)
+
+    def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:
+        cfg = self.cfg
+        x0 = self.to_model_space(batch)
+        ids = self.model.tokenizer.encode(batch["caption"]).to(self.device)
+        frames, where = frame_inputs(cfg, x0, x0.shape[0], generator, slice(None))
+        student = make_denoiser(lambda x, log_snr: net(x, log_snr, frames=frames, ids=ids), cfg.diffusion.prediction)
+        grid = sampling_grid(SCHEDULES[cfg.diffusion.schedule], self.rounds[self.round], "uniform")
+        with autocast:
+            loss = distillation_loss(student, self._teacher_denoiser(ids, frames), x0, grid, generator, where)
+        return loss, {"teacher_steps": float(self.rounds[self.round])}
+
+    def after_step(self, step: int) -> dict:
+        """At the end of a round the student becomes the teacher (its raw weights: the EMA still
+        remembers the previous round)."""
+        if step % self.per_round == 0 and self.round < len(self.rounds) - 1:
+            self.round += 1
+            self.teacher.load_state_dict(self.model.state_dict())
+        return {}
+
+    def extra_weights(self) -> dict:
+        return {**super().extra_weights(), TEACHER: self.teacher}
+
+    def resume(self, folder: Path, optimizers: dict) -> None:
+        from .run_folder import RunFolder
+        self.round = min(RunFolder.state(folder)["step"] // self.per_round, len(self.rounds) - 1)
+        load_weights(self.teacher, folder / f"{TEACHER}.safetensors", TEACHER)
+
+    def write_samples(self, model: nn.Module, run, step: int) -> None:
+        cfg = copy.deepcopy(self.cfg)
+        cfg.train.sample_steps = self.rounds[self.round] // 2
+        cfg.train.sample_guidance = 1.0
+        original, self.cfg = self.cfg, cfg
+        try:
+            super().write_samples(model, run, step)
+        finally:
+            self.cfg = original
+
+
+def distill_config(teacher: str, steps: int, teacher_steps: int = 32, guidance: float = 3.0,
+                   train_steps: int = 1200) -> Config:
+    """The student's recipe: the teacher's config, initialised from its weights, with its VAE; a
+    constant learning rate and a short EMA, so the average does not mix the rounds' students."""
+    from ..checkpoint import read_config, resolve_checkpoint
+    folder = resolve_checkpoint(teacher)
+    cfg = read_config(folder)
+    cfg.diffusion.distilled_steps = steps
+    t = cfg.train
+    t.distill.teacher, t.distill.teacher_steps, t.distill.guidance = str(teacher), teacher_steps, guidance
+    t.init_from, t.vae = str(teacher), str(teacher) if (folder / "vae.safetensors").is_file() else ""
+    t.steps, t.lr, t.lr_decay, t.warmup_steps, t.ema_decay = train_steps, 1e-4, "constant", 20, 0.99
+    t.time_limit_minutes = 0.0
+    try:
+        n_rounds = len(rounds(teacher_steps, steps))
+    except ValueError as e:
+        raise VidiffError(f"cannot distil: {e}") from None
+    t.sample_every = t.checkpoint_every = max(1, train_steps // n_rounds)
+    t.sample_guidance = 1.0
+    return cfg
