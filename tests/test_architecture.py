@@ -10,6 +10,7 @@ LAYERS = [
     {"registry", "checkpoint", "distributed"},       # config names from registries, run folders and weights, process groups
     {"pipeline"},                                    # VideoPipeline and the denoising loop
     {"training", "evaluation"},                      # the loop and its tasks; metrics and reports
+    {"webui"},                                       # vidiff serve: a gradio app over pipeline and evaluation
     {"cli", "__main__", "__init__"},                 # thin faces over the Python API
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -198,6 +198,27 @@ def interpolate(video: Path = typer.Argument(..., help="the frames to interpolat
     _save(result, outputs, fps, scale, overwrite)
 
 
+@app.command()
+def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 'default' (default: the embedded one)"),
+          runs: Optional[Path] = typer.Option(None, help="offer the run folders under this directory (and only those)"),
+          host: str = typer.Option("127.0.0.1", help="interface to listen on; 0.0.0.0 exposes the server to the network"),
+          port: int = typer.Option(7860, help="port"),
+          max_upload_mb: float = typer.Option(20.0, help="largest uploaded file"),
+          max_frames: int = typer.Option(256, help="most frames of an uploaded video or a result"),
+          max_side: int = typer.Option(1024, help="largest side of an uploaded frame, in pixels")):
+    """A web UI: text/image-to-video, extend, interpolate, evaluate and browse runs (needs the [ui] extra)."""
+    try:
+        from .webui.app import serve as run_server
+    except ImportError:
+        raise VidiffError('the web UI needs gradio: pip install -e ".[ui]"') from None
+    from .webui import Limits
+    if runs is not None and not runs.is_dir():
+        raise VidiffError(f"--runs '{runs}' is not a directory")
+    if max_upload_mb <= 0 or max_frames < 1 or max_side < 8:
+        raise VidiffError("--max-upload-mb must be positive, --max-frames at least 1 and --max-side at least 8")
+    run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side))
+
+
 @app.command("eval")
 def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of videos (mp4/gif/frame folders) with "
                                                                 "captions.jsonl, captions.csv or <name>.txt"),

@@ -1,0 +1,155 @@
+"""The work behind each tab of `vidiff serve`, free of gradio: inputs in, file paths out, bad input
+a VidiffError. Results go to a private temporary folder that keeps the last few requests and is
+removed when the server stops."""
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.io import save_video, upscale
+from ..errors import VidiffError
+from ..pipeline import VideoPipeline
+from ..pipeline.inputs import as_frames
+from .limits import Limits, inside, run_folders
+
+SCALE = 4          # results are shown and downloaded enlarged (nearest neighbour): 32 px is tiny in a page
+KEEP = 64          # request folders kept before the oldest are removed
+
+
+class Jobs:
+    def __init__(self, model: str | Path | None = None, runs: Path | None = None, limits: Limits | None = None,
+                 device: str | None = None):
+        self.default = model              # None: the embedded model
+        self.runs = runs.resolve() if runs is not None else None
+        self.limits = limits or Limits()
+        self.device = device
+        self.cache: dict[str, VideoPipeline] = {}
+        self.lock = threading.Lock()
+        self.workdir = Path(tempfile.mkdtemp(prefix="vidiff-serve-"))
+        atexit.register(shutil.rmtree, self.workdir, True)
+
+    # models and runs -------------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        return ["default", *run_folders(self.runs)]
+
+    def pipeline(self, name: str | None) -> VideoPipeline:
+        name = name or "default"
+        with self.lock:
+            if name not in self.cache:
+                path = self.default if name == "default" else inside(self.runs, name)
+                self.cache[name] = VideoPipeline.from_pretrained(path, device=self.device)
+            return self.cache[name]
+
+    def defaults(self, name: str | None = None) -> tuple[int, float, int]:
+        """(steps, guidance, frames) a model samples with by default."""
+        pipe = self.pipeline(name)
+        return (*pipe.defaults(None, None), pipe.config.data.frames)
+
+    def vocabulary(self, name: str | None = None) -> str:
+        return ", ".join(self.pipeline(name).model.tokenizer.known)
+
+    def _folder(self) -> Path:
+        old = sorted(self.workdir.iterdir(), key=lambda p: p.stat().st_mtime)
+        for stale in old[:max(0, len(old) - KEEP)]:
+            shutil.rmtree(stale, ignore_errors=True)
+        folder = self.workdir / uuid.uuid4().hex
+        folder.mkdir()
+        return folder
+
+    def _write(self, frames: np.ndarray, fps: int = 8) -> tuple[str, str, str]:
+        """(mp4, gif, png contact sheet) of (T, H, W, 3) frames, enlarged for the page."""
+        folder, big = self._folder(), upscale(frames, SCALE)
+        return tuple(str(save_video(big if suffix != ".png" else frames, folder / f"video{suffix}", fps=fps))
+                     for suffix in (".mp4", ".gif", ".png"))
+
+    def _upload(self, source, what: str) -> np.ndarray:
+        if source is None:
+            raise VidiffError(f"upload {what} first")
+        return self.limits.check_frames(as_frames(source, what), what)
+
+    # the tabs --------------------------------------------------------------------------------------
+    def generate(self, prompt: str, model: str | None = "default", seed: int = 0, steps: int | None = None,
+                 guidance: float | None = None, frames: int | None = None, sampler: str = "ddim"):
+        self.limits.check_request(steps=steps, frames=frames)
+        pipe = self.pipeline(model)
+        video = pipe(prompt, num_frames=frames, num_inference_steps=steps, guidance_scale=guidance, sampler=sampler,
+                     generator=torch.Generator().manual_seed(int(seed)), progress=True)
+        return self._write(video.frames[0])
+
+    def image_to_video(self, image, prompt: str, model: str | None = "default", seed: int = 0,
+                       steps: int | None = None, method: str | None = None):
+        self.limits.check_request(steps=steps)
+        given = self._upload(image, "the image")[:1]
+        video = self.pipeline(model)(prompt, image=given[0], num_inference_steps=steps, method=method or None,
+                                     generator=torch.Generator().manual_seed(int(seed)), progress=True)
+        return self._write(video.frames[0])
+
+    def extend(self, video, prompt: str, frames: int, model: str | None = "default", seed: int = 0,
+               steps: int | None = None, method: str | None = None):
+        self.limits.check_request(steps=steps, frames=int(frames))
+        given = self._upload(video, "the video")
+        out = self.pipeline(model).extend(given, prompt, num_frames=int(frames), num_inference_steps=steps,
+                                          method=method or None, generator=torch.Generator().manual_seed(int(seed)))
+        return self._write(out.frames[0])
+
+    def interpolate(self, video, factor: int, prompt: str | None = None, model: str | None = "default",
+                    seed: int = 0, steps: int | None = None, method: str | None = None):
+        self.limits.check_request(steps=steps)
+        given = self._upload(video, "the video")
+        self.limits.check_request(frames=(len(given) - 1) * int(factor) + 1)
+        out = self.pipeline(model).interpolate(given, factor=int(factor), prompt=prompt or None,
+                                               num_inference_steps=steps, method=method or None,
+                                               generator=torch.Generator().manual_seed(int(seed)))
+        return self._write(out.frames[0])
+
+    def evaluate(self, files: list | None = None, captions: str = "", model: str | None = None, num: int = 8):
+        """Score uploaded videos (captions one per line, in upload order) or `num` samples of a model;
+        returns (report markdown, best/worst sheet, metrics plot) as `vidiff eval` writes them."""
+        from ..evaluation.evaluate import evaluate
+        out = self._folder() / "eval"
+        if files:
+            self.limits.check_request(videos=len(files))
+            lines = [c.strip() for c in (captions or "").splitlines() if c.strip()]
+            if lines and len(lines) != len(files):
+                raise VidiffError(f"{len(files)} videos but {len(lines)} captions; give one caption per line, or none")
+            folder = out.parent / "videos"
+            folder.mkdir()
+            rows = []
+            for i, f in enumerate(files):
+                path = Path(f if isinstance(f, str) else f.name)
+                self.limits.check_frames(as_frames(path, f"video {path.name}"), f"video {path.name}")
+                name = f"{i:03d}{path.suffix.lower()}"
+                shutil.copy(path, folder / name)
+                rows.append({"file": name, **({"caption": lines[i]} if lines else {})})
+            (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            evaluate(out, videos=folder)
+        elif model:
+            self.limits.check_request(videos=int(num))
+            evaluate(out, pipe=self.pipeline(model), num=int(num))
+        else:
+            raise VidiffError("upload videos or pick a model to evaluate")
+        return (out / "report.md").read_text(), str(out / "best_worst.png"), str(out / "metrics.png")
+
+    def run_info(self, run: str):
+        """(loss plot, latest sample sheet, config.json text, checkpoint names) of a run under --runs."""
+        folder = inside(self.runs, run)
+        loss = folder / "loss.png"
+        sheets = sorted((folder / "samples").glob("*.png")) if (folder / "samples").is_dir() else []
+        config = (folder / "config.json").read_text() if (folder / "config.json").is_file() else "{}"
+        checkpoints = sorted(p.name for p in (folder / "checkpoints").iterdir()) if (folder / "checkpoints").is_dir() else []
+        return (str(loss) if loss.is_file() else None, str(sheets[-1]) if sheets else None, config, checkpoints)
+
+    def generate_from_checkpoint(self, run: str, checkpoint: str, prompt: str, seed: int = 0):
+        folder = inside(self.runs, run)
+        if not checkpoint or checkpoint not in self.run_info(run)[3]:
+            raise VidiffError(f"pick one of the run's checkpoints (got '{checkpoint}')")
+        name = str((folder / "checkpoints" / checkpoint).relative_to(self.runs))
+        return self.generate(prompt, model=name, seed=seed)
