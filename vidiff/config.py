@@ -170,7 +170,10 @@ class TrainConfig:
     keep_last: int = bounded(3, 1)
     sample_steps: int = bounded(25, 1)
     sample_guidance: float = 3.0
-    init_from: str = ""       # start from this model's weights (a run, checkpoint or `default`); new layers keep their init
+    init_from: str = ""       # start from this model's weights (a run, checkpoint or `default`); new layers keep their init;
+                              # from an image model (data.frames 1) the temporal layers start as identity (inflation)
+    trainable: str = "all"    # all | temporal (the frame-mixing layers, AnimateDiff-style) | a glob of parameter names;
+                              # the rest is frozen: bit-identical after training and not in the optimizer
     frame_masks: FrameMaskConfig = field(default_factory=FrameMaskConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 

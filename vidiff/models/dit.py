@@ -132,6 +132,24 @@ class DiT3D(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    TEMPORAL = ("blocks.*.attn_t.*", "blocks.*.norm_t.*")
+
+    def reset_temporal(self) -> None:
+        """Zero the temporal attention's output projection in every block, so each frame is processed
+        alone, exactly as an image model would (inflation), and open its gate. Needs factorized
+        attention: full attention has no separate temporal branch."""
+        if not all(block.factorized for block in self.blocks):
+            raise ValueError("only a DiT with factorized attention has temporal layers to start as identity")
+        dim = self.blocks[0].attn_t.to_out.weight.shape[0]
+        with torch.no_grad():
+            for block in self.blocks:
+                nn.init.zeros_(block.attn_t.to_out.weight)
+                nn.init.zeros_(block.attn_t.to_out.bias)
+                # gate_t := 1 (its chunk of the adaLN output), so the zeroed projection gets gradients:
+                # with both factors at zero neither would move (see initialize_weights)
+                block.ada[1].weight[8 * dim:].zero_()
+                block.ada[1].bias[8 * dim:].fill_(1.0)
+
     def check_shape(self, x: Tensor) -> None:
         if x.ndim != 5 or any(n % p for n, p in zip(x.shape[2:], self.patch)):
             raise ValueError(f"DiT3D takes (B, C, T, H, W) with T, H, W divisible by the patch {self.patch}, "

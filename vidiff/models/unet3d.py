@@ -65,8 +65,12 @@ class FrameGroupNorm(nn.GroupNorm):
     On the (B*T, C, H, W) layout this is the native (fused, channels-last aware) group norm."""
 
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
-        if scale is None:
+        if scale is None and (x.requires_grad or not self.weight.requires_grad):
             return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        if scale is None:   # torch 2.13's CPU group_norm backward segfaults on a channels-last input that
+            # needs no grad with an affine that does (layers frozen below, train.trainable): apply it apart
+            return torch.addcmul(self.bias[:, None, None], F.group_norm(x, self.num_groups, None, None, self.eps),
+                                 self.weight[:, None, None])
         # (norm * w + b) * (1 + scale) + shift, folded into one multiply-add pass over the activations
         gain = 1 + scale
         return torch.addcmul(self.bias[:, None, None] * gain + shift,
@@ -234,6 +238,18 @@ class UNet3D(nn.Module):
         zero_init(self.out[-1])
         if self.frame_stem is not None:
             zero_init(self.frame_stem)
+
+    # the layers that mix frames: what AnimateDiff-style training (train.trainable: temporal) updates
+    TEMPORAL = ("*.res.norm_t.*", "*.res.conv_t.*", "*.temporal.*")
+
+    def reset_temporal(self) -> None:
+        """Zero the output of every temporal branch (the temporal conv, temporal attention's output
+        projection): each frame is then processed alone, exactly as an image model would (inflation)."""
+        for module in self.modules():
+            if isinstance(module, ResBlock3D):
+                zero_init(module.conv_t)
+            elif isinstance(module, TemporalAttention):
+                zero_init(module.attn.to_out)
 
     def check_shape(self, x: Tensor) -> None:
         factor = 2 ** (self.levels - 1)

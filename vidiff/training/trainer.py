@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import initialize_from, load_weights, read_config
+from ..checkpoint import initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -28,6 +28,7 @@ from ..distributed import mean as dist_mean
 from ..errors import VidiffError
 from .diffusion import DiffusionTask
 from .ema import EMA
+from .freeze import freeze_except
 from .lr import learning_rate
 from .options import autocast_for, validate_training
 from .parallel import wrap
@@ -101,9 +102,24 @@ class Trainer:
         self.added: list[str] = []     # parameters train.init_from's checkpoint did not have
         if folder is None and cfg.train.init_from:
             self.added = initialize_from(self.model, cfg.train.init_from, self.task.model_type)
+            note = f"initialised from '{cfg.train.init_from}'; {len(self.added)} new parameter tensors keep their init"
+            if read_config(resolve_checkpoint(cfg.train.init_from)).data.frames == 1 and cfg.data.frames > 1:
+                try:     # inflation: an image model's temporal layers start as identity
+                    self.model.backbone.reset_temporal()
+                except (AttributeError, ValueError) as e:
+                    raise VidiffError(f"cannot inflate '{cfg.train.init_from}' into a video model: {e}") from None
+                note += "; an image model: its temporal layers start as identity"
             if self.dist.main:
-                tqdm.write(f"initialised from '{cfg.train.init_from}'; {len(self.added)} new parameter tensors "
-                           "keep their initialisation")
+                tqdm.write(note)
+        # an image model (1-frame clips) keeps its temporal layers at their identity init: on one frame they
+        # would learn per-frame work that a video would then mix across frames (inflation must be exact)
+        image_model = cfg.data.frames == 1 and hasattr(getattr(self.model, "backbone", None), "TEMPORAL")
+        if image_model and folder is None:
+            try:
+                self.model.backbone.reset_temporal()
+            except ValueError:     # a DiT with full attention has no temporal layers
+                image_model = False
+        self.trainable = freeze_except(self.model, cfg.train.trainable, "temporal" if image_model else None)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
@@ -118,7 +134,7 @@ class Trainer:
         self.net = wrap(self.model, cfg.train.parallel, self.dist)
         if self.fsdp:
             wrap(self.ema.model, "fsdp", self.dist)          # the average is sharded like the weights
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
         if folder is not None:
             self._resume_optimizers(folder)
