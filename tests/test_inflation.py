@@ -1,5 +1,6 @@
 """From image models to video (issue: scarce video): inflating an image checkpoint into a video model
 (temporal layers start as identity, exactly), and freezing all but some parameters."""
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +59,44 @@ def test_frozen_parameters_are_bit_identical_and_not_in_the_optimizer(tmp_path):
     assert frozen and not any(id(p) in optimized for p in frozen)
     with pytest.raises(VidiffError, match="matches no parameter"):
         Trainer(config_from_dict(tiny_config_dict(trainable="backbone.nothing*")), tmp_path / "run2", progress=False)
+
+
+def test_translated_noise_moves_frame_zero_by_the_commanded_motion():
+    from vidiff.pipeline.zero_shot import translated_noise
+    n = translated_noise(2, (3, 4, 8, 8), (1.0, 2.0), torch.Generator().manual_seed(0))
+    assert n.shape == (2, 3, 4, 8, 8)
+    assert torch.equal(n[:, :, 3], torch.roll(n[:, :, 0], shifts=(6, 3), dims=(-2, -1)))
+    half = translated_noise(1, (3, 3, 16, 16), (0.5, 0.0), torch.Generator().manual_seed(0))
+    assert torch.allclose(half[:, :, 2], torch.roll(half[:, :, 0], 1, dims=-1), atol=1e-4)
+    assert abs(half[:, :, 1].std().item() - 1) < 0.01
+
+
+def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):
+    from vidiff.pipeline import VideoPipeline
+    image_run(tmp_path)
+    pipe = VideoPipeline.from_pretrained(tmp_path / "image")
+    still = pipe("a red circle bouncing", num_frames=3, num_inference_steps=3, zero_shot=True, motion=(0.0, 0.0),
+                 generator=torch.Generator().manual_seed(0), progress=False).frames[0]
+    assert np.array_equal(still[0], still[1]) and np.array_equal(still[0], still[2])   # same noise, frame 0's keys
+    moving = pipe("a red circle bouncing", num_frames=3, num_inference_steps=3, zero_shot=True, motion=(2.0, 0.0),
+                  generator=torch.Generator().manual_seed(0), progress=False).frames[0]
+    assert moving.shape == (3, 16, 16, 3) and not np.array_equal(moving[0], moving[2])
+    assert not any(m.cross_frame for m in pipe.model.modules() if hasattr(m, "cross_frame"))   # switched off after
+    layer = next(m for m in pipe.model.modules() if hasattr(m, "cross_frame"))
+    x = torch.randn(2 * 3, layer.norm_self.normalized_shape[0], 4, 4).contiguous(memory_format=torch.channels_last)
+    ctx, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool)
+    layer.cross_frame = True
+    out = layer(x, ctx, mask).reshape(2, 3, -1)
+    repeated = x.reshape(2, 3, *x.shape[1:])[:, :1].expand(2, 3, *x.shape[1:]).reshape(x.shape)
+    same = layer(repeated.contiguous(memory_format=torch.channels_last), ctx, mask).reshape(2, 3, -1)
+    layer.cross_frame = False
+    plain = layer(x, ctx, mask).reshape(2, 3, -1)
+    assert out.shape == plain.shape and torch.allclose(out[:, 0], plain[:, 0], atol=1e-5)   # frame 0 reads itself
+    assert not torch.allclose(out[:, 1], plain[:, 1], atol=1e-3)                          # others read frame 0
+    assert torch.allclose(same[:, 0], same[:, 2], atol=1e-5)
+    values = tiny_config_dict(steps=1)
+    values["model"] = {"type": "dit", "dit": {"width": 32, "depth": 1, "head_dim": 16}, "text": values["model"]["text"]}
+    Trainer(config_from_dict(values), tmp_path / "dit", progress=False).train()
+    with pytest.raises(VidiffError, match="needs a U-Net with spatial attention"):
+        VideoPipeline.from_pretrained(tmp_path / "dit")("a red circle", num_frames=2, num_inference_steps=1,
+                                                         zero_shot=True, progress=False)

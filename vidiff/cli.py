@@ -139,6 +139,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
              image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),
              method: Optional[str] = METHOD, guidance_weight: float = GUIDANCE_WEIGHT,
+             zero_shot: bool = typer.Option(False, help="video from an image model (Text2Video-Zero): moving noise "
+                                                          "and cross-frame attention"),
+             motion: str = typer.Option("1,0", help="with --zero-shot: DX,DY pixels a frame"),
              steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: str = SAMPLER, spacing: str = SPACING,
              eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET,
              overwrite: bool = OVERWRITE):
@@ -148,11 +151,16 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     from .pipeline import VideoPipeline
     if not prompt.strip():
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
+    try:
+        dx, dy = (float(v) for v in motion.split(","))
+    except ValueError:
+        raise VidiffError(f"--motion takes DX,DY in pixels a frame, e.g. 1,0; got '{motion}'") from None
     outputs = _outputs(out, sheet, overwrite, scale, fps)
     pipe = VideoPipeline.from_pretrained(model)
     video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
                  guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
-                 spacing=spacing, image=image, method=method, guidance_weight=guidance_weight)
+                 spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
+                 motion=(dx, dy))
     _save(video, outputs, fps, scale, overwrite)
 
 

@@ -117,10 +117,17 @@ class SpatialAttention(nn.Module):
         super().__init__()
         self.norm_self, self.self_attn = nn.LayerNorm(ch), Attention(ch, head_dim)
         self.norm_cross, self.cross_attn = nn.LayerNorm(ch), Attention(ch, head_dim, context_dim)
+        self.cross_frame = False    # Text2Video-Zero: every frame's self-attention reads frame 0's keys/values
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
         z = to_tokens(x)                                                       # (B*T, H*W, C)
-        z = z + self.self_attn(self.norm_self(z))
+        normed = self.norm_self(z)
+        if self.cross_frame:
+            b = context.shape[0]
+            first = normed.unflatten(0, (b, -1))[:, :1].expand(-1, normed.shape[0] // b, -1, -1)
+            z = z + self.self_attn(normed, context=first.flatten(0, 1))
+        else:
+            z = z + self.self_attn(normed)
         # each query attends to its own caption whatever its frame: one (B, T*H*W) sequence per clip
         # avoids projecting the caption once per frame
         zb = z.reshape(context.shape[0], -1, z.shape[-1])
@@ -238,6 +245,14 @@ class UNet3D(nn.Module):
         zero_init(self.out[-1])
         if self.frame_stem is not None:
             zero_init(self.frame_stem)
+
+    def set_cross_frame(self, on: bool) -> int:
+        """Text2Video-Zero's cross-frame attention on (or off) in every spatial attention; returns how
+        many layers there are (0: this U-Net has no spatial attention to do it with)."""
+        layers = [m for m in self.modules() if isinstance(m, SpatialAttention)]
+        for layer in layers:
+            layer.cross_frame = on
+        return len(layers)
 
     # the layers that mix frames: what AnimateDiff-style training (train.trainable: temporal) updates
     TEMPORAL = ("*.res.norm_t.*", "*.res.conv_t.*", "*.temporal.*")

@@ -23,7 +23,8 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
                  sampler: str = "ddim", eta: float = 0.0, generator: torch.Generator | None = None,
                  progress: bool = False, spacing: str = "uniform", clip_x0: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, known: Tensor | None = None,
-                 frame_mask: Tensor | None = None, method: str = "trained", guidance_weight: float = 2.0) -> Tensor:
+                 frame_mask: Tensor | None = None, method: str = "trained", guidance_weight: float = 2.0,
+                 x_T: Tensor | None = None) -> Tensor:
     """Generate (B, C, T, H, W) for tokenized prompts ids (B, L): videos in [-1, 1], or latents.
 
     shape is (C, T, H, W). The initial noise is drawn on the CPU from `generator`, so a seed gives
@@ -32,6 +33,7 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     known (B, C, T, H, W) and frame_mask (T,): frames the video must contain (in model space), put
     in by `method`; guidance_weight is w_r of reconstruction guidance. Text guidance keeps the frame
     condition in both of its passes: it steers towards the prompt, not away from the frames.
+    x_T: the initial noise, if not drawn here (e.g. zero-shot video's translated noise).
     """
     device = next(model.parameters()).device
     ids = ids.to(device)
@@ -47,7 +49,7 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     if known is not None:
         denoiser = (reconstruction_guidance(denoiser, known, frame_mask, guidance_weight) if method == "guidance"
                     else replacement(denoiser, known, frame_mask))
-    x_T = torch.randn((ids.shape[0], *shape), generator=generator).to(device)
+    x_T = (torch.randn((ids.shape[0], *shape), generator=generator) if x_T is None else x_T).to(device)
     log_snrs = sampling_grid(SCHEDULES[diffusion.schedule], steps, spacing).to(device)
     kwargs = {"eta": eta} if sampler == "ddim" else {}
     x = SAMPLERS[sampler](denoiser, x_T, log_snrs, generator=generator, callback=callback, progress=progress, **kwargs)

@@ -4,6 +4,7 @@ guidance or replacement, `method`)."""
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +24,7 @@ from ..models import LatentCodec, TextToVideoModel, input_multiples
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, sample_video
 from .windows import extension_plan, interpolation_plan
+from .zero_shot import cross_frame_attention, translated_noise
 
 
 @dataclass
@@ -118,8 +120,11 @@ class VideoPipeline:
                  generator: torch.Generator | None = None, sampler: str = "ddim", eta: float = 0.0,
                  spacing: str = "uniform", progress: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, image: FrameSource | None = None,
-                 method: str | None = None, guidance_weight: float = 2.0) -> VideoPipelineOutput:
-        """Text-to-video; with `image`, image-to-video: the image is the first frame of every video."""
+                 method: str | None = None, guidance_weight: float = 2.0, zero_shot: bool = False,
+                 motion: tuple[float, float] = (1.0, 0.0)) -> VideoPipelineOutput:
+        """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
+        zero_shot: video from an image model (Text2Video-Zero): the noise moves by `motion` (dx, dy)
+        pixels a frame, and each frame attends to frame 0."""
         prompts = self._prompts(prompt)
         num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
         data = self.config.data
@@ -141,9 +146,16 @@ class VideoPipeline:
             pixels[:, :, 0] = to_model_range(given)[:, :, 0]
             known = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
             mask = frame_mask("first", shape[1])
-        x = sample_video(self.model, self.config.diffusion, ids, shape, num_inference_steps, guidance_scale, sampler,
-                         eta, generator, progress, spacing, clip_x0=not self.codec.latent, callback=callback,
-                         known=known, frame_mask=mask, method=method, guidance_weight=guidance_weight)
+        x_T, attention = None, nullcontext()
+        if zero_shot:
+            factor = self.codec.vae.spatial_factor if self.codec.latent else 1
+            x_T = translated_noise(len(prompts), shape, (motion[0] / factor, motion[1] / factor), generator)
+            attention = cross_frame_attention(self.model)
+        with attention:
+            x = sample_video(self.model, self.config.diffusion, ids, shape, num_inference_steps, guidance_scale,
+                             sampler, eta, generator, progress, spacing, clip_x0=not self.codec.latent,
+                             callback=callback, known=known, frame_mask=mask, method=method,
+                             guidance_weight=guidance_weight, x_T=x_T)
         out = to_uint8(self.codec.decode(x))
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
