@@ -100,3 +100,30 @@ def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):
     with pytest.raises(VidiffError, match="needs a U-Net with spatial attention"):
         VideoPipeline.from_pretrained(tmp_path / "dit")("a red circle", num_frames=2, num_inference_steps=1,
                                                          zero_shot=True, progress=False)
+
+
+def test_tune_learns_one_clip_with_temporal_layers_and_queries_only(tmp_path):
+    import subprocess
+    import sys
+    from vidiff.data.io import save_video
+    from vidiff.training.diffusion import DiffusionTask  # noqa: F401
+    values = tiny_config_dict(steps=3, checkpoint_every=3)
+    values["data"]["shapes"]["num_clips"] = 1
+    trainer = Trainer(config_from_dict(values), tmp_path / "base", progress=False)
+    trainer.train()
+    clip = trainer.task.dataset[0]
+    from vidiff.data.io import to_uint8
+    save_video(to_uint8(clip["video"]), tmp_path / "clip.mp4")
+    r = subprocess.run([sys.executable, "-m", "vidiff", "tune", str(tmp_path / "clip.mp4"), clip["caption"],
+                        "--model", str(tmp_path / "base"), "--out", str(tmp_path / "tuned"), "--steps", "4",
+                        "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    base, _, _ = load_model(tmp_path / "base")
+    tuned, cfg, _ = load_model(tmp_path / "tuned")
+    assert cfg.train.trainable == "temporal,backbone.*.to_q.*" and (tmp_path / "tuned" / "clip" / "clip.txt").is_file()
+    b, t = dict(base.named_parameters()), dict(tuned.named_parameters())
+    changed = {n for n in b if not torch.equal(b[n], t[n])}
+    assert changed and all(".temporal." in n or "conv_t" in n or "norm_t" in n or "to_q" in n for n in changed)
+    r = subprocess.run([sys.executable, "-m", "vidiff", "tune", str(tmp_path / "nope.mp4"), "a red circle",
+                        "--out", str(tmp_path / "t2")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "not found" in r.stderr

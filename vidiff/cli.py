@@ -97,6 +97,24 @@ def distill(model: str = typer.Option(..., help="the model to distil: run, check
     run_training(DistillTask, None, out, resume, None, minutes, progress, recipe)
 
 
+@app.command()
+def tune(video: Path = typer.Argument(..., help="the one clip to learn the motion of"),
+         caption: str = typer.Argument(..., help="what the clip shows, in the model's words"),
+         out: Path = typer.Option(..., help="run folder of the tuned model"),
+         model: str = typer.Option("default", help="the model to tune: run, checkpoint or 'default'"),
+         steps: int = typer.Option(300, help="training steps"),
+         lr: float = typer.Option(1e-4, help="learning rate"),
+         progress: bool = typer.Option(True, help="show a progress bar")):
+    """One-shot tuning (Tune-A-Video): fine-tune temporal layers and attention queries on one clip."""
+    from .training import DiffusionTask
+    from .training.tune import tune_config
+    if steps < 1 or not lr > 0:
+        raise VidiffError("--steps must be at least 1 and --lr positive")
+    if (out / "latest").is_file():
+        raise VidiffError(f"'{out}' already holds a tuned run; choose another --out")
+    run_training(DiffusionTask, None, out, False, None, None, progress, tune_config(video, caption, model, out, steps, lr))
+
+
 def _outputs(out: Path, sheet: bool, overwrite: bool, scale: int, fps: int) -> list[Path]:
     """The files a sampling command writes, checked before minutes of sampling, not after."""
     from .data.io import check_writable

@@ -11,14 +11,20 @@ from ..errors import VidiffError
 
 
 def trainable_patterns(model: nn.Module, spec: str) -> tuple[str, ...]:
-    if spec == "all":
-        return ("*",)
-    if spec == "temporal":
-        patterns = getattr(getattr(model, "backbone", model), "TEMPORAL", None)
-        if patterns is None:
-            raise VidiffError("train.trainable: temporal needs a backbone with temporal layers (unet3d, dit)")
-        return tuple(f"backbone.{p}" if hasattr(model, "backbone") else p for p in patterns)
-    return tuple(p.strip() for p in spec.split(",") if p.strip())
+    """Glob patterns for a spec: `all`, `temporal` (the backbone's frame-mixing layers) or globs of
+    parameter names, comma-separated and combinable (`temporal,backbone.*.to_q.*`)."""
+    patterns: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part == "all":
+            patterns.append("*")
+        elif part == "temporal":
+            temporal = getattr(getattr(model, "backbone", model), "TEMPORAL", None)
+            if temporal is None:
+                raise VidiffError("train.trainable: temporal needs a backbone with temporal layers (unet3d, dit)")
+            patterns += [f"backbone.{p}" if hasattr(model, "backbone") else p for p in temporal]
+        else:
+            patterns.append(part)
+    return tuple(patterns)
 
 
 def freeze_except(model: nn.Module, spec: str, also_freeze: str | None = None) -> list[str]:
