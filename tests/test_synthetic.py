@@ -59,3 +59,17 @@ def test_shapes_have_comparable_areas_and_distinct_outlines():
     assert areas["circle"] == pytest.approx(np.pi * 100, rel=0.01)
     assert areas["square"] == pytest.approx((2 * 8.5) ** 2, rel=0.01)
     assert areas["triangle"] == pytest.approx(3 * np.sqrt(3) / 4 * 100, rel=0.01)
+
+
+def test_min_gap_keeps_objects_apart_and_zero_changes_nothing():
+    import dataclasses
+    from vidiff.config import DataConfig, ShapesConfig
+    from vidiff.data import ShapesDataset
+    from vidiff.data.synthetic import min_gap
+    base = DataConfig(shapes=ShapesConfig(min_objects=2, max_objects=2))
+    apart = dataclasses.replace(base, shapes=dataclasses.replace(base.shapes, min_gap=0.05))
+    gaps = [min_gap(ShapesDataset(base)[i]["tracks"]) for i in range(60)]
+    kept = [min_gap(ShapesDataset(apart)[i]["tracks"]) for i in range(60)]
+    assert min(gaps) < 0 and min(kept) >= 0.05 * base.size          # overlaps happen unless told otherwise
+    assert ShapesDataset(base)[3]["caption"] == ShapesDataset(DataConfig(shapes=ShapesConfig(min_objects=2, max_objects=2,
+                                                                                          min_gap=0.0)))[3]["caption"]

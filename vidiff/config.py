@@ -99,6 +99,8 @@ class ShapesConfig:
     radius: list[float] = bounded_list([0.12, 0.2], 0, open_low=True)    # of the frame size
     speed: list[float] = bounded_list([0.02, 0.06], 0)                   # frame sizes per frame
     gravity: float = 0.0      # frame sizes per frame^2, pulling down (+y)
+    min_gap: float = bounded(0.0, 0)   # redraw clips where two objects come closer than this (frame sizes,
+                                       # edge to edge) in any frame: no overlaps to learn merging from
     num_clips: int = bounded(0, 0)   # 0: an endless stream; N: cycle over N fixed clips (overfitting, tests)
 
 

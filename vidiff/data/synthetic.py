@@ -30,8 +30,29 @@ class ObjectTrack:
     velocities: np.ndarray  # (T, 2) velocity used to leave that frame
 
 
+MAX_DRAWS = 200
+
+
 def simulate(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int) -> list[ObjectTrack]:
-    """Draw the objects of one clip and integrate their motion."""
+    """Draw the objects of one clip and integrate their motion. With world.min_gap > 0 the clip is
+    redrawn (up to MAX_DRAWS times, then the last draw is kept) until no two objects come closer than
+    min_gap frame sizes edge to edge in any frame: clips where objects never overlap, so a model is not
+    taught that two objects may merge. min_gap 0 draws exactly as before."""
+    for _ in range(MAX_DRAWS):
+        tracks = _draw(rng, world, frames, size)
+        if world.min_gap <= 0 or min_gap(tracks) >= world.min_gap * size:
+            break
+    return tracks
+
+
+def min_gap(tracks: list[ObjectTrack]) -> float:
+    """Smallest edge-to-edge distance (pixels, bounding circles) between two objects over the clip."""
+    gaps = [np.linalg.norm(a.positions - b.positions, axis=1).min() - a.radius - b.radius
+            for i, a in enumerate(tracks) for b in tracks[i + 1:]]
+    return float(min(gaps, default=np.inf))
+
+
+def _draw(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int) -> list[ObjectTrack]:
     n = int(rng.integers(world.min_objects, world.max_objects + 1))
     colours = rng.choice(world.colours, size=n, replace=False)
     tracks = []
