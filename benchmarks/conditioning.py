@@ -126,8 +126,8 @@ def extension(pipe, items, long_items, methods, steps, seed, have: int) -> tuple
                 ratios.append(np.nanmean(seam) / np.nanmedian(inside))
             moving.append(np.nanmean(step[-SEGMENT:]) > MOVING)
         n = min(len(s) for s in per_segment)
-        curve = {m: [float(np.mean([s[k][m] for s in per_segment])) for k in range(n)]
-                 for m in ("permanence", "fidelity", "physics_error_px")}
+        curve = {m: [float(np.nanmean([s[k].get(m, np.nan) for s in per_segment])) for k in range(n)]
+                 for m in ("permanence", "fidelity", "physics_error_px")}   # physics: none where no object was seen
         curves[name] = curve
         slope = np.polyfit(np.arange(n), curve["permanence"], 1)[0] if n > 1 else float("nan")
         rows[name] = {"frames": length, "first segment permanence": curve["permanence"][0],
@@ -225,12 +225,24 @@ def main() -> None:
         [(f"guidance w_r={w:g}", {"method": "guidance", "guidance_weight": w}) for w in weights] + \
         [("replacement", {"method": "replacement"})]
     start = time.time()
-    i2v = image_to_video(pipe, items, methods + [("text only (no image)", None)], args.steps, args.seed, args.out)
+    cache_path = args.out / "sections.json"      # finished sections, so a rerun continues where one stopped
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+
+    def section(name, fn):
+        if name not in cache:
+            cache[name] = fn()
+            cache_path.write_text(json.dumps(cache, indent=1))
+        return cache[name]
+    i2v = section("i2v", lambda: image_to_video(pipe, items, methods + [("text only (no image)", None)], args.steps,
+                                                 args.seed, args.out))
     ext_methods = [(n, k, args.long if n == "trained" else min(args.long, 4 * pipe.window))
                    for n, k in methods if n in ("trained", "replacement") or n == f"guidance w_r={weights[len(weights) // 2]:g}"]
-    ext, curves = extension(pipe, items[:args.num_long], long_items, ext_methods + [("ground truth", None, args.long)],
-                            args.steps, args.seed, have=8)
-    interp = interpolation(pipe, items, methods + [("pixel blend", None), ("nearest frame", None)], args.steps, args.seed)
+    ext, curves = section("extension", lambda: extension(pipe, items[:args.num_long], long_items,
+                                                          ext_methods + [("ground truth", None, args.long)],
+                                                          args.steps, args.seed, have=8))
+    interp = section("interpolation", lambda: interpolation(pipe, items, methods + [("pixel blend", None),
+                                                                                   ("nearest frame", None)],
+                                                            args.steps, args.seed))
     drift_plot(curves, RESULTS / f"{args.name}_drift.png")
     (args.out / "results.json").write_text(json.dumps({"i2v": i2v, "extension": ext, "interpolation": interp,
                                                        "curves": curves}, indent=2))
