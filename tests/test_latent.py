@@ -78,3 +78,17 @@ def test_folder_with_fixed_clips_encodes_each_file_once(tmp_path, vae_run):
         trainer.train()
     assert sorted(trainer.task.latent_cache) == sorted(str(root / n) for n in ("a.mp4", "b.mp4", "c.mp4"))
     assert sum(calls) <= 3 + 2 * 2        # batches of 2: once the three files are cached, no more encoding
+
+
+def test_frame_conditioning_refuses_a_vae_that_compresses_time(tmp_path):
+    from test_vae import vae_values
+    from vidiff.errors import VidiffError
+    values = vae_values(steps=1)
+    values["vae"]["temporal_downsample"] = 4
+    values["data"]["frames"] = 5
+    Trainer(config_from_dict(values), tmp_path / "vae4", progress=False, task=VAETask).train()
+    model = tiny_config_dict(vae=str(tmp_path / "vae4"))
+    model["model"].update(in_channels=4, frame_conditioning=True)
+    model["data"]["frames"] = 5
+    with pytest.raises(VidiffError, match="without temporal compression"):
+        Trainer(config_from_dict(model), tmp_path / "run", progress=False)

@@ -105,6 +105,9 @@ class VideoPipeline:
         the causal VAE, exactly as frame 0 of a clip), as known frames are wherever they sit."""
         if not self.codec.latent:
             return pixels
+        if self.codec.vae.time_factor > 1:
+            raise VidiffError(f"conditioning on frames needs a VAE without temporal compression; this model's packs "
+                              f"{self.codec.vae.time_factor} frames into a latent frame")
         b, _, t = pixels.shape[:3]
         z = self.codec.encode(pixels.transpose(1, 2).flatten(0, 1)[:, :, None])   # (B*T, C, 1, h, w)
         return z[:, :, 0].unflatten(0, (b, t)).transpose(1, 2)

@@ -93,6 +93,10 @@ class DiffusionTask:
         if cfg.model.in_channels != vae.latent_channels:
             raise VidiffError(f"model.in_channels is {cfg.model.in_channels} but the VAE in '{cfg.train.vae}' makes "
                               f"{vae.latent_channels}-channel latents; set model.in_channels: {vae.latent_channels}")
+        if cfg.model.frame_conditioning and vae.time_factor > 1:
+            raise VidiffError(f"model.frame_conditioning needs a VAE without temporal compression, and the one in "
+                              f"'{cfg.train.vae}' packs {vae.time_factor} frames into a latent frame (known and "
+                              "unknown frames would mix); use vae.temporal_downsample: 1")
         d, tf = cfg.data, vae.time_factor
         if (d.frames - 1) % tf or d.size % vae.spatial_factor:
             raise VidiffError(f"data.frames must be 1 + {tf}k and data.size a multiple of {vae.spatial_factor} "
