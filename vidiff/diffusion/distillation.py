@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .objectives import Denoiser
+from .objectives import Denoiser, masked_mse
 from .schedules import alpha_sigma
 
 
@@ -68,12 +68,7 @@ def distillation_loss(student: Denoiser, teacher: Denoiser, x0: Tensor, grid: Te
     z_t = alpha * x0 + sigma * noise
     target = two_step_target(teacher, z_t, points, last)
     x0_student, _ = student(z_t, points[:, 0])
-    error = (x0_student.float() - target.float()).pow(2)
-    if where is None:
-        per_sample = error.flatten(1).mean(1)
-    else:
-        where = where.to(error.dtype).expand_as(error)
-        per_sample = (error * where).flatten(1).sum(1) / where.flatten(1).sum(1).clamp_min(1)
+    per_sample = masked_mse(x0_student, target, where)
     weight = points[:, 0].exp().clamp_min(1.0).to(per_sample.dtype)
     return (per_sample * weight).mean()
 

@@ -117,13 +117,16 @@ def diffusion_loss(output: Tensor, x0: Tensor, noise: Tensor, log_snr: Tensor,
     where: a 0/1 tensor broadcastable to x0 (e.g. the unknown frames of a masked-frame sample):
     the mean is taken over those elements only."""
     target = training_target(prediction, x0, noise, log_snr)
+    return masked_mse(output, target, where) * loss_weight(prediction, log_snr, weighting)
+
+
+def masked_mse(output: Tensor, target: Tensor, where: Tensor | None = None) -> Tensor:
+    """Per-sample (B,) mean squared error, over the elements where `where` (0/1, broadcastable) is 1."""
     error = (output.float() - target.float()).pow(2)
     if where is None:
-        mse = error.flatten(1).mean(1)
-    else:
-        where = where.to(error.dtype).expand_as(error)
-        mse = (error * where).flatten(1).sum(1) / where.flatten(1).sum(1).clamp_min(1)
-    return mse * loss_weight(prediction, log_snr, weighting)
+        return error.flatten(1).mean(1)
+    where = where.to(error.dtype).expand_as(error)
+    return (error * where).flatten(1).sum(1) / where.flatten(1).sum(1).clamp_min(1)
 
 
 def make_denoiser(model_fn: Callable[[Tensor, Tensor], Tensor], prediction: str,
