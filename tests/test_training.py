@@ -145,3 +145,12 @@ def test_flow_matching_model_learns_to_generate_its_one_clip(tmp_path):
     trainer.train()
     after = error()
     assert after < 0.1 * before and after < 0.05, (before, after)
+
+
+def test_data_offset_starts_the_training_stream_at_new_clips(tmp_path):
+    cfg = config_from_dict(tiny_config_dict(steps=2, data_offset=5))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    batch = trainer.batch(0)
+    size = cfg.train.batch_size
+    assert batch["indices"] == list(range(5 * size, 6 * size))
+    assert torch.equal(batch["video"][0], trainer.task.dataset[5 * size]["video"])

@@ -166,6 +166,7 @@ class TrainConfig:
     parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global
     vae: str = ""             # a `vidiff train-vae` run: train on its latents (latent diffusion)
     seed: int = 0
+    data_offset: int = bounded(0, 0)   # the training stream starts at micro-batch N: a continued run sees new clips
     log_every: int = bounded(10, 1)
     sample_every: int = bounded(500, 1)
     checkpoint_every: int = bounded(500, 1)

@@ -65,15 +65,15 @@ class MicroBatches(torch.utils.data.Dataset):
     """Micro-batch k of this process as one item, so a DataLoader's workers build whole batches;
     files skipped while building it travel with it (worker processes keep their own counts)."""
 
-    def __init__(self, dataset, batch_size: int, part: slice):
-        self.dataset, self.batch_size, self.part = dataset, batch_size, part
+    def __init__(self, dataset, batch_size: int, part: slice, offset: int = 0):
+        self.dataset, self.batch_size, self.part, self.offset = dataset, batch_size, part, offset
 
     def __getitem__(self, k: int) -> dict:
         log = getattr(self.dataset, "skipped", [])
         before = len(log)
         positions = range(self.part.start, self.part.stop)
-        batch = collate([self.dataset.item(k, j, self.batch_size) for j in positions])
-        return {**batch, "index": k, "indices": [k * self.batch_size + j for j in positions],
+        batch = collate([self.dataset.item(k + self.offset, j, self.batch_size) for j in positions])
+        return {**batch, "index": k, "indices": [(k + self.offset) * self.batch_size + j for j in positions],
                 "skipped": list(log[before:])}
 
 
@@ -156,7 +156,8 @@ class Trainer:
         """This process's part of global micro-batch `micro_index`, from the DataLoader while one runs."""
         batch = next(self._batches, None) if self._batches is not None else None
         if batch is None or batch["index"] != micro_index:
-            batch = MicroBatches(self.task.dataset, self.cfg.train.batch_size, self.part)[micro_index]
+            batch = MicroBatches(self.task.dataset, self.cfg.train.batch_size, self.part,
+                                    self.cfg.train.data_offset)[micro_index]
         self.skipped += batch["skipped"]
         return batch
 
@@ -164,7 +165,7 @@ class Trainer:
         """Decode the coming micro-batches in `data.workers` processes, in order, from the current step."""
         tc, workers = self.cfg.train, self.cfg.data.workers
         indices = range(self.step * tc.grad_accum, tc.steps * tc.grad_accum)
-        loader = torch.utils.data.DataLoader(MicroBatches(self.task.dataset, tc.batch_size, self.part), batch_size=None,
+        loader = torch.utils.data.DataLoader(MicroBatches(self.task.dataset, tc.batch_size, self.part, tc.data_offset), batch_size=None,
                                              sampler=indices, num_workers=workers,
                                              prefetch_factor=2 if workers else None)
         self._batches = iter(loader)
