@@ -3,7 +3,7 @@ import pytest
 
 from vidiff.config import DataConfig, ShapesConfig
 from vidiff.evaluation import corruptions as C
-from vidiff.evaluation.fvd import WEIGHTS, frechet_distance, load_feature_net, video_features
+from vidiff.evaluation.fvd import WEIGHTS, frechet_distance, fvd_shapes, load_feature_net, video_features
 from vidiff.evaluation.sources import ground_truth
 
 
@@ -41,3 +41,8 @@ def test_fvd_shapes_ranks_truth_above_corrupted_video(sets):
     triangles = frechet_distance(video_features(net, ground_truth(DataConfig(shapes=ShapesConfig(shapes=["triangle"])), 48)[1]), reference)
     assert clean < 0.5 * min(shuffled, frozen, grey), (clean, shuffled, frozen, grey)
     assert clean < triangles   # a narrower distribution of shapes is a distribution shift too
+
+
+def test_fvd_of_a_single_video_is_nan_not_a_crash():
+    _, clips, _ = ground_truth(DataConfig(), 3)
+    assert np.isnan(fvd_shapes(clips[:1], clips))

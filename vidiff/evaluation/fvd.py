@@ -121,6 +121,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fvd_shapes(videos: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """NaN for fewer than 2 videos: one video has no covariance to compare."""
+    if len(videos) < 2:
+        return float("nan")
     net = load_feature_net()
     return frechet_distance(video_features(net, videos), video_features(net, reference))
 
