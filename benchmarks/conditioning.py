@@ -37,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from results import RESULTS, publish  # noqa: E402
-from vidiff.data import ShapesDataset  # noqa: E402
+from vidiff.data import ShapesDataset, unit_stride  # noqa: E402
 from vidiff.data.io import save_video, to_uint8  # noqa: E402
 from vidiff.data.splits import HELD_OUT  # noqa: E402
 from vidiff.evaluation.evaluate import score_clips  # noqa: E402
@@ -73,7 +73,7 @@ def colours_of(item) -> list[str]:
 
 def image_to_video(pipe, items, methods, steps, seed, out: Path) -> dict:
     rows = {}
-    data = pipe.config.data
+    data = unit_stride(pipe.config.data)
     for name, kwargs in methods:
         clips, captions, first, static = [], [], [], []
         for i, it in enumerate(items):
@@ -105,7 +105,7 @@ def segments(video, caption, data) -> list[dict]:
 
 def extension(pipe, items, long_items, methods, steps, seed, have: int) -> tuple[dict, dict]:
     rows, curves = {}, {}
-    data = pipe.config.data
+    data = unit_stride(pipe.config.data)
     for name, kwargs, length in methods:
         per_segment, seams, ratios, moving = [], [], [], []
         for i, (it, long) in enumerate(zip(items, long_items)):
@@ -215,7 +215,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = VideoPipeline.from_pretrained(args.model)
-    data = pipe.config.data
+    data = unit_stride(pipe.config.data)
     dataset = ShapesDataset(data)
     items = [dataset[HELD_OUT + i] for i in range(args.num)]
     long_data = ShapesDataset(dataclasses.replace(data, frames=args.long))

@@ -16,7 +16,7 @@ import torch
 
 from quality_vs_steps import METRICS, evaluate
 from results import publish
-from vidiff.data import ShapesDataset
+from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.fvd import reference_clips
 from vidiff.evaluation.report import HIGHER_IS_BETTER
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     teacher, student = VideoPipeline.from_pretrained(args.teacher), VideoPipeline.from_pretrained(args.student)
     n = student.config.diffusion.distilled_steps
-    data = teacher.config.data
+    data = unit_stride(teacher.config.data)
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
     reference = reference_clips(data)
     rows = {}

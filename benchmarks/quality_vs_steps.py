@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from results import publish
-from vidiff.data import ShapesDataset
+from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.evaluate import score_clips
 from vidiff.evaluation.fvd import reference_clips
@@ -48,7 +48,7 @@ def main() -> None:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
     pipe = VideoPipeline.from_pretrained()
-    data = pipe.config.data
+    data = unit_stride(pipe.config.data)
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
     reference = reference_clips(data)
     for sampler in args.samplers.split(","):

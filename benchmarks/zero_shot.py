@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from results import publish
-from vidiff.data import ShapesDataset
+from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.evaluate import score_clips
 from vidiff.evaluation.objects import track
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     args = parser.parse_args()
     pipe = VideoPipeline.from_pretrained(args.model)
-    data = pipe.config.data
+    data = unit_stride(pipe.config.data)
     video_world = ShapesDataset(dataclasses.replace(data, frames=args.frames))
     captions = [video_world[HELD_OUT + i]["caption"] for i in range(args.num)]
     lines = ["| commanded (dx, dy) px/frame | measured (mean) | error px/frame | objects tracked | permanence | fidelity | "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidiff.data import ShapesDataset
+from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.io import contact_sheet, save_video, tile, to_uint8, upscale
 from vidiff.data.splits import HELD_OUT
 from vidiff.pipeline import VideoPipeline
@@ -25,7 +25,7 @@ clips = [pipe(p, generator=torch.Generator().manual_seed(0), progress=False).fra
 save_video(upscale(tile(np.stack(clips), gap=2), 4), DOCS / "default-model.gif", overwrite=True)
 sheet = np.concatenate([np.pad(contact_sheet(c), ((0, 2), (0, 0), (0, 0))) for c in clips], axis=0)
 save_video(upscale(sheet[None], 3), DOCS / "default-model-samples.png", overwrite=True)
-data = ShapesDataset(pipe.config.data)
+data = ShapesDataset(unit_stride(pipe.config.data))
 rows = []
 for i in range(4):
     item = data[HELD_OUT + 100 + i]

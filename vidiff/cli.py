@@ -160,6 +160,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              zero_shot: bool = typer.Option(False, help="video from an image model (Text2Video-Zero): moving noise "
                                                           "and cross-frame attention"),
              motion: str = typer.Option("1,0", help="with --zero-shot: DX,DY pixels a frame"),
+             stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
              steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: str = SAMPLER, spacing: str = SPACING,
              eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET,
              overwrite: bool = OVERWRITE):
@@ -178,7 +179,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
                  guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
                  spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
-                 motion=(dx, dy))
+                 motion=(dx, dy), stride=stride)
     _save(video, outputs, fps, scale, overwrite)
 
 
@@ -188,6 +189,10 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
            frames: int = typer.Option(..., help="length of the result in frames (the video's own included)"),
            context: Optional[int] = typer.Option(None, help="frames each new window is conditioned on "
                                                                "(default: a quarter of the model's window)"),
+           mode: str = typer.Option("windows", help="windows: one window after another; hierarchical: keyframes "
+                                                      "every --stride frames first, then the frames between"),
+           stride: Optional[int] = typer.Option(None, help="with --mode hierarchical: keyframe spacing "
+                                                             "(default: the model's largest trained stride)"),
            out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
            guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
            sampler: str = SAMPLER, spacing: str = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS,
@@ -200,7 +205,8 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
     pipe = VideoPipeline.from_pretrained(model)
     result = pipe.extend(video, prompt, num_frames=frames, context=context, num_inference_steps=steps,
                          guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
-                         eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
+                         eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight, mode=mode,
+                         stride=stride)
     _save(result, outputs, fps, scale, overwrite)
 
 

@@ -28,6 +28,8 @@ def bounded(default, low: float = -INF, high: float = INF, open_low: bool = Fals
     return field(default=default, metadata={"range": (low, high, open_low, open_high)})
 
 
+MAX_STRIDE = 8   # the largest frame stride a stride-conditioned model takes
+
 def bounded_list(default: list, low: float = -INF, open_low: bool = False):
     """A list of numbers, each at least `low` (or above it, if open_low)."""
     return field(default_factory=lambda: list(default), metadata={"range": (low, INF, open_low, False)})
@@ -77,6 +79,8 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     frame_conditioning: bool = False   # also takes known frames + their mask (image-to-video, extension,
                                        # interpolation); trained with train.frame_masks
+    stride_conditioning: bool = False  # also takes the clip's frame stride (data.shapes.strides), SVD's fps
+                                       # conditioning: keyframes far apart for hierarchical long video
 
 
 @dataclass
@@ -102,6 +106,8 @@ class ShapesConfig:
     min_gap: float = bounded(0.0, 0)   # redraw clips where two objects come closer than this (frame sizes,
                                        # edge to edge) in any frame: no overlaps to learn merging from
     num_clips: int = bounded(0, 0)   # 0: an endless stream; N: cycle over N fixed clips (overfitting, tests)
+    strides: list[int] = bounded_list([1], 1)   # frame strides a clip is drawn at, one per clip uniformly: with
+                                                # model.stride_conditioning, the sparse keyframes of hierarchical long video
 
 
 @dataclass
@@ -300,6 +306,11 @@ def _check_shapes(d: DataConfig, m: ModelConfig) -> None:
         pair = getattr(s, name)
         if len(pair) != 2 or pair[0] > pair[1]:
             raise VidiffError(f"data.shapes.{name} must be [low, high] with low <= high, got {pair}")
+    if not s.strides or max(s.strides) > MAX_STRIDE:
+        raise VidiffError(f"data.shapes.strides must be 1 to {MAX_STRIDE} frames, got {s.strides}")
+    if s.strides != [1] and not m.stride_conditioning:
+        raise VidiffError("data.shapes.strides other than [1] need model.stride_conditioning: true "
+                          "(else the model cannot tell fast clips from strided ones)")
     if s.radius[1] >= 0.5:
         raise VidiffError(f"data.shapes.radius must stay below 0.5 of the frame, got {s.radius}")
     missing = sorted(set(vocabulary(s.colours, s.shapes)) - set(m.text.vocab))

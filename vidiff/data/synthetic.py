@@ -31,6 +31,21 @@ class ObjectTrack:
 
 
 MAX_DRAWS = 200
+STRIDE_STREAM = 1   # the third seed word of the generator that draws a clip's frame stride
+
+
+def subsample(tracks: list[ObjectTrack], stride: int) -> list[ObjectTrack]:
+    """Every `stride`-th frame of each track: the clip a camera at 1/stride of the frame rate sees
+    (velocities become the mean displacement over the stride, bounces included)."""
+    if stride == 1:
+        return tracks
+    out = []
+    for t in tracks:
+        positions = t.positions[::stride]
+        steps = np.diff(t.positions, axis=0, append=t.positions[-1:] + t.velocities[-1:])
+        velocities = np.add.reduceat(steps, np.arange(0, len(steps), stride))[: len(positions)]
+        out.append(ObjectTrack(t.shape, t.colour, t.radius, positions, velocities))
+    return out
 
 
 def simulate(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int) -> list[ObjectTrack]:
@@ -128,15 +143,21 @@ class ShapesDataset(torch.utils.data.Dataset):
         return self.cfg.shapes.num_clips or 2**62
 
     def __getitem__(self, index: int) -> dict:
+        strides = self.cfg.shapes.strides
+        # its own generator, so a world of one stride draws exactly the clips it always did; drawn before
+        # the wrap-around of num_clips, so a fixed clip is seen at every stride
+        stride = int(np.random.default_rng([self.cfg.seed, index, STRIDE_STREAM]).choice(strides)) if len(strides) > 1 \
+            else strides[0]
         if self.cfg.shapes.num_clips:
             index %= self.cfg.shapes.num_clips
         rng = np.random.default_rng([self.cfg.seed, index])
-        tracks = simulate(rng, self.cfg.shapes, self.cfg.frames, self.cfg.size)
+        tracks = subsample(simulate(rng, self.cfg.shapes, (self.cfg.frames - 1) * stride + 1, self.cfg.size), stride)
         frames = render(tracks, self.cfg.frames, self.cfg.size)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0   # (C, T, H, W)
         return {
             "video": video,
             "caption": caption(tracks),
+            "stride": stride,
             "tracks": tracks,
         }
 

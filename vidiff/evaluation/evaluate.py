@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
+from ..data import unit_stride
 from ..distributed import Dist, init_distributed
 from ..errors import VidiffError
 from . import sources
@@ -64,7 +65,9 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
                                                        spacing)
         if not dist.main:
             return None
-        title, world = f"vidiff eval ({sampler}, {steps} {spacing} steps, guidance {guidance:g})", pipe.config.data
+        title = f"vidiff eval ({sampler}, {steps} {spacing} steps, guidance {guidance:g})"
+        # samples are made at the trained frame rate: compare them with that world's clips (stride 1)
+        world = unit_stride(pipe.config.data)
     # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder
     summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None)
     for row, name in zip(rows, names):

@@ -10,7 +10,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..config import DataConfig
-from ..data import ShapesDataset
+from ..data import ShapesDataset, unit_stride
 from ..data.io import read_video, save_video, to_uint8
 from ..data.splits import HELD_OUT
 from ..distributed import Dist, gather_objects
@@ -65,7 +65,7 @@ def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sample
     Under torchrun (`dist` from vidiff.distributed.init_distributed) rank r makes videos r, r + N, ...
     and every rank gets all of them back in order: the distributed sampler for evaluation."""
     dist = dist or Dist()
-    data = ShapesDataset(pipe.config.data)
+    data = ShapesDataset(unit_stride(pipe.config.data))
     captions = [data[HELD_OUT + i]["caption"] for i in range(num)]
     mine = []
     for i in tqdm(range(dist.rank, num, dist.world), desc="generate", leave=False, disable=not dist.main):

@@ -40,7 +40,7 @@ def build_model(cfg: ModelConfig, known_words: list[str] | None = None) -> TextT
     backbone = BACKBONES[cfg.type](getattr(cfg, cfg.type), cfg.in_channels, cfg.text.dim, frame_channels)
     t = cfg.text
     return TextToVideoModel(backbone, t.vocab, t.max_length, t.dim, t.layers, t.heads, known_words,
-                            cfg.frame_conditioning)
+                            cfg.frame_conditioning, cfg.stride_conditioning)
 
 
 def build_vae(cfg: VAEConfig) -> VideoVAE:

@@ -24,7 +24,7 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
                  progress: bool = False, spacing: str = "uniform", clip_x0: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, known: Tensor | None = None,
                  frame_mask: Tensor | None = None, method: str = "trained", guidance_weight: float = 2.0,
-                 x_T: Tensor | None = None) -> Tensor:
+                 x_T: Tensor | None = None, stride: int = 1) -> Tensor:
     """Generate (B, C, T, H, W) for tokenized prompts ids (B, L): videos in [-1, 1], or latents.
 
     shape is (C, T, H, W). The initial noise is drawn on the CPU from `generator`, so a seed gives
@@ -34,11 +34,13 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     in by `method`; guidance_weight is w_r of reconstruction guidance. Text guidance keeps the frame
     condition in both of its passes: it steers towards the prompt, not away from the frames.
     x_T: the initial noise, if not drawn here (e.g. zero-shot video's translated noise).
+    stride: the frame stride to make the video at (a stride-conditioned model); both guidance passes
+    take it, like the frame condition.
     """
     device = next(model.parameters()).device
     ids = ids.to(device)
-    cond = model.encode(ids)
-    null = model.encode(model.tokenizer.empty(ids.shape[0]).to(device))
+    cond = model.encode(ids, stride)
+    null = model.encode(model.tokenizer.empty(ids.shape[0]).to(device), stride)
     if known is not None:
         known, frame_mask = known.to(device), frame_mask.to(device)
         if method == "trained":

@@ -78,6 +78,16 @@ class VideoPipeline:
             raise VidiffError(f"cannot make frames of {height}x{width}: this model needs --size a multiple of "
                               f"{factor} (it was trained at {data.size})")
 
+    def trained_strides(self) -> list[int]:
+        data = self.config.data
+        return list(data.shapes.strides) if self.model.stride_embed is not None and data.type == "shapes" else [1]
+
+    def check_stride(self, stride: int) -> None:
+        strides = self.trained_strides()
+        if stride not in strides:
+            raise VidiffError(f"this model makes clips at frame strides {', '.join(map(str, strides))} "
+                              f"(data.shapes.strides), not {stride}")
+
     def defaults(self, steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
         """25 steps at guidance 3, or a distilled student's own step count without guidance."""
         distilled = self.config.diffusion.distilled_steps
@@ -124,10 +134,11 @@ class VideoPipeline:
                  spacing: str = "uniform", progress: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, image: FrameSource | None = None,
                  method: str | None = None, guidance_weight: float = 2.0, zero_shot: bool = False,
-                 motion: tuple[float, float] = (1.0, 0.0)) -> VideoPipelineOutput:
+                 motion: tuple[float, float] = (1.0, 0.0), stride: int = 1) -> VideoPipelineOutput:
         """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
         zero_shot: video from an image model (Text2Video-Zero): the noise moves by `motion` (dx, dy)
-        pixels a frame, and each frame attends to frame 0."""
+        pixels a frame, and each frame attends to frame 0. stride: make every stride-th frame of the
+        video (a model trained with data.shapes.strides), e.g. the keyframes of a long one."""
         prompts = self._prompts(prompt)
         num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
         data = self.config.data
@@ -135,6 +146,7 @@ class VideoPipeline:
         height = data.size if height is None else height
         width = data.size if width is None else width
         self.check_size(frames, height, width)
+        self.check_stride(stride)
         # without an image no frames condition the video: any method passes the checks
         method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing,
                                      method if image is not None else "replacement")
@@ -158,7 +170,7 @@ class VideoPipeline:
             x = sample_video(self.model, self.config.diffusion, ids, shape, num_inference_steps, guidance_scale,
                              sampler, eta, generator, progress, spacing, clip_x0=not self.codec.latent,
                              callback=callback, known=known, frame_mask=mask, method=method,
-                             guidance_weight=guidance_weight, x_T=x_T)
+                             guidance_weight=guidance_weight, x_T=x_T, stride=stride)
         out = to_uint8(self.codec.decode(x))
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
@@ -171,45 +183,77 @@ class VideoPipeline:
         return prompts
 
     def _window(self, ids: Tensor, known: Tensor, mask: Tensor, steps: int, guidance_scale: float,
-                generator, sampler: str, eta: float, spacing: str, method: str, guidance_weight: float) -> Tensor:
+                generator, sampler: str, eta: float, spacing: str, method: str, guidance_weight: float,
+                stride: int = 1) -> Tensor:
         """One trained-length window with the frames in `mask` given (model space); returns model space."""
         size = self.config.data.size
         shape = self.codec.shape(self.config.model.in_channels, self.window, size, size)
         return sample_video(self.model, self.config.diffusion, ids, shape, steps, guidance_scale, sampler, eta,
                             generator, False, spacing, clip_x0=not self.codec.latent, known=known,
-                            frame_mask=mask, method=method, guidance_weight=guidance_weight)
+                            frame_mask=mask, method=method, guidance_weight=guidance_weight, stride=stride)
 
     def extend(self, video: FrameSource, prompt: str, num_frames: int, context: int | None = None,
                num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
                sampler: str = "ddim", eta: float = 0.0, spacing: str = "uniform", method: str | None = None,
-               guidance_weight: float = 2.0, progress: bool = True) -> VideoPipelineOutput:
-        """Continue `video` to num_frames frames: windows of the trained length, each conditioned on the
-        last `context` frames made so far (default a quarter of the window, at least 2, so velocity
-        carries across the seam). Memory is one window's, whatever the length: each window's latents
-        are decoded as soon as it is made, and the frames are kept as uint8."""
+               guidance_weight: float = 2.0, progress: bool = True, mode: str = "windows",
+               stride: int | None = None) -> VideoPipelineOutput:
+        """Continue `video` to num_frames frames.
+
+        mode "windows": windows of the trained length, each conditioned on the last `context` frames
+        made so far (default a quarter of the window, at least 2, so velocity carries across the seam).
+        mode "hierarchical" (NUWA-XL-like; a model trained with frame strides): first keyframes every
+        `stride` frames over the whole length (default the largest trained stride), continued from the
+        video's own frames at that stride, then the frames between them by interpolation, so the long
+        motion is planned before the details and there are stride times fewer seams.
+        Memory is one window's, whatever the length: each window's latents are decoded as soon as it is
+        made, and the frames are kept as uint8."""
         prompts = self._prompts(prompt)
         num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
         method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
-        size, window = self.config.data.size, self.window
-        given = self._fit(video, "the video", size)
+        given = self._fit(video, "the video", self.config.data.size)
+        ids = self.model.tokenizer.encode(prompts)
+        options = dict(steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, sampler=sampler,
+                       eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
+        if mode == "windows":
+            return VideoPipelineOutput(self._continue(given, ids, num_frames, context, 1, progress, options)[None], prompts)
+        if mode != "hierarchical":
+            raise VidiffError(f"unknown extension mode (--mode) '{mode}'; choose one of: windows, hierarchical")
+        stride = max(self.trained_strides()) if stride is None else stride
+        self.check_stride(stride)
+        if stride == 1:
+            raise VidiffError("hierarchical extension needs a model trained with frame strides above 1 "
+                              "(data.shapes.strides, model.stride_conditioning); use --mode windows")
+        if num_frames <= len(given):
+            raise VidiffError(f"the video already has {len(given)} frames; ask for more (--frames > {len(given)})")
+        keys = given[::-1][::stride][::-1]              # every stride-th frame, ending at the last one
+        new_keys = -(-(num_frames - len(given)) // stride)
+        context = min(max(2, self.window // 4), len(keys)) if context is None else min(context, len(keys))
+        keys = self._continue(keys, ids, len(keys) + new_keys, context, stride, progress, options)
+        filled = self._fill(keys[-new_keys - 1:], stride, ids, progress, options)
+        return VideoPipelineOutput(np.concatenate([given, filled[1:]])[:num_frames][None], prompts)
+
+    def _continue(self, given: np.ndarray, ids: Tensor, num_frames: int, context: int | None, stride: int,
+                  progress: bool, options: dict) -> np.ndarray:
+        """(num_frames, H, W, 3) uint8: `given` and the frames that continue it, window by window."""
+        window = self.window
         context = min(max(2, window // 4), len(given)) if context is None else context
         if context > len(given):
             raise VidiffError(f"--context {context} needs at least {context} frames in the video, it has {len(given)}")
         plan = extension_plan(len(given), num_frames, window, context)
-        device, ids = self._device(), self.model.tokenizer.encode(prompts)
+        device = self._device()
         frames = [given]
         last = self._encode_frames(to_model_range(given[-context:]).to(device))   # (1, C, k, h, w)
         mask = frame_mask("first_k", window, context)
-        for new in tqdm(plan, desc="windows", disable=not progress, leave=False):
+        for new in tqdm(plan, desc="windows" if stride == 1 else f"keyframes (stride {stride})",
+                        disable=not progress, leave=False):
             known = torch.zeros(1, last.shape[1], window, *last.shape[3:], device=device)
             known[:, :, :context] = last
-            x = self._window(ids, known, mask, num_inference_steps, guidance_scale, generator, sampler, eta,
-                             spacing, method, guidance_weight)
+            x = self._window(ids, known, mask, stride=stride, **options)
             pixels = to_uint8(self.codec.decode(x))[0]       # decoded with its context frames before them
             frames.append(pixels[context:context + new])
             end = context + new
             last = x[:, :, end - context:end]
-        return VideoPipelineOutput(np.concatenate(frames)[None], prompts)
+        return np.concatenate(frames)
 
     def interpolate(self, video: FrameSource, factor: int, prompt: str | None = None,
                     num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
@@ -220,12 +264,18 @@ class VideoPipeline:
         prompts = self._prompts(prompt) if prompt is not None else [""]
         num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
         method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
+        given = self._fit(video, "the video", self.config.data.size)
+        ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)
+        options = dict(steps=num_inference_steps, guidance_scale=guidance_scale if prompt is not None else 1.0,
+                       generator=generator, sampler=sampler, eta=eta, spacing=spacing, method=method,
+                       guidance_weight=guidance_weight)
+        return VideoPipelineOutput(self._fill(given, factor, ids, progress, options)[None], prompts)
+
+    def _fill(self, given: np.ndarray, factor: int, ids: Tensor, progress: bool, options: dict) -> np.ndarray:
+        """((N - 1) * factor + 1, H, W, 3) uint8: the N given frames `factor` apart, and frames between."""
         size, window = self.config.data.size, self.window
-        given = self._fit(video, "the video", size)
         plan = interpolation_plan(len(given), factor, window)
         device = self._device()
-        ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)
-        scale = guidance_scale if prompt is not None else 1.0
         keys = self._encode_frames(to_model_range(given).to(device))     # (1, C, N, h, w)
         frames = np.zeros(((len(given) - 1) * factor + 1, size, size, 3), dtype=np.uint8)
         for start, held in tqdm(plan, desc="windows", disable=not progress, leave=False):
@@ -234,9 +284,8 @@ class VideoPipeline:
             for j in held:
                 mask[(j - held[0]) * factor] = True
                 known[:, :, (j - held[0]) * factor] = keys[:, :, j]
-            x = self._window(ids, known, mask, num_inference_steps, scale, generator, sampler, eta, spacing,
-                             method, guidance_weight)
+            x = self._window(ids, known, mask, **options)
             span = (held[-1] - held[0]) * factor + 1
             frames[start:start + span] = to_uint8(self.codec.decode(x))[0, :span]
         frames[::factor] = given                  # the given frames, not their VAE reconstructions
-        return VideoPipelineOutput(frames[None], prompts)
+        return frames

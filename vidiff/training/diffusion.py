@@ -38,14 +38,16 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
 
 
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_ids: Tensor,
-                  generator: torch.Generator, part: slice | None = None, autocast=None) -> Tensor:
+                  generator: torch.Generator, part: slice | None = None, autocast=None,
+                  stride: Tensor | int = 1) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU).
 
     With `part`, x0 and ids are this process's slice of a global batch of train.batch_size: the
     draws are made for the whole global batch and sliced, so N processes see exactly the noise one
     process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt.
     A frame-conditioned model (model.frame_conditioning) is also shown, per sample, some frames of
-    x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others."""
+    x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others.
+    stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning)."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
@@ -57,7 +59,8 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     x_t = add_noise(x0, noise.to(device), log_snr)
     frames, where = frame_inputs(cfg, x0, b, generator, part)
     with autocast if autocast is not None else nullcontext():
-        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames, ids=ids.to(device))
+        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames, ids=ids.to(device),
+                       stride=torch.as_tensor(stride, device=device))
     return diffusion_loss(output, x0, noise.to(device), log_snr, cfg.diffusion.prediction,
                           cfg.diffusion.loss_weighting, where).mean()
 
@@ -117,7 +120,8 @@ class DiffusionTask:
         data = self.cfg.data
         if data.type == "shapes":
             n = data.shapes.num_clips
-            keys = [i % n for i in batch["indices"]] if n else []
+            strides = batch.get("stride", [1] * len(batch["indices"]))
+            keys = [(i % n, s) for i, s in zip(batch["indices"], strides)] if n else []   # a clip differs per stride
         else:
             keys = list(batch["path"]) if data.folder.fixed_clips else []
         if keys and all(k in self.latent_cache for k in keys):
@@ -130,7 +134,9 @@ class DiffusionTask:
     def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:
         tokenizer = self.model.tokenizer
         ids = tokenizer.encode(batch["caption"])
-        loss = training_loss(net, self.cfg, self.to_model_space(batch), ids, tokenizer.empty(1), generator, part, autocast)
+        stride = torch.tensor(batch["stride"]) if "stride" in batch else 1
+        loss = training_loss(net, self.cfg, self.to_model_space(batch), ids, tokenizer.empty(1), generator, part, autocast,
+                             stride)
         return loss, {}
 
     def after_step(self, step: int) -> dict:
