@@ -12,7 +12,8 @@ docs/results/conditioning_drift.png; samples go to --out.
   move from the given frame to frame 1 over its median per-frame move (1 = no seam); `static`: share
   of clips whose objects move under 0.3 px/frame on average (the data moves 1-2.2 px/frame).
 - extension: the first 8 frames of a held-out clip, continued to `--long` frames (8x the trained 16
-  by default; guidance and replacement to 4x, they cost more). Per 16-frame segment: permanence,
+  by default; guidance and replacement to 4x, they cost more). `trained hierarchical s=k` (a model
+  trained with frame strides): keyframes every k frames first, then interpolation between them. Per 16-frame segment: permanence,
   fidelity, physics error; `seam / median step`: object moves across window seams over the median
   move inside windows; `last/first permanence`; `moving at end`: share of clips whose objects still
   move over 0.3 px/frame in the last segment.
@@ -103,6 +104,16 @@ def segments(video, caption, data) -> list[dict]:
             for s in range(0, len(video) - SEGMENT + 1, SEGMENT)]
 
 
+def seam_frames(window: int, have: int, length: int, stride: int | None) -> list[int]:
+    """First frame after each seam between windows. Windows: every window - context frames from
+    `have`. Hierarchical: where one interpolation window hands over to the next (at a shared keyframe,
+    every (keys per window - 1) * stride frames from the last given frame), and the given frames' end."""
+    if stride is None:
+        return list(range(have, length, window - max(2, window // 4)))
+    span = ((window - 1) // stride) * stride
+    return [have] + [s + 1 for s in range(have - 1 + span, length - 1, span)]
+
+
 def extension(pipe, items, long_items, methods, steps, seed, have: int) -> tuple[dict, dict]:
     rows, curves = {}, {}
     data = unit_stride(pipe.config.data)
@@ -116,8 +127,7 @@ def extension(pipe, items, long_items, methods, steps, seed, have: int) -> tuple
                 g = torch.Generator().manual_seed(seed + i)
                 video = pipe.extend(to_uint8(it["video"])[:have], it["caption"], num_frames=length, generator=g,
                                     num_inference_steps=steps, progress=False, **kwargs).frames[0]
-                context = max(2, pipe.window // 4)
-                starts = list(range(have, length, pipe.window - context))
+                starts = seam_frames(pipe.window, have, length, kwargs.get("stride"))
             per_segment.append(segments(video, it["caption"], data))
             step = steps_of(positions(video, colours_of(it)))
             seam = [step[s - 1] for s in starts if s - 1 < len(step)]
@@ -237,6 +247,8 @@ def main() -> None:
                                                  args.seed, args.out))
     ext_methods = [(n, k, args.long if n == "trained" else min(args.long, 4 * pipe.window))
                    for n, k in methods if n in ("trained", "replacement") or n == f"guidance w_r={weights[len(weights) // 2]:g}"]
+    ext_methods += [(f"trained hierarchical s={s}", {"method": "trained", "mode": "hierarchical", "stride": s}, args.long)
+                    for s in pipe.trained_strides() if s > 1 and pipe.model.frame_conditioning]
     ext, curves = section("extension", lambda: extension(pipe, items[:args.num_long], long_items,
                                                           ext_methods + [("ground truth", None, args.long)],
                                                           args.steps, args.seed, have=8))
