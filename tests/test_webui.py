@@ -95,6 +95,8 @@ def test_every_job_returns_playable_files(server, tmp_path):
     assert read_video(jobs.image_to_video(clip(1)[0], "a red circle bouncing", steps=2)[0]).shape[0] == 4
     save_video(clip(), tmp_path / "in.mp4")
     assert read_video(jobs.extend(str(tmp_path / "in.mp4"), "a red circle bouncing", 7, steps=2)[0]).shape[0] == 7
+    with pytest.raises(VidiffError, match="trained with frame strides"):      # this tiny model has none
+        jobs.extend(str(tmp_path / "in.mp4"), "a red circle bouncing", 7, steps=2, mode="hierarchical")
     assert read_video(jobs.interpolate(str(tmp_path / "in.mp4"), 2, steps=2)[0]).shape[0] == 7
     report, best, plot = jobs.evaluate([str(tmp_path / "in.mp4")], "a red circle bouncing")
     assert "permanence" in report and Path(best).is_file() and Path(plot).is_file()

@@ -91,12 +91,17 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     e_frames = gr.Number(48, label="frames in the result", precision=0)
                     e_seed = gr.Number(0, label="seed", precision=0)
                     e_method = gr.Dropdown(methods, value="", label="method")
+                    e_mode = gr.Radio(["windows", "hierarchical"], value="windows", label="mode",
+                                      info="hierarchical: keyframes first, then the frames between (a model trained "
+                                           "with frame strides)")
                     e_go = gr.Button("Extend", variant="primary")
             e_video, e_gif, e_sheet = _results()
 
-            def extend(video, prompt, frames=48, model="default", seed=0, method="", progress=gr.Progress(track_tqdm=True)):
-                return jobs.extend(video, prompt, _int(frames), model, seed, None, method)
-            e_go.click(_shown(extend), [e_input, e_prompt, e_frames, model, e_seed, e_method], [e_video, e_gif, e_sheet],
+            def extend(video, prompt, frames=48, model="default", seed=0, method="", mode="windows",
+                       progress=gr.Progress(track_tqdm=True)):
+                return jobs.extend(video, prompt, _int(frames), model, seed, None, method, mode)
+            e_go.click(_shown(extend), [e_input, e_prompt, e_frames, model, e_seed, e_method, e_mode],
+                       [e_video, e_gif, e_sheet],
                        api_name="extend")
 
         with gr.Tab("Interpolate", id="interpolate"):

@@ -93,11 +93,12 @@ class Jobs:
         return self._write(video.frames[0])
 
     def extend(self, video, prompt: str, frames: int, model: str | None = "default", seed: int = 0,
-               steps: int | None = None, method: str | None = None):
+               steps: int | None = None, method: str | None = None, mode: str = "windows"):
         self.limits.check_request(steps=steps, frames=int(frames))
         given = self._upload(video, "the video")
         out = self.pipeline(model).extend(given, prompt, num_frames=int(frames), num_inference_steps=steps,
-                                          method=method or None, generator=torch.Generator().manual_seed(int(seed)))
+                                          method=method or None, generator=torch.Generator().manual_seed(int(seed)),
+                                          mode=mode or "windows")
         return self._write(out.frames[0])
 
     def interpolate(self, video, factor: int, prompt: str | None = None, model: str | None = "default",
