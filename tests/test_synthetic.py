@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidiff.config import DataConfig, ShapesConfig
+from vidiff.config import DataConfig, ShapesConfig, config_from_dict
+from vidiff.errors import VidiffError
 from vidiff.world import COLOURS
 from vidiff.data import ShapesDataset
 from vidiff.data.synthetic import shape_mask, step_physics
@@ -73,3 +74,24 @@ def test_min_gap_keeps_objects_apart_and_zero_changes_nothing():
     assert min(gaps) < 0 and min(kept) >= 0.05 * base.size          # overlaps happen unless told otherwise
     assert ShapesDataset(base)[3]["caption"] == ShapesDataset(DataConfig(shapes=ShapesConfig(min_objects=2, max_objects=2,
                                                                                           min_gap=0.0)))[3]["caption"]
+
+
+def test_excluded_pairs_never_appear_in_clips_but_do_in_the_mixed_in_stills():
+    from vidiff.world import parse_caption
+    shapes = ShapesConfig(exclude=["red triangle", "green circle"], image_every=3, num_clips=8)
+    data = ShapesDataset(DataConfig(shapes=shapes))
+    clip_pairs = {p for i in range(200) for p in parse_caption(data[i]["caption"])}
+    assert not clip_pairs & {("red", "triangle"), ("green", "circle")} and len(clip_pairs) > 10
+    assert [data.item(k, 0, 4)["video"].shape[1] for k in range(6)] == [16, 16, 1, 16, 16, 1]
+    still_pairs = {p for k in range(200) for p in parse_caption(data.item(3 * k + 2, 0, 4)["caption"])}
+    assert {("red", "triangle"), ("green", "circle")} <= still_pairs
+    assert len({data.item(3 * k + 2, 0, 4)["caption"] for k in range(20)}) > 8        # not cycling over num_clips
+
+
+def test_bad_exclusions_and_mixing_are_one_line_errors():
+    with pytest.raises(VidiffError, match="'colour shape' pairs"):
+        config_from_dict({"data": {"shapes": {"exclude": ["red hexagon"]}}})
+    with pytest.raises(VidiffError, match="no shape for 'red'"):
+        config_from_dict({"data": {"shapes": {"exclude": ["red circle", "red square", "red triangle"]}}})
+    with pytest.raises(VidiffError, match="stills already"):
+        config_from_dict({"data": {"frames": 1, "shapes": {"image_every": 2}}})

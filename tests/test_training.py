@@ -154,3 +154,12 @@ def test_data_offset_starts_the_training_stream_at_new_clips(tmp_path):
     size = cfg.train.batch_size
     assert batch["indices"] == list(range(5 * size, 6 * size))
     assert torch.equal(batch["video"][0], trainer.task.dataset[5 * size]["video"])
+
+
+def test_joint_training_mixes_stills_into_video_batches(tmp_path):
+    values = tiny_config_dict(steps=4)
+    values["data"]["shapes"].update(num_clips=2, image_every=2)
+    trainer = Trainer(config_from_dict(values), tmp_path / "run", progress=False)
+    assert [trainer.batch(k)["video"].shape[2] for k in range(4)] == [4, 1, 4, 1]
+    trainer.train()
+    assert trainer.step == 4

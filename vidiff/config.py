@@ -106,6 +106,10 @@ class ShapesConfig:
     min_gap: float = bounded(0.0, 0)   # redraw clips where two objects come closer than this (frame sizes,
                                        # edge to edge) in any frame: no overlaps to learn merging from
     num_clips: int = bounded(0, 0)   # 0: an endless stream; N: cycle over N fixed clips (overfitting, tests)
+    exclude: list[str] = field(default_factory=list)   # "colour shape" pairs never drawn in clips (held-out
+                                                        # combinations: compositional generalisation)
+    image_every: int = bounded(0, 0)   # with frames > 1: every n-th micro-batch is 1-frame stills of the whole world
+                                       # (exclude and num_clips do not apply): joint training with plentiful images
     strides: list[int] = bounded_list([1], 1)   # frame strides a clip is drawn at, one per clip uniformly: with
                                                 # model.stride_conditioning, the sparse keyframes of hierarchical long video
 
@@ -306,6 +310,15 @@ def _check_shapes(d: DataConfig, m: ModelConfig) -> None:
         pair = getattr(s, name)
         if len(pair) != 2 or pair[0] > pair[1]:
             raise VidiffError(f"data.shapes.{name} must be [low, high] with low <= high, got {pair}")
+    for pair in s.exclude:
+        words = pair.split()
+        if len(words) != 2 or words[0] not in s.colours or words[1] not in s.shapes:
+            raise VidiffError(f"data.shapes.exclude takes 'colour shape' pairs of this world, got '{pair}'")
+    for colour in s.colours:
+        if all(f"{colour} {shape}" in s.exclude for shape in s.shapes):
+            raise VidiffError(f"data.shapes.exclude leaves no shape for '{colour}'")
+    if s.image_every and d.frames == 1:
+        raise VidiffError("data.shapes.image_every mixes stills into video training; this world's clips are stills already")
     if not s.strides or max(s.strides) > MAX_STRIDE:
         raise VidiffError(f"data.shapes.strides must be 1 to {MAX_STRIDE} frames, got {s.strides}")
     if s.strides != [1] and not m.stride_conditioning:

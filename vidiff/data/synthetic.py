@@ -8,7 +8,7 @@ wall when its bounding circle (radius r) does, whatever its shape.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ class ObjectTrack:
 
 MAX_DRAWS = 200
 STRIDE_STREAM = 1   # the third seed word of the generator that draws a clip's frame stride
+IMAGE_STREAM = 2    # ... and of the stills mixed into video training (data.shapes.image_every)
 
 
 def subsample(tracks: list[ObjectTrack], stride: int) -> list[ObjectTrack]:
@@ -72,7 +73,8 @@ def _draw(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int)
     colours = rng.choice(world.colours, size=n, replace=False)
     tracks = []
     for colour in colours:
-        shape = str(rng.choice(world.shapes))
+        shapes = [s for s in world.shapes if f"{colour} {s}" not in world.exclude] if world.exclude else world.shapes
+        shape = str(rng.choice(shapes))
         r = float(rng.uniform(*world.radius)) * size
         p = rng.uniform(r, size - r, size=2)
         angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(*world.speed) * size
@@ -138,6 +140,8 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
+        # the plentiful images of joint training: stills of the whole world (no held-out pairs, no clip limit)
+        self.stills = replace(cfg.shapes, exclude=[], num_clips=0, strides=[1])
 
     def __len__(self) -> int:
         return self.cfg.shapes.num_clips or 2**62
@@ -162,8 +166,19 @@ class ShapesDataset(torch.utils.data.Dataset):
         }
 
     def item(self, micro_index: int, position: int, batch_size: int) -> dict:
-        """Sample `position` of global micro-batch `micro_index` (the interface the trainer uses)."""
+        """Sample `position` of global micro-batch `micro_index` (the interface the trainer uses); with
+        data.shapes.image_every n, micro-batches n-1, 2n-1, ... are stills (1-frame clips)."""
+        every = self.cfg.shapes.image_every
+        if every and micro_index % every == every - 1:
+            return self.still(micro_index * batch_size + position)
         return self[micro_index * batch_size + position]
+
+    def still(self, index: int) -> dict:
+        """A captioned image of the whole world (a 1-frame clip), a pure function of (seed, index)."""
+        rng = np.random.default_rng([self.cfg.seed, index, IMAGE_STREAM])
+        tracks = simulate(rng, self.stills, 1, self.cfg.size)
+        video = torch.from_numpy(render(tracks, 1, self.cfg.size)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        return {"video": video, "caption": caption(tracks), "stride": 1, "tracks": tracks}
 
 
 def collate(items: list[dict]) -> dict:

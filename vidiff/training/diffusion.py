@@ -119,7 +119,7 @@ class DiffusionTask:
             return video
         data = self.cfg.data
         if data.type == "shapes":
-            n = data.shapes.num_clips
+            n = data.shapes.num_clips if video.shape[2] == data.frames else 0    # stills are never cached
             strides = batch.get("stride", [1] * len(batch["indices"]))
             keys = [(i % n, s) for i, s in zip(batch["indices"], strides)] if n else []   # a clip differs per stride
         else:
