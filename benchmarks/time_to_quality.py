@@ -40,6 +40,7 @@ import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from vidiff.config import load_config                                       # noqa: E402
 from vidiff.data import ShapesDataset                                        # noqa: E402
@@ -225,7 +226,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--arms", default="vidiff-latent,vidiff-pixel,diffusers,vdp")
     ap.add_argument("--work", default="/tmp/vidiff-time-to-quality", help="run folders (a fresh one is needed)")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where the sample sheet goes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work, out = Path(args.work), Path(args.out)
@@ -274,27 +275,26 @@ def write_report(out: Path, results: list[dict], budgets: list[float], sheets: d
         draw.text((2, top + 1), f"{label} ({budgets[-1]:g} min)", fill="black")
         sheet.paste(Image.fromarray(row).resize((w * scale, h * scale), Image.NEAREST), (0, top + pad))
     sheet.save(out / "time_to_quality.png")
-    import platform
-    text = [
-        "# Time to quality: vidiff against its peers",
-        "",
-        f"`python benchmarks/time_to_quality.py --minutes {' '.join(f'{b:g}' for b in budgets)} --num {args.num} "
-        f"--threads {args.threads}`",
-        "",
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), no GPU. "
-        f"Every arm trains from scratch on the same synthetic clips for the same training minutes, is sampled "
-        f"with its own default sampler on the same {args.num} held-out prompts (seed 0), and is scored by "
-        "`vidiff eval`'s metrics. Arms, peers' settings and what is not counted: the docstring of the script.",
+    write_table(results, budgets, captions, args)
+
+
+def write_table(results: list[dict], budgets: list[float], captions: list[str], args) -> None:
+    from results import publish
+    body = "\n".join([
+        f"{args.threads} thread(s). Every arm trains from scratch on the same synthetic clips for the same training "
+        f"minutes, is sampled with its own default sampler on the same {args.num} held-out prompts (seed 0), and "
+        "is scored by `vidiff eval`'s metrics. Arms, the peers' settings and what is not counted: the docstring "
+        "of the script.",
         "",
         "Prompts: " + "; ".join(captions[:6]) + (" ..." if len(captions) > 6 else ""),
         table(results, budgets),
         "",
         f"![samples](time_to_quality.png) — frames 0, 5, 10, 15 (down) of the first 6 prompts (across), "
         f"after {budgets[-1]:g} minutes.",
-        "",
-    ]
-    (out / "time_to_quality.md").write_text("\n".join(text))
-    print(f"wrote {out / 'time_to_quality.md'} and time_to_quality.png")
+    ])
+    publish("time_to_quality", "Time to quality: vidiff against its peers", body,
+            f"python benchmarks/time_to_quality.py --minutes {' '.join(f'{b:g}' for b in budgets)} --num {args.num} "
+            f"--threads {args.threads}")
 
 
 if __name__ == "__main__":
