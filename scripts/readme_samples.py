@@ -1,7 +1,9 @@
 """The README's samples of the embedded model: `python scripts/readme_samples.py [--model default]`.
 Writes docs/default-model.gif (the four clips side by side, 4x) and docs/default-model-samples.png
 (one contact-sheet row per prompt), plus docs/default-model-i2v.png: image-to-video from the first
-frame of four held-out clips (top: the true clip, below: the model's continuation)."""
+frame of four held-out clips (top: the true clip, below: the model's continuation), and
+docs/default-model-long.png: 8 frames of a held-out clip extended to 64, every 4th frame, by windows
+(top row) and hierarchically (bottom row; a model trained with frame strides only)."""
 import argparse
 from pathlib import Path
 
@@ -35,3 +37,13 @@ for i in range(4):
     print(item["caption"])
 save_video(upscale(np.concatenate(rows)[None], 3), DOCS / "default-model-i2v.png", overwrite=True)
 print("wrote docs/default-model.gif, docs/default-model-samples.png, docs/default-model-i2v.png")
+if max(pipe.trained_strides()) > 1:
+    item = data[HELD_OUT + 200]
+    given = to_uint8(item["video"])[:8]
+    rows = []
+    for mode in ("windows", "hierarchical"):
+        long = pipe.extend(given, item["caption"], num_frames=64, mode=mode, generator=torch.Generator().manual_seed(0),
+                           progress=False).frames[0]
+        rows += [contact_sheet(long[::4]), np.zeros((3, contact_sheet(long[::4]).shape[1], 3), np.uint8)]
+    save_video(upscale(np.concatenate(rows)[None], 3), DOCS / "default-model-long.png", overwrite=True)
+    print(f"{item['caption']}: wrote docs/default-model-long.png")
