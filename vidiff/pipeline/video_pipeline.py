@@ -80,7 +80,7 @@ class VideoPipeline:
 
     def trained_strides(self) -> list[int]:
         data = self.config.data
-        return list(data.shapes.strides) if self.model.stride_embed is not None and data.type == "shapes" else [1]
+        return sorted(set(data.shapes.strides)) if self.model.stride_embed is not None and data.type == "shapes" else [1]
 
     def check_stride(self, stride: int) -> None:
         strides = self.trained_strides()
