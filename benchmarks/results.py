@@ -8,6 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).parents[1] / "docs" / "results"
@@ -29,6 +30,20 @@ def stamp() -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu}, {os.cpu_count()} cores, no GPU"
     return (f"commit {commit}{' (with uncommitted changes)' if dirty else ''} · {device} · torch {torch.__version__} · "
             f"{datetime.date.today().isoformat()}")
+
+
+def sample_sheet(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 3) -> None:
+    """Labelled image rows (H, W, 3) uint8, one under another, enlarged `scale` times, saved as a PNG."""
+    from PIL import Image, ImageDraw
+    pad = 14
+    h, w = rows[0][1].shape[:2]
+    sheet = Image.new("RGB", (w * scale, (h * scale + pad) * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, row) in enumerate(rows):
+        top = i * (h * scale + pad)
+        draw.text((2, top + 1), label, fill="black")
+        sheet.paste(Image.fromarray(row).resize((w * scale, h * scale), Image.NEAREST), (0, top + pad))
+    sheet.save(path)
 
 
 def publish(name: str, title: str, body: str, command: str) -> Path:

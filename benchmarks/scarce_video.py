@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results import RESULTS, publish                          # noqa: E402
+from results import RESULTS, publish, sample_sheet                         # noqa: E402
 from vidiff.config import load_config                         # noqa: E402
 from vidiff.data import ShapesDataset                         # noqa: E402
 from vidiff.data.splits import HELD_OUT                       # noqa: E402
@@ -169,20 +169,9 @@ def main() -> None:
 
 
 def write(results: dict, sheets: dict, unseen: list[str], seen: list[str], args) -> None:
-    from PIL import Image, ImageDraw
-    rows = []
-    for name, clips in sheets.items():
-        row = np.concatenate([np.concatenate(list(c[[0, 5, 10, 15]]), axis=0) for c in clips], axis=1)
-        rows.append((name, row))
-    scale, pad = 3, 14
-    h, w = rows[0][1].shape[:2]
-    sheet = Image.new("RGB", (w * scale, (h * scale + pad) * len(rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (name, row) in enumerate(rows):
-        top = i * (h * scale + pad)
-        draw.text((2, top + 1), name, fill="black")
-        sheet.paste(Image.fromarray(row).resize((w * scale, h * scale), Image.NEAREST), (0, top + pad))
-    sheet.save(RESULTS / "scarce_video.png")
+    rows = [(name, np.concatenate([np.concatenate(list(c[[0, 5, 10, 15]]), axis=0) for c in clips], axis=1))
+            for name, clips in sheets.items()]
+    sample_sheet(rows, RESULTS / "scarce_video.png")
     head = ("| arm | steps | train min | unseen fidelity | unseen permanence | seen fidelity | seen permanence | "
             + " | ".join(label for key, label in METRICS[2:]) + " | FVD-shapes (unseen) | motion err |")
     lines = [head, "|---|---:|---:|" + "---:|" * (len(METRICS) + 3)]

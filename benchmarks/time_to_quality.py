@@ -259,22 +259,13 @@ def main() -> None:
 
 
 def write_report(out: Path, results: list[dict], budgets: list[float], sheets: dict, captions: list[str], args) -> None:
-    from PIL import Image, ImageDraw
+    from results import sample_sheet
     out.mkdir(parents=True, exist_ok=True)
-    rows, labels = [], []
-    for name, clips in sheets.items():            # per arm: 6 prompts side by side, frames 0, 5, 10, 15 down
-        frames = clips[:, [0, 5, 10, 15]]          # (6, 4, H, W, C)
-        rows.append(np.concatenate([np.concatenate(list(c), axis=0) for c in frames], axis=1))
-        labels.append(name)
-    scale, pad = 3, 14
-    h, w = rows[0].shape[:2]
-    sheet = Image.new("RGB", (w * scale, (h * scale + pad) * len(rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (row, label) in enumerate(zip(rows, labels)):
-        top = i * (h * scale + pad)
-        draw.text((2, top + 1), f"{label} ({budgets[-1]:g} min)", fill="black")
-        sheet.paste(Image.fromarray(row).resize((w * scale, h * scale), Image.NEAREST), (0, top + pad))
-    sheet.save(out / "time_to_quality.png")
+    # per arm: 6 prompts side by side, frames 0, 5, 10, 15 down
+    rows = [(f"{name} ({budgets[-1]:g} min)",
+             np.concatenate([np.concatenate(list(c), axis=0) for c in clips[:, [0, 5, 10, 15]]], axis=1))
+            for name, clips in sheets.items()]
+    sample_sheet(rows, out / "time_to_quality.png")
     write_table(results, budgets, captions, args)
 
 

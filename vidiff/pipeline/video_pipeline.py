@@ -227,7 +227,7 @@ class VideoPipeline:
             raise VidiffError(f"the video already has {len(given)} frames; ask for more (--frames > {len(given)})")
         keys = given[::-1][::stride][::-1]              # every stride-th frame, ending at the last one
         new_keys = -(-(num_frames - len(given)) // stride)
-        context = min(max(2, self.window // 4), len(keys)) if context is None else min(context, len(keys))
+        context = None if context is None else min(context, len(keys))
         keys = self._continue(keys, ids, len(keys) + new_keys, context, stride, progress, options)
         filled = self._fill(keys[-new_keys - 1:], stride, ids, progress, options)
         return VideoPipelineOutput(np.concatenate([given, filled[1:]])[:num_frames][None], prompts)
