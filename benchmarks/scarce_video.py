@@ -1,7 +1,11 @@
 """Scarce video: which way of using plentiful images works best when only 64 captioned videos exist
 (a benchmark, not a test).
 
-    python benchmarks/scarce_video.py [--minutes 8] [--num 12] [--threads 1] [--work /tmp/scarce]
+    python benchmarks/scarce_video.py [--minutes 8] [--num 12] [--threads 1] [--work /tmp/scarce] [--arms a,b,...]
+
+`--arms` trains and scores only those arms (a b c d e full); finished arms are kept in `--work`, so two
+single-thread workers can split the arms between two cores (e.g. `--arms a,b,full` and `--arms c,d,e`)
+and a last call without `--arms` writes the table from what they left.
 
 Every arm gets the same training minutes (M) on this machine's CPU; recipes in configs/scarce/ (the
 latent U-Net on the embedded model's VAE). The 64 clips never show three colour-shape pairs
@@ -113,6 +117,7 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=12, help="held-out prompts per set (unseen and seen)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/vidiff-scarce", help="run folders (kept, so a rerun continues)")
+    ap.add_argument("--arms", default="a,b,c,d,e,full", help="which arms this call trains and scores")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work, m = Path(args.work), args.minutes
@@ -120,17 +125,19 @@ def main() -> None:
     held_out = load_config(ROOT / "configs/scarce/video-only.yaml").data.shapes.exclude
     unseen, seen = prompts(args.num, held_out)
     reference = reference_clips(load_config(ROOT / "configs/scarce/full-data.yaml").data)
-    done_path = work / "results.json"
-    results = json.loads(done_path.read_text()) if done_path.is_file() else {}
-    sheets = {}
+    wanted = set(args.arms.split(","))
+    results, sheets = {}, {}
 
-    def arm(name: str, make, zero_shot: bool = False) -> None:
-        if name not in results:
+    def arm(key: str, name: str, make, zero_shot: bool = False) -> None:
+        # One file per arm, so workers on other cores never overwrite each other's results.
+        done_path = work / f"result-{key}.json"
+        if not done_path.is_file() and key in wanted:
             info = make()
             run = info.pop("run")
-            results[name] = {**info, **score(run, unseen, seen, reference, zero_shot)[0]}
-            done_path.write_text(json.dumps(results, indent=1))
-        print(name, json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)}), flush=True)
+            done_path.write_text(json.dumps({**info, **score(run, unseen, seen, reference, zero_shot)[0]}, indent=1))
+        if done_path.is_file():
+            results[name] = json.loads(done_path.read_text())
+            print(name, json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)}), flush=True)
 
     def trained(config: str, folder: str, minutes: float, init: Path | None = None) -> dict:
         return {"run": work / folder, **train(config, work / folder, minutes, init)}
@@ -154,12 +161,15 @@ def main() -> None:
             shutil.copytree(work / "image-half", work / "image-full")
         return trained("configs/scarce/image.yaml", "image-full", m)
 
-    arm("(a) video only", lambda: trained("configs/scarce/video-only.yaml", "video-only", m))
-    arm("(b) joint image+video", lambda: trained("configs/scarce/joint.yaml", "joint", m))
-    arm("(c) inflate, temporal only", lambda: inflated("configs/scarce/inflate-temporal.yaml", "inflate-temporal"))
-    arm("(d) inflate, all layers", lambda: inflated("configs/scarce/inflate-all.yaml", "inflate-all"))
-    arm("(e) zero-shot from the image model", zero_shot, zero_shot=True)
-    arm("ceiling: full data", lambda: trained("configs/scarce/full-data.yaml", "full-data", m))
+    arm("a", "(a) video only", lambda: trained("configs/scarce/video-only.yaml", "video-only", m))
+    arm("b", "(b) joint image+video", lambda: trained("configs/scarce/joint.yaml", "joint", m))
+    arm("c", "(c) inflate, temporal only", lambda: inflated("configs/scarce/inflate-temporal.yaml", "inflate-temporal"))
+    arm("d", "(d) inflate, all layers", lambda: inflated("configs/scarce/inflate-all.yaml", "inflate-all"))
+    arm("e", "(e) zero-shot from the image model", zero_shot, zero_shot=True)
+    arm("full", "ceiling: full data", lambda: trained("configs/scarce/full-data.yaml", "full-data", m))
+    if len(results) < 6:
+        print(f"{len(results)} of 6 arms finished; the table is written once all are", flush=True)
+        return
     for name, folder in (("(a) video only", "video-only"), ("(c) inflate, temporal only", "inflate-temporal"),
                          ("(d) inflate, all layers", "inflate-all"), ("ceiling: full data", "full-data")):
         pipe = VideoPipeline.from_pretrained(work / folder)
