@@ -120,3 +120,20 @@ def test_embedded_default_model_generates_the_prompted_colour():
     blue = (video[..., 2] > 150) & (video[..., 0] < 120) & (video[..., 1] < 150)
     assert red[0].mean() > 0.02 and blue[1].mean() > 0.02        # objects of the prompted colour exist
     assert red[1].mean() < 0.005 and blue[0].mean() < 0.005      # and not the other colour
+
+
+def test_the_models_own_guidance_is_the_default_and_an_explicit_scale_wins(tiny_checkpoint, tmp_path):
+    from vidiff.config import config_from_dict
+    from conftest import tiny_config_dict
+    pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
+    assert pipe.defaults(None, None) == (25, 3.0)
+    raw = tiny_config_dict()
+    raw["diffusion"] = {**raw.get("diffusion", {}), "guidance": 2.0}
+    tuned = VideoPipeline.from_pretrained(write_checkpoint(tmp_path / "g2", config_from_dict(raw), pipe.model))
+    assert tuned.defaults(None, None) == (25, 2.0) and tuned.defaults(None, 4.5) == (25, 4.5)
+    # the default is what sampling uses: same seed, unspecified scale == explicit 2
+    assert np.array_equal(generate(tuned).frames, generate(tuned, guidance_scale=2.0).frames)
+    assert not np.array_equal(generate(tuned).frames, generate(tuned, guidance_scale=3.0).frames)
+    raw["diffusion"]["guidance"] = -1.0
+    with pytest.raises(VidiffError, match="guidance"):
+        config_from_dict(raw)

@@ -86,7 +86,8 @@ def distill(model: str = typer.Option(..., help="the model to distil: run, check
             out: Path = typer.Option(..., help="run folder of the student"),
             steps: int = typer.Option(4, help="the student's sampling steps"),
             teacher_steps: int = typer.Option(32, help="the teacher's DDIM steps (steps times a power of 2)"),
-            guidance: float = typer.Option(3.0, help="the teacher's guidance scale, built into the student"),
+            guidance: Optional[float] = typer.Option(None, help="the teacher's guidance scale, built into the student "
+                                                                "(default: the teacher's diffusion.guidance)"),
             train_steps: int = typer.Option(1200, help="training steps, split evenly over the halving rounds"),
             minutes: Optional[float] = typer.Option(None, help="stop after this much training time (0 = no limit)"),
             resume: bool = typer.Option(False, help="continue the student run in --out"),
@@ -135,7 +136,8 @@ def _save(video, outputs: list[Path], fps: int, scale: int, overwrite: bool) -> 
 OUT = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
 MODEL = typer.Option(None, help="checkpoint or run folder; default: embedded model")
 STEPS = typer.Option(None, help="sampling steps (default 25; a distilled model's own count)")
-GUIDANCE = typer.Option(None, help="classifier-free guidance scale (default 3; 1 = none, a distilled model's default)")
+GUIDANCE = typer.Option(None, help="classifier-free guidance scale (default: the model's diffusion.guidance; 1 = none, "
+                                     "a distilled model's default)")
 SAMPLER = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun | flow-euler")
 SPACING = typer.Option("uniform", help="where the steps fall: uniform (in time) | karras | log_snr")
 ETA = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
@@ -261,8 +263,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
                                      "spell it --num-videos: torchrun claims --num)"),
              steps: Optional[int] = typer.Option(None, help="sampling steps (with --model; default 25, or a "
                                                             "distilled model's own)"),
-             guidance: Optional[float] = typer.Option(None, help="guidance scale (with --model; default 3, or 1 for "
-                                                                 "a distilled model)"),
+             guidance: Optional[float] = typer.Option(None, help="guidance scale (with --model; default the model's "
+                                                                 "diffusion.guidance, or 1 for a distilled model)"),
              sampler: str = typer.Option("ddim", help="sampler (with --model)"),
              spacing: str = typer.Option("uniform", help="step spacing: uniform | karras | log_snr (with --model)"),
              seed: int = typer.Option(0, help="video i uses seed + i"),

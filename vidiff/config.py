@@ -89,6 +89,8 @@ class DiffusionConfig:
     prediction: str = "v"
     loss_weighting: str = "min_snr"
     time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
+    guidance: float = bounded(3.0, 0)      # the classifier-free guidance scale this model samples with unless told
+                                           # (chosen per model: benchmarks/sampling_sweep.py)
     distilled_steps: int = bounded(0, 0)   # a distilled student (`vidiff distill`): sample with this many DDIM
                                            # steps and no classifier-free guidance (its teacher's is built in)
 

@@ -89,10 +89,11 @@ class VideoPipeline:
                               f"(data.shapes.strides), not {stride}")
 
     def defaults(self, steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
-        """25 steps at guidance 3, or a distilled student's own step count without guidance."""
+        """25 steps at the model's guidance (diffusion.guidance), or a distilled student's own step count
+        without guidance."""
         distilled = self.config.diffusion.distilled_steps
         return (steps if steps is not None else distilled or 25,
-                guidance_scale if guidance_scale is not None else 1.0 if distilled else 3.0)
+                guidance_scale if guidance_scale is not None else 1.0 if distilled else self.config.diffusion.guidance)
 
     def _check_options(self, steps: int, guidance_scale: float, sampler: str, spacing: str,
                        method: str | None = None) -> str:

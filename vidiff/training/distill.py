@@ -91,7 +91,7 @@ class DistillTask(DiffusionTask):
             self.cfg = original
 
 
-def distill_config(teacher: str, steps: int, teacher_steps: int = 32, guidance: float = 3.0,
+def distill_config(teacher: str, steps: int, teacher_steps: int = 32, guidance: float | None = None,
                    train_steps: int = 1200) -> Config:
     """The student's recipe: the teacher's config, initialised from its weights, with its VAE; a
     constant learning rate and a short EMA, so the average does not mix the rounds' students."""
@@ -99,6 +99,8 @@ def distill_config(teacher: str, steps: int, teacher_steps: int = 32, guidance: 
     folder = resolve_checkpoint(teacher)
     cfg = read_config(folder)
     cfg.diffusion.distilled_steps = steps
+    if guidance is None:
+        guidance = cfg.diffusion.guidance
     t = cfg.train
     t.distill.teacher, t.distill.teacher_steps, t.distill.guidance = str(teacher), teacher_steps, guidance
     t.init_from, t.vae = str(teacher), str(teacher) if (folder / "vae.safetensors").is_file() else ""
