@@ -71,6 +71,32 @@ def test_translated_noise_moves_frame_zero_by_the_commanded_motion():
     assert abs(half[:, :, 1].std().item() - 1) < 0.01
 
 
+def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_moves(tmp_path):
+    from functools import partial
+    from vidiff.diffusion import SCHEDULES, sampling_grid
+    from vidiff.pipeline import VideoPipeline
+    from vidiff.pipeline.sampling import sample_video
+    from vidiff.pipeline.zero_shot import motion_steps, moving_start
+    image_run(tmp_path)
+    pipe = VideoPipeline.from_pretrained(tmp_path / "image")
+    ids = pipe.model.tokenizer.encode(["a red circle bouncing"])
+    sample = partial(sample_video, pipe.model, pipe.config.diffusion, ids, shape=(3, 2, 16, 16), steps=6)
+    noise = torch.randn(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    whole = sample(x_T=noise)
+    middle = sample(x_T=noise, stop=2)
+    assert not torch.allclose(middle, whole, atol=1e-2)
+    assert torch.allclose(sample(x_T=middle, start=2), whole, atol=1e-5)
+    with pytest.raises(ValueError, match="DDIM"):
+        sample(x_T=noise, stop=2, sampler="ddpm")
+    assert motion_steps(25) == (2, 3) and motion_steps(50) == (3, 6) and motion_steps(3) == (0, 1)
+    grid = sampling_grid(SCHEDULES["cosine"], 25)
+    start, t1 = moving_start(partial(sample_video, pipe.model, pipe.config.diffusion, ids, steps=25), 1,
+                             (3, 4, 16, 16), grid, (2.0, 1.0), torch.Generator().manual_seed(0))
+    assert t1 == 2 and start.shape == (1, 3, 4, 16, 16)
+    assert torch.allclose(start[:, :, 3], torch.roll(start[:, :, 0], shifts=(3, 6), dims=(-2, -1)), atol=1e-5)
+    assert abs(start.std().item() - 1) < 0.2    # at t1's noise level, as the sampler expects
+
+
 def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):
     from vidiff.pipeline import VideoPipeline
     image_run(tmp_path)

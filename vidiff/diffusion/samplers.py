@@ -45,13 +45,14 @@ def _denoise64(denoiser: Denoiser, x: Tensor, log_snr: Tensor, dtype) -> tuple[T
 
 
 def ddim(denoiser: Denoiser, x_T: Tensor, log_snrs: Tensor, generator: torch.Generator | None = None,
-         callback: Callback | None = None, progress: bool = False, eta: float = 0.0) -> Tensor:
+         callback: Callback | None = None, progress: bool = False, eta: float = 0.0, partial: bool = False) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12), generalised by eta: 0 is the deterministic ODE-like sampler,
-    1 matches DDPM's ancestral posterior variance."""
+    1 matches DDPM's ancestral posterior variance. partial: the grid stops short of the data; return x
+    at log_snrs[-1] (a partly denoised sample), not the clean estimate."""
     dtype, x, log_snrs = x_T.dtype, x_T.double(), log_snrs.double()
     for i in _steps(log_snrs, progress, "ddim"):
         x0, eps = _denoise64(denoiser, x, log_snrs[i], dtype)
-        if i == len(log_snrs) - 2:  # the last step lands on the data: return the clean estimate
+        if i == len(log_snrs) - 2 and not partial:  # the last step lands on the data: the clean estimate
             x = x0
         else:
             alpha_t, sigma_t = alpha_sigma(log_snrs[i])

@@ -24,7 +24,7 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
                  progress: bool = False, spacing: str = "uniform", clip_x0: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, known: Tensor | None = None,
                  frame_mask: Tensor | None = None, method: str = "trained", guidance_weight: float = 2.0,
-                 x_T: Tensor | None = None, stride: int = 1) -> Tensor:
+                 x_T: Tensor | None = None, stride: int = 1, start: int = 0, stop: int | None = None) -> Tensor:
     """Generate (B, C, T, H, W) for tokenized prompts ids (B, L): videos in [-1, 1], or latents.
 
     shape is (C, T, H, W). The initial noise is drawn on the CPU from `generator`, so a seed gives
@@ -34,6 +34,8 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     in by `method`; guidance_weight is w_r of reconstruction guidance. Text guidance keeps the frame
     condition in both of its passes: it steers towards the prompt, not away from the frames.
     x_T: the initial noise, if not drawn here (e.g. zero-shot video's translated noise).
+    start, stop: run only the steps from grid point `start` (x_T is then a partly denoised video at that
+    noise level) to grid point `stop` (DDIM only; returns the partly denoised video there, unclipped).
     stride: the frame stride to make the video at (a stride-conditioned model); both guidance passes
     take it, like the frame condition.
     """
@@ -53,8 +55,17 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
                     else replacement(denoiser, known, frame_mask))
     x_T = (torch.randn((ids.shape[0], *shape), generator=generator) if x_T is None else x_T).to(device)
     log_snrs = sampling_grid(SCHEDULES[diffusion.schedule], steps, spacing).to(device)
+    if not 0 <= start < (steps if stop is None else stop) <= steps:
+        raise ValueError(f"cannot sample from grid point {start} to {stop} of {steps} steps")
     kwargs = {"eta": eta} if sampler == "ddim" else {}
-    x = SAMPLERS[sampler](denoiser, x_T, log_snrs, generator=generator, callback=callback, progress=progress, **kwargs)
+    if stop is not None:
+        if sampler != "ddim":
+            raise ValueError("a partial run (stop) needs the DDIM sampler")
+        log_snrs, kwargs["partial"] = log_snrs[:stop + 1], stop < steps
+    x = SAMPLERS[sampler](denoiser, x_T, log_snrs[start:], generator=generator, callback=callback, progress=progress,
+                          **kwargs)
+    if stop is not None and stop < steps:
+        return x
     if known is not None:   # exactly the given frames (stochastic samplers end within noise of them)
         x = torch.where(frame_mask.view(1, 1, -1, 1, 1), known.to(x.dtype), x)
     return x.clamp(-1, 1) if clip_x0 else x

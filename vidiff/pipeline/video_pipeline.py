@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -17,14 +18,14 @@ from tqdm.auto import tqdm
 from ..checkpoint import DEFAULT_MODEL, load_codec, load_model
 from ..config import Config
 from ..data.io import save_video, to_uint8, upscale
-from ..diffusion import SAMPLERS, SPACINGS
+from ..diffusion import SAMPLERS, SCHEDULES, SPACINGS, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, input_multiples
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, sample_video
 from .windows import extension_plan, interpolation_plan
-from .zero_shot import cross_frame_attention, translated_noise
+from .zero_shot import cross_frame_attention, moving_start
 
 
 @dataclass
@@ -137,8 +138,8 @@ class VideoPipeline:
                  method: str | None = None, guidance_weight: float = 2.0, zero_shot: bool = False,
                  motion: tuple[float, float] = (1.0, 0.0), stride: int = 1) -> VideoPipelineOutput:
         """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
-        zero_shot: video from an image model (Text2Video-Zero): the noise moves by `motion` (dx, dy)
-        pixels a frame, and each frame attends to frame 0. stride: make every stride-th frame of the
+        zero_shot: video from an image model (Text2Video-Zero): frame 0's partly denoised latent moves by
+        `motion` (dx, dy) pixels a frame, and each frame attends to frame 0. stride: make every stride-th frame of the
         video (a model trained with data.shapes.strides), e.g. the keyframes of a long one."""
         prompts = self._prompts(prompt)
         num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
@@ -162,16 +163,20 @@ class VideoPipeline:
             pixels[:, :, 0] = to_model_range(given)[:, :, 0]
             known = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
             mask = frame_mask("first", shape[1])
-        x_T, attention = None, nullcontext()
+        sample = partial(sample_video, self.model, self.config.diffusion, ids, steps=num_inference_steps,
+                         guidance_scale=guidance_scale, generator=generator, spacing=spacing,
+                         clip_x0=not self.codec.latent, stride=stride)
+        x_T, start, attention = None, 0, nullcontext()
         if zero_shot:
             factor = self.codec.vae.spatial_factor if self.codec.latent else 1
-            x_T = translated_noise(len(prompts), shape, (motion[0] / factor, motion[1] / factor), generator)
             attention = cross_frame_attention(self.model)
         with attention:
-            x = sample_video(self.model, self.config.diffusion, ids, shape, num_inference_steps, guidance_scale,
-                             sampler, eta, generator, progress, spacing, clip_x0=not self.codec.latent,
-                             callback=callback, known=known, frame_mask=mask, method=method,
-                             guidance_weight=guidance_weight, x_T=x_T, stride=stride)
+            if zero_shot:
+                grid = sampling_grid(SCHEDULES[self.config.diffusion.schedule], num_inference_steps, spacing)
+                x_T, start = moving_start(partial(sample, sampler="ddim"), len(prompts), shape, grid,
+                                          (motion[0] / factor, motion[1] / factor), generator)
+            x = sample(shape=shape, sampler=sampler, eta=eta, progress=progress, callback=callback, known=known,
+                       frame_mask=mask, method=method, guidance_weight=guidance_weight, x_T=x_T, start=start)
         out = to_uint8(self.codec.decode(x))
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
