@@ -61,7 +61,8 @@ def train(config: str, run: Path, minutes: float, init_from: Path | None = None)
     if init_from is not None:
         tc.init_from = str(init_from)
     trainer = Trainer(cfg, run, resume=run.exists(), progress=False)
-    trainer.train()
+    if trainer.seconds < minutes * 60:     # a finished run is only re-scored
+        trainer.train()
     return {"steps": trainer.step, "minutes": trainer.seconds / 60}
 
 
