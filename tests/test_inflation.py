@@ -88,13 +88,19 @@ def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_
     assert torch.allclose(sample(x_T=middle, start=2), whole, atol=1e-5)
     with pytest.raises(ValueError, match="DDIM"):
         sample(x_T=noise, stop=2, sampler="ddpm")
-    assert motion_steps(25) == (2, 3) and motion_steps(50) == (3, 6) and motion_steps(3) == (0, 1)
+    assert motion_steps(25) == (5, 8) and motion_steps(50) == (10, 16) and motion_steps(3) == (0, 1)
     grid = sampling_grid(SCHEDULES["cosine"], 25)
     start, t1 = moving_start(partial(sample_video, pipe.model, pipe.config.diffusion, ids, steps=25), 1,
                              (3, 4, 16, 16), grid, (2.0, 1.0), torch.Generator().manual_seed(0))
-    assert t1 == 2 and start.shape == (1, 3, 4, 16, 16)
-    assert torch.allclose(start[:, :, 3], torch.roll(start[:, :, 0], shifts=(3, 6), dims=(-2, -1)), atol=1e-5)
+    assert t1 == 5 and start.shape == (1, 3, 4, 16, 16)
     assert abs(start.std().item() - 1) < 0.2    # at t1's noise level, as the sampler expects
+    from vidiff.pipeline.zero_shot import slide
+    first = torch.zeros(1, 1, 1, 8, 8)
+    first[..., 2, 3] = 1.0
+    moved = slide(first, 4, (1.0, 2.0))
+    assert moved[0, 0, 2, 6, 5] == 1.0 and moved[0, 0, 2].sum() == 1.0      # frame 2: (3, 2) + 2 x (1, 2)
+    assert moved[0, 0, 3].sum() == 0.0                                      # frame 3: off the bottom edge, gone
+    assert torch.allclose(slide(first, 2, (0.5, 0.0))[0, 0, 1, 2, 3:5], torch.tensor([0.5, 0.5]))
 
 
 def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):

@@ -90,13 +90,14 @@ class ResBlock3D(nn.Module):
         self.skip = SpatialConv(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.norm_t = FrameGroupNorm(groups, out_ch)
         self.conv_t = TemporalConv(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0))
+        self.per_frame = False      # zero-shot: the temporal conv sees each frame alone, as in image training
 
     def forward(self, x: Tensor, emb: Tensor, frames: int) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))                                   # (B*T, C, H, W)
         scale, shift = self.emb(F.silu(emb)).repeat_interleave(frames, 0)[..., None, None].chunk(2, dim=1)
         h = self.conv2(F.silu(self.norm2(h, scale, shift)))
         x = self.skip(x) + h
-        return x + self.conv_t(F.silu(self.norm_t(x)), frames)
+        return x + self.conv_t(F.silu(self.norm_t(x)), 1 if self.per_frame else frames)
 
 
 def to_tokens(x: Tensor) -> Tensor:
@@ -141,9 +142,11 @@ class TemporalAttention(nn.Module):
     def __init__(self, ch: int, head_dim: int):
         super().__init__()
         self.norm, self.attn = nn.LayerNorm(ch), Attention(ch, head_dim, rotary=True)
+        self.per_frame = False      # zero-shot: each frame attends to itself only, as in image training
 
     def forward(self, x: Tensor, frames: int) -> Tensor:
         bt, c, h, w = x.shape
+        frames = 1 if self.per_frame else frames
         z = rearrange(to_tokens(x), "(b t) p c -> (b p) t c", t=frames)
         dz = rearrange(self.attn(self.norm(z)), "(b p) t c -> (b t) p c", p=h * w)
         # the residual sum is a new tensor, not a view: FSDP2 needs each block to return one
@@ -247,11 +250,16 @@ class UNet3D(nn.Module):
             zero_init(self.frame_stem)
 
     def set_cross_frame(self, on: bool) -> int:
-        """Text2Video-Zero's cross-frame attention on (or off) in every spatial attention; returns how
-        many layers there are (0: this U-Net has no spatial attention to do it with)."""
+        """Text2Video-Zero's mode on (or off): every spatial attention reads frame 0's keys and values,
+        and the temporal layers see each frame alone, as an image model saw its 1-frame training clips
+        (at 16 frames its untrained temporal attention would average the frames and pin the objects).
+        Returns how many spatial attention layers there are (0: none to do it with)."""
         layers = [m for m in self.modules() if isinstance(m, SpatialAttention)]
         for layer in layers:
             layer.cross_frame = on
+        for module in self.modules():
+            if isinstance(module, (ResBlock3D, TemporalAttention)):
+                module.per_frame = on and bool(layers)
         return len(layers)
 
     # the layers that mix frames: what AnimateDiff-style training (train.trainable: temporal) updates
