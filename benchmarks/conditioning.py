@@ -258,7 +258,8 @@ def main() -> None:
     drift_plot(curves, RESULTS / f"{args.name}_drift.png")
     (args.out / "results.json").write_text(json.dumps({"i2v": i2v, "extension": ext, "interpolation": interp,
                                                        "curves": curves}, indent=2))
-    body = (f"Model: `{args.model}`, {args.steps} DDIM steps, guidance 3, {args.num} held-out clips "
+    guidance = pipe.defaults(None, None)[1]
+    body = (f"Model: `{args.model}`, {args.steps} DDIM steps, guidance {guidance:g} (the model's own), {args.num} held-out clips "
             f"({args.num_long} for extension); {time.time() - start:.0f} s in all.\n\n"
             f"## Image-to-video\n\n{table(i2v)}\n\n## Extension from 8 frames\n\n{table(ext)}\n\n"
             f"![drift]({args.name}_drift.png)\n\n## Interpolation x4 (4 frames in, 13 out)\n\n{table(interp)}\n")
