@@ -259,7 +259,8 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps({"i2v": i2v, "extension": ext, "interpolation": interp,
                                                        "curves": curves}, indent=2))
     guidance = pipe.defaults(None, None)[1]
-    body = (f"Model: `{args.model}`, {args.steps} DDIM steps, guidance {guidance:g} (the model's own), {args.num} held-out clips "
+    body = (f"Model: `{args.model}`, {args.steps} DDIM steps, guidance {guidance:g} (the model's own), "
+            f"{args.num} held-out clips "
             f"({args.num_long} for extension); {time.time() - start:.0f} s in all.\n\n"
             f"## Image-to-video\n\n{table(i2v)}\n\n## Extension from 8 frames\n\n{table(ext)}\n\n"
             f"![drift]({args.name}_drift.png)\n\n## Interpolation x4 (4 frames in, 13 out)\n\n{table(interp)}\n")

@@ -139,8 +139,8 @@ class VideoPipeline:
                  motion: tuple[float, float] = (1.0, 0.0), stride: int = 1) -> VideoPipelineOutput:
         """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
         zero_shot: video from an image model (Text2Video-Zero): frame 0's partly denoised latent moves by
-        `motion` (dx, dy) pixels a frame, and each frame attends to frame 0. stride: make every stride-th frame of the
-        video (a model trained with data.shapes.strides), e.g. the keyframes of a long one."""
+        `motion` (dx, dy) pixels a frame, and each frame attends to frame 0. stride: make every stride-th
+        frame of the video (a model trained with data.shapes.strides), e.g. the keyframes of a long one."""
         prompts = self._prompts(prompt)
         num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
         data = self.config.data
@@ -166,12 +166,10 @@ class VideoPipeline:
         sample = partial(sample_video, self.model, self.config.diffusion, ids, steps=num_inference_steps,
                          guidance_scale=guidance_scale, generator=generator, spacing=spacing,
                          clip_x0=not self.codec.latent, stride=stride)
-        x_T, start, attention = None, 0, nullcontext()
-        if zero_shot:
-            factor = self.codec.vae.spatial_factor if self.codec.latent else 1
-            attention = cross_frame_attention(self.model)
-        with attention:
+        x_T, start = None, 0
+        with cross_frame_attention(self.model) if zero_shot else nullcontext():
             if zero_shot:
+                factor = self.codec.vae.spatial_factor if self.codec.latent else 1
                 grid = sampling_grid(SCHEDULES[self.config.diffusion.schedule], num_inference_steps, spacing)
                 x_T, start = moving_start(partial(sample, sampler="ddim"), len(prompts), shape, grid,
                                           (motion[0] / factor, motion[1] / factor), generator)
