@@ -1,7 +1,7 @@
 """Frame conditioning measured: image-to-video, extension far past the trained length, and frame
 interpolation, for each conditioning method a model has (a benchmark, not a test).
 
-    python benchmarks/conditioning.py [--model default] [--num 12] [--steps 25] [--out eval/conditioning]
+    python benchmarks/conditioning.py [--model default] [--num 12] [--steps N] [--out eval/conditioning]
 
 Rows: `trained` (a masked-frame model's own input; only for such models), `guidance w_r=...` (VDM
 reconstruction guidance), `replacement`, and the ground truth or simple baselines. Every row uses
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--num", type=int, default=12, help="held-out clips per measurement")
     parser.add_argument("--num-long", type=int, default=6, help="clips for the extension rows")
-    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own)")
     parser.add_argument("--long", type=int, default=128, help="extension length (8x the trained 16)")
     parser.add_argument("--weights", default="1,2,4", help="w_r of the reconstruction-guidance rows")
     parser.add_argument("--seed", type=int, default=0)
@@ -225,6 +225,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = VideoPipeline.from_pretrained(args.model)
+    steps, guidance, sampler, spacing = pipe.defaults(args.steps)      # every row samples with the model's own
     data = unit_stride(pipe.config.data)
     dataset = ShapesDataset(data)
     items = [dataset[HELD_OUT + i] for i in range(args.num)]
@@ -243,7 +244,7 @@ def main() -> None:
             cache[name] = fn()
             cache_path.write_text(json.dumps(cache, indent=1))
         return cache[name]
-    i2v = section("i2v", lambda: image_to_video(pipe, items, methods + [("text only (no image)", None)], args.steps,
+    i2v = section("i2v", lambda: image_to_video(pipe, items, methods + [("text only (no image)", None)], steps,
                                                  args.seed, args.out))
     ext_methods = [(n, k, args.long if n == "trained" else min(args.long, 4 * pipe.window))
                    for n, k in methods if n in ("trained", "replacement") or n == f"guidance w_r={weights[len(weights) // 2]:g}"]
@@ -251,22 +252,22 @@ def main() -> None:
                     for s in pipe.trained_strides() if s > 1 and pipe.model.frame_conditioning]
     ext, curves = section("extension", lambda: extension(pipe, items[:args.num_long], long_items,
                                                           ext_methods + [("ground truth", None, args.long)],
-                                                          args.steps, args.seed, have=8))
+                                                          steps, args.seed, have=8))
     interp = section("interpolation", lambda: interpolation(pipe, items, methods + [("pixel blend", None),
                                                                                    ("nearest frame", None)],
-                                                            args.steps, args.seed))
+                                                            steps, args.seed))
     drift_plot(curves, RESULTS / f"{args.name}_drift.png")
     (args.out / "results.json").write_text(json.dumps({"i2v": i2v, "extension": ext, "interpolation": interp,
                                                        "curves": curves}, indent=2))
-    guidance = pipe.defaults(None, None)[1]
-    body = (f"Model: `{args.model}`, {args.steps} DDIM steps, guidance {guidance:g} (the model's own), "
+    body = (f"Model: `{args.model}`, {sampler} with {steps} {spacing} steps, guidance {guidance:g} (the model's "
+            f"sampling defaults unless --steps), "
             f"{args.num} held-out clips "
             f"({args.num_long} for extension); {time.time() - start:.0f} s in all.\n\n"
             f"## Image-to-video\n\n{table(i2v)}\n\n## Extension from 8 frames\n\n{table(ext)}\n\n"
             f"![drift]({args.name}_drift.png)\n\n## Interpolation x4 (4 frames in, 13 out)\n\n{table(interp)}\n")
     publish(args.name, "Frame conditioning: image-to-video, extension, interpolation", body,
             f"python benchmarks/conditioning.py --model {args.model} --num {args.num} --num-long {args.num_long} "
-            f"--long {args.long} --steps {args.steps}")
+            f"--long {args.long}" + (f" --steps {args.steps}" if args.steps else ""))
 
 
 if __name__ == "__main__":

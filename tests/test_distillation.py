@@ -117,7 +117,7 @@ def test_distill_command_makes_a_student_that_samples_in_its_own_steps(tmp_path)
             "--teacher-steps", "8", "--train-steps", "4", "--no-progress")
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 4, r.stderr[-2000:]
     pipe = VideoPipeline.from_pretrained(tmp_path / "student")
-    assert pipe.config.diffusion.distilled_steps == 2 and pipe.defaults(None, None) == (2, 1.0)
+    assert pipe.config.diffusion.distilled_steps == 2 and pipe.defaults() == (2, 1.0, "ddim", "uniform")
     calls = []
     pipe("a red circle bouncing", num_frames=4, progress=False, callback=lambda i, x0: calls.append(i))
     assert calls == [0, 1]

@@ -123,18 +123,33 @@ def test_embedded_default_model_generates_the_prompted_colour():
     assert red[1].mean() < 0.005 and blue[0].mean() < 0.005      # and not the other colour
 
 
-def test_the_models_own_guidance_is_the_default_and_an_explicit_scale_wins(tiny_checkpoint, tmp_path):
+def test_the_models_own_sampling_settings_are_the_defaults_and_explicit_ones_win(tiny_checkpoint, tmp_path):
     from vidiff.config import config_from_dict
+    from vidiff.registry import validate
     from conftest import tiny_config_dict
     pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
-    assert pipe.defaults(None, None) == (25, 3.0)
+    assert pipe.defaults() == (25, 3.0, "ddim", "uniform")
     raw = tiny_config_dict()
-    raw["diffusion"] = {**raw.get("diffusion", {}), "guidance": 2.0}
+    raw["diffusion"] = {**raw.get("diffusion", {}), "guidance": 2.0, "sampler": "dpm++2m", "sampling_steps": 3,
+                        "spacing": "karras"}
     tuned = VideoPipeline.from_pretrained(write_checkpoint(tmp_path / "g2", config_from_dict(raw), pipe.model))
-    assert tuned.defaults(None, None) == (25, 2.0) and tuned.defaults(None, 4.5) == (25, 4.5)
-    # the default is what sampling uses: same seed, unspecified scale == explicit 2
-    assert np.array_equal(generate(tuned).frames, generate(tuned, guidance_scale=2.0).frames)
-    assert not np.array_equal(generate(tuned).frames, generate(tuned, guidance_scale=3.0).frames)
+    assert tuned.defaults() == (3, 2.0, "dpm++2m", "karras")
+    assert tuned.defaults(5, 4.5, "ddim", "uniform") == (5, 4.5, "ddim", "uniform")
+    # the defaults are what sampling uses: same seed, nothing specified == every setting explicit
+    calls = []
+    default = tuned("a red circle bouncing", num_frames=3, generator=torch.Generator().manual_seed(0), progress=False,
+                    callback=lambda i, x0: calls.append(i))
+    explicit = generate(tuned, num_inference_steps=3, guidance_scale=2.0, sampler="dpm++2m", spacing="karras")
+    assert calls == [0, 1, 2] and np.array_equal(default.frames, explicit.frames)
+    for other in (dict(guidance_scale=3.0), dict(sampler="ddim"), dict(spacing="uniform")):
+        changed = generate(tuned, num_inference_steps=3, **{"guidance_scale": 2.0, "sampler": "dpm++2m",
+                                                             "spacing": "karras", **other})
+        assert not np.array_equal(default.frames, changed.frames), other
     raw["diffusion"]["guidance"] = -1.0
     with pytest.raises(VidiffError, match="guidance"):
         config_from_dict(raw)
+    for key, bad in (("sampler", "plms"), ("spacing", "cubic")):
+        wrong = tiny_config_dict()
+        wrong["diffusion"] = {**wrong.get("diffusion", {}), key: bad}
+        with pytest.raises(VidiffError, match=f"diffusion.{key}"):
+            validate(config_from_dict(wrong))

@@ -135,11 +135,14 @@ def _save(video, outputs: list[Path], fps: int, scale: int, overwrite: bool) -> 
 
 OUT = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
 MODEL = typer.Option(None, help="checkpoint or run folder; default: embedded model")
-STEPS = typer.Option(None, help="sampling steps (default 25; a distilled model's own count)")
+STEPS = typer.Option(None, help="sampling steps (default: the model's diffusion.sampling_steps; a distilled "
+                                "model's own count)")
 GUIDANCE = typer.Option(None, help="classifier-free guidance scale (default: the model's diffusion.guidance; 1 = none, "
                                      "a distilled model's default)")
-SAMPLER = typer.Option("ddim", help="ddim | ddpm | dpm++2m | euler | heun | flow-euler")
-SPACING = typer.Option("uniform", help="where the steps fall: uniform (in time) | karras | log_snr")
+SAMPLER = typer.Option(None, help="ddim | ddpm | dpm++2m | euler | heun | flow-euler (default: the model's "
+                                  "diffusion.sampler)")
+SPACING = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr (default: the "
+                                  "model's diffusion.spacing)")
 ETA = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
 SEED = typer.Option(0, help="random seed")
 FPS = typer.Option(8, help="frames per second of the file")
@@ -163,7 +166,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
                                                           "and cross-frame attention"),
              motion: str = typer.Option("1,0", help="with --zero-shot: DX,DY pixels a frame"),
              stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
-             steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: str = SAMPLER, spacing: str = SPACING,
+             steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING,
              eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET,
              overwrite: bool = OVERWRITE):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
@@ -197,7 +200,7 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
                                                              "(default: the model's largest trained stride)"),
            out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
            guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
-           sampler: str = SAMPLER, spacing: str = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS,
+           sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS,
            scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE):
     """Continue a video to any length, one model-length window at a time."""
     import torch
@@ -218,7 +221,7 @@ def interpolate(video: Path = typer.Argument(..., help="the frames to interpolat
                 prompt: Optional[str] = typer.Option(None, help="what the video shows (default: no text)"),
                 out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
                 guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
-                sampler: str = SAMPLER, spacing: str = SPACING, eta: float = ETA, seed: int = SEED,
+                sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED,
                 fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE):
     """Make factor - 1 new frames between each pair of frames of a video, keeping the given ones."""
     import torch
@@ -261,12 +264,14 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              ground_truth: bool = typer.Option(False, help="evaluate synthetic ground-truth clips"),
              num: int = typer.Option(20, "--num", "--num-videos", help="videos to generate / draw (under torchrun "
                                      "spell it --num-videos: torchrun claims --num)"),
-             steps: Optional[int] = typer.Option(None, help="sampling steps (with --model; default 25, or a "
-                                                            "distilled model's own)"),
+             steps: Optional[int] = typer.Option(None, help="sampling steps (with --model; default the model's "
+                                                            "diffusion.sampling_steps, or a distilled model's own)"),
              guidance: Optional[float] = typer.Option(None, help="guidance scale (with --model; default the model's "
                                                                  "diffusion.guidance, or 1 for a distilled model)"),
-             sampler: str = typer.Option("ddim", help="sampler (with --model)"),
-             spacing: str = typer.Option("uniform", help="step spacing: uniform | karras | log_snr (with --model)"),
+             sampler: Optional[str] = typer.Option(None, help="sampler (with --model; default the model's "
+                                                              "diffusion.sampler)"),
+             spacing: Optional[str] = typer.Option(None, help="step spacing: uniform | karras | log_snr (with --model; "
+                                                              "default the model's diffusion.spacing)"),
              seed: int = typer.Option(0, help="video i uses seed + i"),
              gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2 (without --config)"),
              config: Optional[Path] = typer.Option(None, help="the world the videos show (its data section): clips "

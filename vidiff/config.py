@@ -91,6 +91,9 @@ class DiffusionConfig:
     time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
     guidance: float = bounded(3.0, 0)      # the classifier-free guidance scale this model samples with unless told
                                            # (chosen per model: benchmarks/sampling_sweep.py)
+    sampler: str = "ddim"                  # and its sampler, step count and step spacing (vidiff.diffusion's
+    sampling_steps: int = bounded(25, 1)   # SAMPLERS and SPACINGS): what `generate`, `eval`, `extend`,
+    spacing: str = "uniform"               # `interpolate` and the web UI use unless told
     distilled_steps: int = bounded(0, 0)   # a distilled student (`vidiff distill`): sample with this many DDIM
                                            # steps and no classifier-free guidance (its teacher's is built in)
 

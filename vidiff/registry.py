@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .config import Config
 from .data import CROPS, DATASETS
-from .diffusion import PREDICTIONS, SCHEDULES, TIME_SAMPLINGS, WEIGHTINGS
+from .diffusion import PREDICTIONS, SAMPLERS, SCHEDULES, SPACINGS, TIME_SAMPLINGS, WEIGHTINGS
 from .errors import VidiffError
 from .models import BACKBONES, input_multiples
 from .models.dit import ATTENTION_MODES
@@ -18,7 +18,7 @@ from .models.vae import TEMPORAL_DOWNSAMPLES
 CHOICES = {
     "model.type": BACKBONES, "model.dit.attention": ATTENTION_MODES,
     "diffusion.schedule": SCHEDULES, "diffusion.prediction": PREDICTIONS, "diffusion.loss_weighting": WEIGHTINGS,
-    "diffusion.time_sampling": TIME_SAMPLINGS,
+    "diffusion.time_sampling": TIME_SAMPLINGS, "diffusion.sampler": SAMPLERS, "diffusion.spacing": SPACINGS,
     "data.type": DATASETS, "data.folder.crop": CROPS, "vae.temporal_downsample": TEMPORAL_DOWNSAMPLES,
 }
 

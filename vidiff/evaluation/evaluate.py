@@ -34,9 +34,9 @@ def score_clips(clips: list[np.ndarray], captions: list[str | None], data: DataC
 
 
 def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
-             steps: int | None = None, guidance: float | None = None, sampler: str = "ddim", seed: int = 0,
+             steps: int | None = None, guidance: float | None = None, sampler: str | None = None, seed: int = 0,
              overwrite: bool = False, dist: Dist | None = None, world: DataConfig | None = None,
-             spacing: str = "uniform") -> dict | None:
+             spacing: str | None = None) -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
     world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
@@ -60,7 +60,7 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         names, clips, captions = sources.ground_truth(data, num)
         title, world = f"vidiff eval of {num} ground-truth clips", data
     else:
-        steps, guidance = pipe.defaults(steps, guidance)       # 25 at 3, or a distilled model's own
+        steps, guidance, sampler, spacing = pipe.defaults(steps, guidance, sampler, spacing)   # the model's own
         names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist,
                                                        spacing)
         if not dist.main:

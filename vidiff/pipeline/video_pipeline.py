@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -37,6 +37,13 @@ class VideoPipelineOutput:
              overwrite: bool = False) -> Path:
         """Write video `index` as .mp4, .gif or a .png contact sheet, enlarged `scale` times."""
         return save_video(upscale(self.frames[index], scale), path, fps=fps, overwrite=overwrite)
+
+
+class Sampling(NamedTuple):
+    steps: int
+    guidance: float
+    sampler: str
+    spacing: str
 
 
 class VideoPipeline:
@@ -89,12 +96,16 @@ class VideoPipeline:
             raise VidiffError(f"this model makes clips at frame strides {', '.join(map(str, strides))} "
                               f"(data.shapes.strides), not {stride}")
 
-    def defaults(self, steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
-        """25 steps at the model's guidance (diffusion.guidance), or a distilled student's own step count
-        without guidance."""
-        distilled = self.config.diffusion.distilled_steps
-        return (steps if steps is not None else distilled or 25,
-                guidance_scale if guidance_scale is not None else 1.0 if distilled else self.config.diffusion.guidance)
+    def defaults(self, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                 spacing: str | None = None) -> Sampling:
+        """What is not given, from the model's config: its diffusion.sampling_steps, guidance, sampler and
+        spacing; a distilled student: its own step count on the uniform DDIM grid it learnt, no guidance."""
+        d = self.config.diffusion
+        distilled = d.distilled_steps
+        return Sampling(steps if steps is not None else distilled or d.sampling_steps,
+                        guidance_scale if guidance_scale is not None else 1.0 if distilled else d.guidance,
+                        sampler if sampler is not None else "ddim" if distilled else d.sampler,
+                        spacing if spacing is not None else "uniform" if distilled else d.spacing)
 
     def _check_options(self, steps: int, guidance_scale: float, sampler: str, spacing: str,
                        method: str | None = None) -> str:
@@ -132,8 +143,8 @@ class VideoPipeline:
 
     def __call__(self, prompt: str | list[str], num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 generator: torch.Generator | None = None, sampler: str = "ddim", eta: float = 0.0,
-                 spacing: str = "uniform", progress: bool = True,
+                 generator: torch.Generator | None = None, sampler: str | None = None, eta: float = 0.0,
+                 spacing: str | None = None, progress: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, image: FrameSource | None = None,
                  method: str | None = None, guidance_weight: float = 2.0, zero_shot: bool = False,
                  motion: tuple[float, float] = (1.0, 0.0), stride: int = 1) -> VideoPipelineOutput:
@@ -142,7 +153,8 @@ class VideoPipeline:
         `motion` (dx, dy) pixels a frame, and each frame attends to frame 0. stride: make every stride-th
         frame of the video (a model trained with data.shapes.strides), e.g. the keyframes of a long one."""
         prompts = self._prompts(prompt)
-        num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
+        num_inference_steps, guidance_scale, sampler, spacing = self.defaults(num_inference_steps, guidance_scale,
+                                                                              sampler, spacing)
         data = self.config.data
         frames = data.frames if num_frames is None else num_frames
         height = data.size if height is None else height
@@ -198,7 +210,7 @@ class VideoPipeline:
 
     def extend(self, video: FrameSource, prompt: str, num_frames: int, context: int | None = None,
                num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
-               sampler: str = "ddim", eta: float = 0.0, spacing: str = "uniform", method: str | None = None,
+               sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
                guidance_weight: float = 2.0, progress: bool = True, mode: str = "windows",
                stride: int | None = None) -> VideoPipelineOutput:
         """Continue `video` to num_frames frames.
@@ -212,7 +224,8 @@ class VideoPipeline:
         Memory is one window's, whatever the length: each window's latents are decoded as soon as it is
         made, and the frames are kept as uint8."""
         prompts = self._prompts(prompt)
-        num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
+        num_inference_steps, guidance_scale, sampler, spacing = self.defaults(num_inference_steps, guidance_scale,
+                                                                              sampler, spacing)
         method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
         given = self._fit(video, "the video", self.config.data.size)
         ids = self.model.tokenizer.encode(prompts)
@@ -261,12 +274,13 @@ class VideoPipeline:
 
     def interpolate(self, video: FrameSource, factor: int, prompt: str | None = None,
                     num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
-                    sampler: str = "ddim", eta: float = 0.0, spacing: str = "uniform", method: str | None = None,
+                    sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
                     guidance_weight: float = 2.0, progress: bool = True) -> VideoPipelineOutput:
         """N frames in, (N - 1) * factor + 1 out: `factor - 1` new frames between each pair, the given
         frames kept exactly. Without a prompt the model is unconditional on text (guidance off)."""
         prompts = self._prompts(prompt) if prompt is not None else [""]
-        num_inference_steps, guidance_scale = self.defaults(num_inference_steps, guidance_scale)
+        num_inference_steps, guidance_scale, sampler, spacing = self.defaults(num_inference_steps, guidance_scale,
+                                                                              sampler, spacing)
         method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
         given = self._fit(video, "the video", self.config.data.size)
         ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..diffusion import SAMPLERS
+from ..diffusion import SAMPLERS, SPACINGS
 from ..errors import VidiffError
 from ..pipeline import METHODS
 from .jobs import Jobs
@@ -44,7 +44,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     "trained on.")
         model = gr.Dropdown(jobs.models(), value="default", label="model", elem_id="model")
         vocabulary = gr.Markdown(f"**Words this model knows:** {jobs.vocabulary()}", elem_id="vocabulary")
-        first_steps, first_guidance, first_frames = jobs.defaults()
+        first_steps, first_guidance, first_sampler, first_spacing, first_frames = jobs.defaults()
 
         with gr.Tab("Text → video", id="t2v"):
             prompt = gr.Textbox(label="prompt", value="a red circle and a blue square bouncing", elem_id="prompt")
@@ -53,19 +53,21 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 steps = gr.Number(first_steps, label="steps", precision=0)
                 guidance = gr.Number(first_guidance, label="guidance")
                 frames = gr.Number(first_frames, label="frames", precision=0)
-                sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="sampler")
+                sampler = gr.Dropdown(list(SAMPLERS), value=first_sampler, label="sampler")
+                spacing = gr.Dropdown(list(SPACINGS), value=first_spacing, label="step spacing")
 
             def picked(name):     # the vocabulary and sampling defaults follow the model
-                s, g, f = jobs.defaults(name)
-                return f"**Words this model knows:** {jobs.vocabulary(name)}", s, g, f
-            model.change(_shown(picked), model, [vocabulary, steps, guidance, frames], api_name=False)
+                s, g, sa, sp, f = jobs.defaults(name)
+                return f"**Words this model knows:** {jobs.vocabulary(name)}", s, g, sa, sp, f
+            model.change(_shown(picked), model, [vocabulary, steps, guidance, sampler, spacing, frames], api_name=False)
             go = gr.Button("Generate", variant="primary", elem_id="generate")
             video, gif, sheet = _results()
 
-            def generate(prompt, model="default", seed=0, steps=None, guidance=None, frames=None, sampler="ddim",
-                         progress=gr.Progress(track_tqdm=True)):
-                return jobs.generate(prompt, model, seed, _int(steps), guidance, _int(frames), sampler)
-            go.click(_shown(generate), [prompt, model, seed, steps, guidance, frames, sampler], [video, gif, sheet],
+            def generate(prompt, model="default", seed=0, steps=None, guidance=None, frames=None, sampler=None,
+                         spacing=None, progress=gr.Progress(track_tqdm=True)):
+                return jobs.generate(prompt, model, seed, _int(steps), guidance, _int(frames), sampler or None,
+                                     spacing or None)
+            go.click(_shown(generate), [prompt, model, seed, steps, guidance, frames, sampler, spacing], [video, gif, sheet],
                      api_name="generate")
 
         with gr.Tab("Image → video", id="i2v"):

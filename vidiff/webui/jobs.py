@@ -48,10 +48,10 @@ class Jobs:
                 self.cache[name] = VideoPipeline.from_pretrained(path, device=self.device)
             return self.cache[name]
 
-    def defaults(self, name: str | None = None) -> tuple[int, float, int]:
-        """(steps, guidance, frames) a model samples with by default."""
+    def defaults(self, name: str | None = None) -> tuple[int, float, str, str, int]:
+        """(steps, guidance, sampler, spacing, frames) a model samples with by default."""
         pipe = self.pipeline(name)
-        return (*pipe.defaults(None, None), pipe.config.data.frames)
+        return (*pipe.defaults(), pipe.config.data.frames)
 
     def vocabulary(self, name: str | None = None) -> str:
         return ", ".join(self.pipeline(name).model.tokenizer.known)
@@ -77,10 +77,12 @@ class Jobs:
 
     # the tabs --------------------------------------------------------------------------------------
     def generate(self, prompt: str, model: str | None = "default", seed: int = 0, steps: int | None = None,
-                 guidance: float | None = None, frames: int | None = None, sampler: str = "ddim"):
+                 guidance: float | None = None, frames: int | None = None, sampler: str | None = None,
+                 spacing: str | None = None):
         self.limits.check_request(steps=steps, frames=frames)
         pipe = self.pipeline(model)
         video = pipe(prompt, num_frames=frames, num_inference_steps=steps, guidance_scale=guidance, sampler=sampler,
+                     spacing=spacing,
                      generator=torch.Generator().manual_seed(int(seed)), progress=True)
         return self._write(video.frames[0])
 
