@@ -91,6 +91,8 @@ class DiffusionConfig:
     time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
     guidance: float = bounded(3.0, 0)      # the classifier-free guidance scale this model samples with unless told
                                            # (chosen per model: benchmarks/sampling_sweep.py)
+    guidance_interval: list[float] = bounded_list([], 0)   # [low, high]: guide only at sigma in (low, high]
+                                                          # (Kynkaeaenniemi et al. 2024); [] = at every step
     sampler: str = "ddim"                  # and its sampler, step count and step spacing (vidiff.diffusion's
     sampling_steps: int = bounded(25, 1)   # SAMPLERS and SPACINGS): what `generate`, `eval`, `extend`,
     spacing: str = "uniform"               # `interpolate` and the web UI use unless told
@@ -342,6 +344,9 @@ def check(cfg: Config) -> Config:
         _check_shapes(cfg.data, cfg.model)
     if len(cfg.model.dit.patch) != 3:
         raise VidiffError(f"model.dit.patch must be [frames, height, width], got {cfg.model.dit.patch}")
+    interval = cfg.diffusion.guidance_interval
+    if interval and (len(interval) != 2 or not interval[0] < interval[1]):
+        raise VidiffError(f"diffusion.guidance_interval must be [] or [low, high] sigmas with low < high, got {interval}")
     if not cfg.model.unet3d.channel_mults or not cfg.vae.channel_mults:
         raise VidiffError("model.unet3d.channel_mults and vae.channel_mults need at least one level")
     return cfg

@@ -3,6 +3,11 @@
 The conditional and unconditional passes run as one batch of 2B, which halves kernel launches and
 keeps the backbone busy; outputs are extrapolated uncond + scale * (cond - uncond). Because eps, x0
 and v are affine in one another for fixed (x_t, log_snr), guiding any of them is equivalent.
+
+A guidance interval (Kynkaeaenniemi et al. 2024, "Applying guidance in a limited interval improves
+sample and distribution quality") guides only at noise levels sigma = exp(-log_snr / 2) in (low, high]:
+guidance at the highest noise levels mostly pulls samples towards a few layouts and at the lowest
+changes little, and every step outside the interval costs one pass instead of two.
 """
 from __future__ import annotations
 
@@ -12,18 +17,33 @@ import torch
 from torch import Tensor
 
 
+def guidance_active(log_snr: Tensor, interval: Sequence[float] | None) -> Tensor:
+    """Where guidance applies: everywhere without an interval, else where sigma is in (low, high]."""
+    if not interval:
+        return torch.ones_like(log_snr, dtype=torch.bool)
+    sigma = torch.exp(-log_snr.float() / 2)
+    return (sigma > interval[0]) & (sigma <= interval[1])
+
+
 def classifier_free_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Tensor],
-                             uncond: Sequence[Tensor], scale: float) -> Callable[[Tensor, Tensor], Tensor]:
+                             uncond: Sequence[Tensor], scale: float,
+                             interval: Sequence[float] | None = None) -> Callable[[Tensor, Tensor], Tensor]:
     """Return ``fn(x_t, log_snr)`` that evaluates ``model_fn(x, log_snr, *cond)`` guided by scale.
 
     cond and uncond are the extra model arguments (e.g. text context and mask), batched like x.
-    scale = 1 is the plain conditional model, 0 the unconditional one.
+    scale = 1 is the plain conditional model, 0 the unconditional one. interval: (low, high) in
+    sigma; outside it the conditional model alone (see the module docstring).
     """
+    plain = lambda x, log_snr: model_fn(x, log_snr, *cond)   # noqa: E731
     if scale == 1.0:
-        return lambda x, log_snr: model_fn(x, log_snr, *cond)
+        return plain
     both = [torch.cat([c, u]) for c, u in zip(cond, uncond)]
 
     def guided(x: Tensor, log_snr: Tensor) -> Tensor:
+        active = guidance_active(log_snr, interval)
+        if not active.any():
+            return plain(x, log_snr)
         out_cond, out_uncond = model_fn(torch.cat([x, x]), torch.cat([log_snr, log_snr]), *both).chunk(2)
-        return out_uncond + scale * (out_cond - out_uncond)
+        out = out_uncond + scale * (out_cond - out_uncond)
+        return out if active.all() else torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
     return guided

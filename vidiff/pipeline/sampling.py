@@ -48,7 +48,7 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
         if method == "trained":
             frames = frame_condition(known, frame_mask)
             cond, null = (*cond, frames), (*null, frames)
-    guided = classifier_free_guidance(model, cond, null, guidance_scale)
+    guided = classifier_free_guidance(model, cond, null, guidance_scale, diffusion.guidance_interval)
     denoiser = make_denoiser(guided, diffusion.prediction, clip_x0=1.0 if clip_x0 else None)
     if known is not None:
         denoiser = (reconstruction_guidance(denoiser, known, frame_mask, guidance_weight) if method == "guidance"
