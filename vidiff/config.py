@@ -346,7 +346,8 @@ def check(cfg: Config) -> Config:
         raise VidiffError(f"model.dit.patch must be [frames, height, width], got {cfg.model.dit.patch}")
     interval = cfg.diffusion.guidance_interval
     if interval and (len(interval) != 2 or not interval[0] < interval[1]):
-        raise VidiffError(f"diffusion.guidance_interval must be [] or [low, high] sigmas with low < high, got {interval}")
+        raise VidiffError(f"diffusion.guidance_interval must be [] or [low, high] sigmas with low < high, "
+                          f"got {interval}")
     if not cfg.model.unet3d.channel_mults or not cfg.vae.channel_mults:
         raise VidiffError("model.unet3d.channel_mults and vae.channel_mults need at least one level")
     return cfg

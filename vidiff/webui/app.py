@@ -67,8 +67,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                          spacing=None, progress=gr.Progress(track_tqdm=True)):
                 return jobs.generate(prompt, model, seed, _int(steps), guidance, _int(frames), sampler or None,
                                      spacing or None)
-            go.click(_shown(generate), [prompt, model, seed, steps, guidance, frames, sampler, spacing], [video, gif, sheet],
-                     api_name="generate")
+            go.click(_shown(generate), [prompt, model, seed, steps, guidance, frames, sampler, spacing],
+                     [video, gif, sheet], api_name="generate")
 
         with gr.Tab("Image → video", id="i2v"):
             with gr.Row():
