@@ -25,7 +25,6 @@ from vidiff.evaluation.report import HIGHER_IS_BETTER
 from vidiff.evaluation.sources import ground_truth
 from vidiff.pipeline import VideoPipeline
 
-GUIDANCE = 3.0
 CHUNK = 4
 METRICS = ("viewer_pass", "permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px",
            "max_jump_px", "dynamic_degree", "warping_error", "flicker", "fvd_shapes")
@@ -42,12 +41,15 @@ def main() -> None:
     parser.add_argument("--samplers", default="ddpm,ddim,dpm++2m,heun")
     parser.add_argument("--steps", default="5,10,20,50,250")
     parser.add_argument("--out", type=Path, default=Path("eval/quality_vs_steps"))
+    parser.add_argument("--guidance", type=float, default=None, help="default: the model's own")
+    parser.add_argument("--spacing", default=None, help="step spacing (default: the model's own)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache_path = args.out / "results.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
     pipe = VideoPipeline.from_pretrained()
+    _, guidance, _, spacing = pipe.defaults(None, args.guidance, None, args.spacing)
     data = unit_stride(pipe.config.data)
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
     reference = reference_clips(data)
@@ -59,8 +61,8 @@ def main() -> None:
             start = time.perf_counter()
             clips = []
             for chunk in range(0, args.num, CHUNK):   # small batches stay in cache: faster on CPUs
-                clips += list(pipe(captions[chunk:chunk + CHUNK], num_inference_steps=steps, guidance_scale=GUIDANCE,
-                                   sampler=sampler, generator=torch.Generator().manual_seed(chunk),
+                clips += list(pipe(captions[chunk:chunk + CHUNK], num_inference_steps=steps, guidance_scale=guidance,
+                                   sampler=sampler, spacing=spacing, generator=torch.Generator().manual_seed(chunk),
                                    progress=False).frames)
             seconds = (time.perf_counter() - start) / args.num
             cache[key] = {**evaluate(clips, captions, data, reference), "seconds_per_clip": seconds}
@@ -70,9 +72,13 @@ def main() -> None:
         _, clips, truth_captions = ground_truth(data, args.num)
         cache["ground truth"] = evaluate(clips, truth_captions, data, reference)
         cache_path.write_text(json.dumps(cache, indent=1))
-    publish("quality_vs_steps", "Embedded model: quality against sampler and steps",
-            table({k: v for k, v in cache.items() if v["videos"] == args.num}),
-            f"python benchmarks/quality_vs_steps.py --num {args.num} --samplers {args.samplers} --steps {args.steps}")
+    body = (f"The embedded model, {args.num} held-out prompts, guidance {guidance:g}, {spacing} step spacing; every "
+            "cell the same prompts and initial noise. s/clip: sampling and decoding only, batches of 4.\n\n"
+            + table({k: v for k, v in cache.items() if v["videos"] == args.num}) + "\n")
+    publish("quality_vs_steps", "Embedded model: quality against sampler and steps", body,
+            f"python benchmarks/quality_vs_steps.py --num {args.num} --samplers {args.samplers} --steps {args.steps}"
+            + (f" --guidance {args.guidance:g}" if args.guidance is not None else "")
+            + (f" --spacing {args.spacing}" if args.spacing else ""))
 
 
 def table(cells: dict[str, dict]) -> str:
