@@ -61,7 +61,7 @@ def main() -> None:
                      f"{summary['permanence']:.3f} | {summary['fidelity']:.3f} | {summary.get('shape_stability', float('nan')):.3f} |")
         print(lines[-1], flush=True)
     body = (f"Image model `{args.model}`, {args.num} held-out captions, {args.frames} frames, {args.steps} DDIM steps, "
-            f"guidance {pipe.defaults(None, None)[1]:g}; {time.time() - start:.0f} s.\n\n" + "\n".join(lines))
+            f"guidance {pipe.defaults().guidance:g}; {time.time() - start:.0f} s.\n\n" + "\n".join(lines))
     publish("zero_shot", "Zero-shot video from an image model: commanded motion", body,
             f"python benchmarks/zero_shot.py --model {args.model} --num {args.num} --steps {args.steps}")
 

@@ -167,8 +167,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              motion: str = typer.Option("1,0", help="with --zero-shot: DX,DY pixels a frame"),
              stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
              steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: Optional[str] = SAMPLER,
-             spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET,
-             overwrite: bool = OVERWRITE):
+             spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE,
+             sheet: bool = SHEET, overwrite: bool = OVERWRITE):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
     import torch
 

@@ -17,10 +17,8 @@ import torch
 from torch import Tensor
 
 
-def guidance_active(log_snr: Tensor, interval: Sequence[float] | None) -> Tensor:
-    """Where guidance applies: everywhere without an interval, else where sigma is in (low, high]."""
-    if not interval:
-        return torch.ones_like(log_snr, dtype=torch.bool)
+def guidance_active(log_snr: Tensor, interval: Sequence[float]) -> Tensor:
+    """Where guidance applies: where sigma is in (low, high]."""
     sigma = torch.exp(-log_snr.float() / 2)
     return (sigma > interval[0]) & (sigma <= interval[1])
 
@@ -39,11 +37,17 @@ def classifier_free_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Ten
         return plain
     both = [torch.cat([c, u]) for c, u in zip(cond, uncond)]
 
-    def guided(x: Tensor, log_snr: Tensor) -> Tensor:
+    def passes(x: Tensor, log_snr: Tensor) -> tuple[Tensor, Tensor]:
+        out_cond, out_uncond = model_fn(torch.cat([x, x]), torch.cat([log_snr, log_snr]), *both).chunk(2)
+        return out_cond, out_uncond + scale * (out_cond - out_uncond)
+
+    if not interval:       # the common case: no per-step test (and no host sync) on the hot path
+        return lambda x, log_snr: passes(x, log_snr)[1]
+
+    def guided_in_interval(x: Tensor, log_snr: Tensor) -> Tensor:
         active = guidance_active(log_snr, interval)
         if not active.any():
             return plain(x, log_snr)
-        out_cond, out_uncond = model_fn(torch.cat([x, x]), torch.cat([log_snr, log_snr]), *both).chunk(2)
-        out = out_uncond + scale * (out_cond - out_uncond)
-        return out if active.all() else torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
-    return guided
+        out_cond, out = passes(x, log_snr)
+        return torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
+    return guided_in_interval
