@@ -92,3 +92,38 @@ def test_frame_conditioning_refuses_a_vae_that_compresses_time(tmp_path):
     model["data"]["frames"] = 5
     with pytest.raises(VidiffError, match="without temporal compression"):
         Trainer(config_from_dict(model), tmp_path / "run", progress=False)
+
+
+def test_decoder_fine_tune_of_a_latent_model_swaps_in_by_export(tmp_path, vae_run):
+    """A VAE run initialised from a latent model trains only its decoder (train.trainable 'decoder.*'):
+    the encoder stays bit-identical, so `export --vae` may put the new decoder beside the old diffusion
+    weights; a VAE with another encoder is refused (its latents would mean something else)."""
+    from vidiff.checkpoint import load_codec, load_vae
+    from vidiff.errors import VidiffError
+    values = tiny_config_dict(steps=2, checkpoint_every=2, vae=str(vae_run))
+    values["model"]["in_channels"] = 4
+    Trainer(config_from_dict(values), tmp_path / "model", progress=False).train()
+    model = export_pretrained(tmp_path / "model", tmp_path / "exported")
+    old = load_codec(model)
+
+    tune = vae_values(steps=6, init_from=str(model), trainable="decoder.*", lr=1e-2)
+    Trainer(config_from_dict(tune), tmp_path / "decoder", progress=False, task=VAETask).train()
+    new = load_vae(tmp_path / "decoder")[0]
+    for (name, a), b in zip(old.vae.encoder.state_dict().items(), new.encoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, b) for a, b in zip(old.vae.decoder.parameters(), new.decoder.parameters()))
+
+    swapped = export_pretrained(model, tmp_path / "swapped", vae=tmp_path / "decoder")
+    codec = load_codec(swapped)
+    assert codec.scale == old.scale
+    for a, b in zip(codec.vae.decoder.parameters(), new.decoder.parameters()):
+        assert torch.equal(a, b)
+    out = VideoPipeline.from_pretrained(swapped, device="cpu")("a red circle bouncing", num_inference_steps=2,
+                                                                progress=False)
+    assert out.frames.shape == (1, 4, 16, 16, 3)
+
+    other = tmp_path / "other"
+    Trainer(config_from_dict(vae_values(steps=1, seed=7)), other, progress=False, task=VAETask).train()
+    with pytest.raises(VidiffError, match="another encoder"):
+        export_pretrained(model, tmp_path / "refused", vae=other)
+    assert not (tmp_path / "refused").exists()

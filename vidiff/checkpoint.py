@@ -169,6 +169,8 @@ def initialize_from(module: nn.Module, source: str | Path, model_type: str) -> l
     """train.init_from: load a checkpoint's weights (EMA when it has them) into a new model of the same
     or a larger architecture; returns the names of the parameters it added (which keep their init)."""
     folder = resolve_checkpoint(source)
+    if model_type == VAE_TYPE and (folder / "vae.safetensors").is_file():   # the VAE inside a latent model
+        return load_weights(module, folder / "vae.safetensors", model_type, allow_new=True)
     weights = folder / "ema.safetensors"
     return load_weights(module, weights if weights.is_file() else folder / "model.safetensors", model_type,
                         allow_new=True)
@@ -225,10 +227,28 @@ def load_codec(folder: Path, device: str | torch.device = "cpu") -> LatentCodec:
     return LatentCodec(vae.to(device).eval().requires_grad_(False), scale, config=vae_cfg)
 
 
-def export_pretrained(source: str | Path, folder: str | Path) -> Path:
-    """Write an inference-only checkpoint (config.json + the EMA weights as model.safetensors, + the VAE)."""
+def export_pretrained(source: str | Path, folder: str | Path, vae: str | Path | None = None) -> Path:
+    """Write an inference-only checkpoint (config.json + the EMA weights as model.safetensors, + the VAE).
+    vae: a VAE to decode with instead of the model's own, whose encoder must be the model's, weight for
+    weight (a decoder fine-tune: the latents keep their meaning and scale)."""
     model, config, source = load_model(source)
     codec = load_codec(source)          # also upgrades a VAE stored before its metadata carried config and scale
+    if vae is not None:
+        codec = swap_decoder(codec, vae)
     extra = {"vae": codec.vae} if codec.latent else None
     meta = {"vae": vae_metadata(codec.config, codec.scale)} if codec.latent else None
     return write_checkpoint(folder, config, model, extra=extra, extra_metadata=meta)
+
+
+def swap_decoder(codec: LatentCodec, path: str | Path) -> LatentCodec:
+    """The codec with the decoder of the VAE at `path`, whose encoder must equal the codec's exactly."""
+    if not codec.latent:
+        raise VidiffError("--vae needs a latent model; this one works in pixels")
+    new, cfg = load_vae(path)
+    old_state, new_state = codec.vae.encoder.state_dict(), new.encoder.state_dict()
+    same = old_state.keys() == new_state.keys() and all(
+        old_state[k].shape == new_state[k].shape and torch.equal(old_state[k], new_state[k]) for k in old_state)
+    if not same or codec.config != cfg.vae:
+        raise VidiffError(f"the VAE in '{path}' has another encoder than the model's: its latents would mean "
+                          "something else (train it with train.init_from the model and train.trainable 'decoder.*')")
+    return LatentCodec(new, codec.scale, codec.tile, codec.config)

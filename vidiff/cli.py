@@ -310,10 +310,12 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
 
 @app.command()
 def export(source: Path = typer.Argument(..., help="run folder or checkpoint folder"),
-           out: Path = typer.Argument(..., help="new folder for the inference checkpoint")):
+           out: Path = typer.Argument(..., help="new folder for the inference checkpoint"),
+           vae: Optional[Path] = typer.Option(None, help="decode with this VAE (run or checkpoint) instead: a "
+                                                          "decoder fine-tune of the model's own, same encoder")):
     """Export a checkpoint's EMA weights as an inference-only model folder."""
     from .checkpoint import export_pretrained
-    typer.echo(f"wrote {export_pretrained(source, out)}")
+    typer.echo(f"wrote {export_pretrained(source, out, vae)}")
 
 
 @app.command("train-vae")
