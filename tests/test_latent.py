@@ -98,7 +98,7 @@ def test_decoder_fine_tune_of_a_latent_model_swaps_in_by_export(tmp_path, vae_ru
     """A VAE run initialised from a latent model trains only its decoder (train.trainable 'decoder.*'):
     the encoder stays bit-identical, so `export --vae` may put the new decoder beside the old diffusion
     weights; a VAE with another encoder is refused (its latents would mean something else)."""
-    from vidiff.checkpoint import load_codec, load_vae
+    from vidiff.checkpoint import load_codec, load_vae, read_config
     from vidiff.errors import VidiffError
     values = tiny_config_dict(steps=2, checkpoint_every=2, vae=str(vae_run))
     values["model"]["in_channels"] = 4
@@ -115,7 +115,7 @@ def test_decoder_fine_tune_of_a_latent_model_swaps_in_by_export(tmp_path, vae_ru
 
     swapped = export_pretrained(model, tmp_path / "swapped", vae=tmp_path / "decoder")
     codec = load_codec(swapped)
-    assert codec.scale == old.scale
+    assert codec.scale == old.scale and read_config(swapped).vae == load_vae(tmp_path / "decoder")[1].vae
     for a, b in zip(codec.vae.decoder.parameters(), new.decoder.parameters()):
         assert torch.equal(a, b)
     out = VideoPipeline.from_pretrained(swapped, device="cpu")("a red circle bouncing", num_inference_steps=2,

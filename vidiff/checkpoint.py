@@ -235,6 +235,7 @@ def export_pretrained(source: str | Path, folder: str | Path, vae: str | Path | 
     codec = load_codec(source)          # also upgrades a VAE stored before its metadata carried config and scale
     if vae is not None:
         codec = swap_decoder(codec, vae)
+        config = dataclasses.replace(config, vae=codec.config)
     extra = {"vae": codec.vae} if codec.latent else None
     meta = {"vae": vae_metadata(codec.config, codec.scale)} if codec.latent else None
     return write_checkpoint(folder, config, model, extra=extra, extra_metadata=meta)
@@ -248,7 +249,8 @@ def swap_decoder(codec: LatentCodec, path: str | Path) -> LatentCodec:
     old_state, new_state = codec.vae.encoder.state_dict(), new.encoder.state_dict()
     same = old_state.keys() == new_state.keys() and all(
         old_state[k].shape == new_state[k].shape and torch.equal(old_state[k], new_state[k]) for k in old_state)
-    if not same or codec.config != cfg.vae:
+    shape = ("in_channels", "channels", "channel_mults", "latent_channels", "temporal_downsample")
+    if not same or any(getattr(codec.config, k) != getattr(cfg.vae, k) for k in shape):
         raise VidiffError(f"the VAE in '{path}' has another encoder than the model's: its latents would mean "
                           "something else (train it with train.init_from the model and train.trainable 'decoder.*')")
-    return LatentCodec(new, codec.scale, codec.tile, codec.config)
+    return LatentCodec(new, codec.scale, codec.tile, cfg.vae)   # its loss weights now describe the decoder
