@@ -133,3 +133,17 @@ def test_flicker_of_a_near_black_video_is_bounded():
     video[::2] = 1
     video[1::2] = 2
     assert temporal_scores(video)["flicker"] < 0.25
+
+
+def test_videos_eval_saves_score_like_their_frames(tmp_path):
+    """MP4 halves colour resolution: written at 1x, 32-px ground truth loses objects' colours at their
+    edges; eval's saved samples are written 4x larger, so re-scoring the files gives the same verdicts."""
+    from vidiff.data.io import read_video, save_video, upscale
+    from vidiff.evaluation.sources import SAVE_SCALE, ground_truth
+    _, clips, captions = ground_truth(DataConfig(), 12)
+    same = []
+    for i, (clip, caption) in enumerate(zip(clips, captions)):
+        path = save_video(upscale(clip, SAVE_SCALE), tmp_path / f"{i}.mp4")
+        a, b = score_video(clip, caption), score_video(read_video(path), caption, size=32)
+        same.append(a["viewer_pass"] == b["viewer_pass"] and abs(a["permanence"] - b["permanence"]) <= 1 / 16)
+    assert np.mean(same) >= 11 / 12
