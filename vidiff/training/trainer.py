@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import initialize_from, load_weights, read_config, resolve_checkpoint
+from ..checkpoint import VAE_TYPE, initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -103,7 +103,9 @@ class Trainer:
         if folder is None and cfg.train.init_from:
             self.added = initialize_from(self.model, cfg.train.init_from, self.task.model_type)
             note = f"initialised from '{cfg.train.init_from}'; {len(self.added)} new parameter tensors keep their init"
-            if read_config(resolve_checkpoint(cfg.train.init_from)).data.frames == 1 and cfg.data.frames > 1:
+            # inflation is for diffusion backbones; a VAE (e.g. a decoder fine-tune) has no temporal layers to reset
+            image_source = read_config(resolve_checkpoint(cfg.train.init_from)).data.frames == 1
+            if image_source and cfg.data.frames > 1 and self.task.model_type != VAE_TYPE:
                 try:     # inflation: an image model's temporal layers start as identity
                     self.model.backbone.reset_temporal()
                 except (AttributeError, ValueError) as e:
