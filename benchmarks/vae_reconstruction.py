@@ -49,14 +49,14 @@ def square(frames: np.ndarray, size: int) -> np.ndarray:
 VIEWER_METRICS = ("viewer_pass", "permanence", "fidelity", "extra_frames", "merged_frames", "missing_frames")
 
 
-def viewer_table(names: list[str], num: int) -> str:
-    """Ground truth and each VAE's reconstructions of the same held-out clips, scored per object count."""
-    vaes = [(name, load_vae(name)) for name in names]
-    shapes = vaes[0][1][1].data
+def viewer_table(vaes: list[tuple[str, object]], data: DataConfig, num: int) -> str:
+    """Ground truth and each (name, VAE)'s reconstructions of the same held-out clips, scored per object
+    count; the clips come from `data` (the first VAE's world), 16 frames at stride 1."""
+    shapes = data
     shapes = replace(unit_stride(shapes if shapes.type == "shapes" else DataConfig(size=32)), frames=16)
     _, clips, captions = ground_truth(shapes, num)
     counts = [len(parse_caption(c)) for c in captions]
-    rows = [("ground truth", clips)] + [(name, [reconstruct(vae, c) for c in clips]) for name, (vae, _) in vaes]
+    rows = [("ground truth", clips)] + [(name, [reconstruct(vae, c) for c in clips]) for name, vae in vaes]
     lines = [f"{num} held-out clips of {shapes.frames}x{shapes.size}x{shapes.size} at stride 1, scored by `vidiff eval`'s "
              "checks (means)", "", "| video | objects | clips | PSNR (dB) | " + " | ".join(VIEWER_METRICS) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(VIEWER_METRICS)]
@@ -79,8 +79,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="real clips are resized to size x size")
     parser.add_argument("--viewer", type=int, default=0, help="held-out 16-frame clips for the viewer-check table")
     args = parser.parse_args()
-    names, args.vae = args.vae, args.vae[0]
-    vae, cfg = load_vae(args.vae)
+    names = args.vae
+    vae, cfg = load_vae(names[0])
     rows = []
     # a VAE trained on a folder is still checked on the synthetic world, at the shapes recipe's size
     shapes = cfg.data if cfg.data.type == "shapes" else DataConfig(frames=cfg.data.frames, size=32)
@@ -94,14 +94,15 @@ def main() -> None:
             clip = square(read_video(path)[:t], args.size)
             rows.append((f"real: {path.name} ({len(clip)}x{args.size}x{args.size})", [(psnr(clip, r := reconstruct(vae, clip)), ssim(clip, r))]))
     ratio = 3 * vae.spatial_factor ** 2 * vae.time_factor / vae.latent_channels
-    lines = [f"VAE {args.vae}: {vae.spatial_factor}x spatial, {vae.time_factor}x temporal, {vae.latent_channels} latent "
+    lines = [f"VAE {names[0]}: {vae.spatial_factor}x spatial, {vae.time_factor}x temporal, {vae.latent_channels} latent "
              f"channels ({ratio:.0f}x fewer numbers)", "", "| clips | PSNR (dB) | SSIM |", "|---|---:|---:|"]
     for name, scores in rows:
         p, s = np.mean([a for a, _ in scores]), np.mean([b for _, b in scores])
         lines.append(f"| {name} | {p:.2f} | {s:.3f} |")
     if args.viewer:
-        lines += ["", viewer_table(names, args.viewer)]
-    publish(f"vae_reconstruction_{Path(args.vae).name}", "VAE reconstruction", "\n".join(lines),
+        others = [(name, load_vae(name)[0]) for name in names[1:]]
+        lines += ["", viewer_table([(names[0], vae)] + others, cfg.data, args.viewer)]
+    publish(f"vae_reconstruction_{Path(names[0]).name}", "VAE reconstruction", "\n".join(lines),
             "python benchmarks/vae_reconstruction.py " + " ".join(f"--vae {n}" for n in names)
             + (f" --real {args.real}" if args.real else "") + (f" --viewer {args.viewer}" if args.viewer else ""))
 
