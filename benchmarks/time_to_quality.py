@@ -4,6 +4,11 @@
     pip install --no-deps video-diffusion-pytorch einops-exts rotary-embedding-torch     # peer 2
     python benchmarks/time_to_quality.py [--minutes 10 30 60] [--num 12] [--threads 1]
 
+    # or the arms split over the cores, one process (one thread) each, then one report:
+    python benchmarks/time_to_quality.py --arms diffusers,vidiff-latent --minutes 30 60 --num 6 --work /tmp/a --no-report &
+    python benchmarks/time_to_quality.py --arms vdp --minutes 30 60 --num 6 --work /tmp/b --no-report
+    python benchmarks/time_to_quality.py --merge /tmp/a /tmp/b
+
 Every arm trains from scratch on vidiff's synthetic bouncing-shapes clips (16x32x32, batch 4) for
 the same training minutes on this machine's CPU, is sampled with its own default sampler on the same
 held-out prompts, and is scored by `vidiff eval`'s metrics (scored at each budget in --minutes; one
@@ -50,6 +55,7 @@ from vidiff.evaluation.evaluate import score_clips                           # n
 from vidiff.models.text import WordTokenizer                                 # noqa: E402
 
 BATCH, PEER_LR, PEER_WARMUP, CFG_DROPOUT, CONTEXT_DIM = 4, 1e-4, 200, 0.1, 128
+SAMPLER_NAMES = {"ddim": "DDIM", "dpm++2m": "DPM++(2M)", "heun": "Heun", "euler": "Euler"}
 METRICS = [("viewer_pass", "viewer pass"), ("permanence", "permanence"), ("fidelity", "fidelity"),
            ("shape_stability", "shape stab."), ("physics_error_px", "physics px"), ("dynamic_degree", "dynamic"),
            ("flicker", "flicker"), ("fvd_shapes", "FVD-shapes")]
@@ -172,7 +178,7 @@ class VidiffArm:
         tc = self.cfg.train
         tc.steps, tc.sample_every, tc.checkpoint_every, tc.keep_last = 10**6, 10**9, 10**9, 1
         tc.vae = vae
-        self.sampler = f"DDIM {tc.sample_steps} steps, guidance {tc.sample_guidance:g} (its defaults)"
+        self.sampler = "its defaults"      # named after training, from the pipeline that samples it
         self.seconds, self.step = 0.0, 0
 
     def train_for(self, seconds: float) -> None:
@@ -185,6 +191,8 @@ class VidiffArm:
     def sample(self, captions: list[str], seed: int) -> list[np.ndarray]:
         from vidiff.pipeline import VideoPipeline
         pipe = VideoPipeline.from_pretrained(self.run)
+        d = pipe.defaults()
+        self.sampler = f"{SAMPLER_NAMES.get(d.sampler, d.sampler)} {d.steps} steps ({d.spacing}), guidance {d.guidance:g} (its defaults)"
         return [pipe(c, generator=torch.Generator().manual_seed(seed + i), progress=False).frames[0]   # its defaults
                 for i, c in enumerate(captions)]
 
@@ -226,7 +234,12 @@ def main() -> None:
     ap.add_argument("--arms", default="vidiff-latent,vidiff-pixel,diffusers,vdp")
     ap.add_argument("--work", default="/tmp/vidiff-time-to-quality", help="run folders (a fresh one is needed)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where the sample sheet goes")
+    ap.add_argument("--no-report", action="store_true",
+                    help="keep results in --work only (arms split across processes, one core each; see --merge)")
+    ap.add_argument("--merge", nargs="+", metavar="WORK", help="write the report from these --work folders, train nothing")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args)
     torch.set_num_threads(args.threads)
     work, out = Path(args.work), Path(args.out)
     if work.exists() and any(work.iterdir()):
@@ -254,7 +267,31 @@ def main() -> None:
                   {k: round(summary.get(k, float("nan")), 3) for k, _ in METRICS}, flush=True)
             sheets[arm.name] = np.stack(clips[:6])
             (work / "results.json").write_text(json.dumps(results, indent=1))
-    write_report(out, results, budgets, sheets, captions, args)
+            np.savez_compressed(work / "sheets.npz", **{name.replace(" ", "_"): v for name, v in sheets.items()})
+            (work / "captions.json").write_text(json.dumps(captions))
+    if not args.no_report:
+        write_report(out, results, budgets, sheets, captions, args)
+
+
+def merge(args) -> None:
+    """One report from several processes' --work folders (each ran some of the arms, same budgets and prompts)."""
+    results, sheets, captions = [], {}, None
+    for folder in map(Path, args.merge):
+        if not (folder / "results.json").exists():
+            raise SystemExit(f"'{folder}' has no results.json; give the --work folder of a finished run")
+        results += json.loads((folder / "results.json").read_text())
+        got = json.loads((folder / "captions.json").read_text())
+        if captions is not None and got != captions:
+            raise SystemExit(f"'{folder}' scored other prompts than the first folder; merge runs with the same --num")
+        captions = got
+        with np.load(folder / "sheets.npz") as saved:
+            sheets.update({name.replace("_", " "): saved[name] for name in saved.files})
+    budgets = sorted({r["minutes"] for r in results})
+    order = ["vidiff latent U-Net", "vidiff pixel U-Net"]          # ours first, then the peers as merged
+    results.sort(key=lambda r: order.index(r["arm"]) if r["arm"] in order else len(order))
+    sheets = dict(sorted(sheets.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    args.num = len(captions)
+    write_report(Path(args.out), results, budgets, sheets, captions, args)
 
 
 def write_report(out: Path, results: list[dict], budgets: list[float], sheets: dict, captions: list[str], args) -> None:
