@@ -77,7 +77,7 @@ def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
 
     import yaml
     from vidiff.config import config_from_dict
-    from vidiff.data.io import save_video, to_uint8
+    from vidiff.data.io import read_video, save_video, to_uint8
     from vidiff.checkpoint import load_vae
     from vidiff.training import Trainer, VAETask
     trainer = Trainer(config_from_dict(vae_values()), tmp_path / "vae", progress=False, task=VAETask)
@@ -95,6 +95,11 @@ def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
                         "--vae", str(tmp_path / "vae"), "--tile", "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "out.mp4").is_file() and "PSNR" in r.stdout
+    # written 4x enlarged (an MP4's half-resolution colour would smear 32-px frames), --scale 1 as read
+    assert read_video(tmp_path / "out.mp4").shape[1:3] == (4 * clip.shape[1], 4 * clip.shape[2])
+    r = subprocess.run([sys.executable, "-m", "vidiff", "reconstruct", str(tmp_path / "in.mp4"), str(tmp_path / "o1.gif"),
+                        "--vae", str(tmp_path / "vae"), "--scale", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and read_video(tmp_path / "o1.gif").shape[1:3] == clip.shape[1:3], r.stderr[-2000:]
     # a latent diffusion model lends its VAE; a VAE's weights are not a diffusion model
     r = subprocess.run([sys.executable, "-m", "vidiff", "reconstruct", str(tmp_path / "in.mp4"), str(tmp_path / "o2.mp4"),
                         "--vae", "default"], capture_output=True, text=True, timeout=300)

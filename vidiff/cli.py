@@ -336,20 +336,23 @@ def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif
                 vae: Path = typer.Option(..., help="VAE run or checkpoint folder (vidiff train-vae)"),
                 tile: int = typer.Option(32, help="decode in tiles of this many latent pixels"),
                 fps: int = typer.Option(8, help="frames per second of the output"),
+                scale: int = typer.Option(4, help="enlarge the output this many times (nearest neighbour): an MP4 "
+                                                  "keeps colour at half resolution, which smears 32-px frames"),
                 overwrite: bool = typer.Option(False, help="replace an existing output file")):
-    """Encode and decode a video with a VAE; print PSNR and SSIM against the input."""
+    """Encode and decode a video with a VAE; print PSNR and SSIM against the input (in memory, at its size)."""
     from .checkpoint import load_vae
-    from .data.io import check_writable, read_video, save_video
+    from .data.io import check_writable, read_video, save_video, upscale
     from .evaluation.reconstruction import psnr, reconstruct as run_reconstruction, ssim
     check_writable(out, overwrite)
     if tile < 1:
         raise VidiffError("--tile must be at least 1")
-    if fps < 1:
-        raise VidiffError("--fps must be at least 1")
+    if fps < 1 or scale < 1:
+        raise VidiffError("--fps and --scale must be at least 1")
     frames, result = run_reconstruction(read_video(source), load_vae(vae)[0], tile)
-    save_video(result, out, fps=fps, overwrite=overwrite)
+    save_video(upscale(result, scale), out, fps=fps, overwrite=overwrite)
     t, h, w = frames.shape[:3]
-    typer.echo(f"wrote {out} ({t} frames of {h}x{w}): PSNR {psnr(frames, result):.2f} dB, SSIM {ssim(frames, result):.4f}")
+    typer.echo(f"wrote {out} ({t} frames of {h}x{w}{f', shown {scale}x' if scale > 1 else ''}): "
+               f"PSNR {psnr(frames, result):.2f} dB, SSIM {ssim(frames, result):.4f}")
 
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect training data.")
