@@ -56,6 +56,8 @@ from vidiff.models.text import WordTokenizer                                 # n
 
 BATCH, PEER_LR, PEER_WARMUP, CFG_DROPOUT, CONTEXT_DIM = 4, 1e-4, 200, 0.1, 128
 SAMPLER_NAMES = {"ddim": "DDIM", "dpm++2m": "DPM++(2M)", "heun": "Heun", "euler": "Euler"}
+ARM_KEYS = {"vidiff latent U-Net": "vidiff-latent", "vidiff pixel U-Net": "vidiff-pixel",
+            "diffusers UNet3DConditionModel": "diffusers", "video-diffusion-pytorch Unet3D": "vdp"}
 METRICS = [("viewer_pass", "viewer pass"), ("permanence", "permanence"), ("fidelity", "fidelity"),
            ("shape_stability", "shape stab."), ("physics_error_px", "physics px"), ("dynamic_degree", "dynamic"),
            ("flicker", "flicker"), ("fvd_shapes", "FVD-shapes")]
@@ -275,11 +277,13 @@ def main() -> None:
 
 def merge(args) -> None:
     """One report from several processes' --work folders (each ran some of the arms, same budgets and prompts)."""
-    results, sheets, captions = [], {}, None
+    results, sheets, captions, args.merged_arms = [], {}, None, []
     for folder in map(Path, args.merge):
         if not (folder / "results.json").exists():
             raise SystemExit(f"'{folder}' has no results.json; give the --work folder of a finished run")
-        results += json.loads((folder / "results.json").read_text())
+        got = json.loads((folder / "results.json").read_text())
+        args.merged_arms.append(list(dict.fromkeys(ARM_KEYS.get(r["arm"], r["arm"]) for r in got)))
+        results += got
         got = json.loads((folder / "captions.json").read_text())
         if captions is not None and got != captions:
             raise SystemExit(f"'{folder}' scored other prompts than the first folder; merge runs with the same --num")
@@ -319,9 +323,13 @@ def write_table(results: list[dict], budgets: list[float], captions: list[str], 
         f"![samples](time_to_quality.png) — frames 0, 5, 10, 15 (down) of the first 6 prompts (across), "
         f"after {budgets[-1]:g} minutes.",
     ])
-    publish("time_to_quality", "Time to quality: vidiff against its peers", body,
-            f"python benchmarks/time_to_quality.py --minutes {' '.join(f'{b:g}' for b in budgets)} --num {args.num} "
-            f"--threads {args.threads}")
+    run = f"python benchmarks/time_to_quality.py --minutes {' '.join(f'{b:g}' for b in budgets)} --num {args.num} " \
+          f"--threads {args.threads}"
+    if args.merge:      # one process per folder, side by side, then the merge
+        runs = [f"{run} --arms {','.join(arms)} --work {folder} --no-report &"
+                for folder, arms in zip(args.merge, args.merged_arms)]
+        run = " ".join(runs) + " wait; python benchmarks/time_to_quality.py --merge " + " ".join(args.merge)
+    publish("time_to_quality", "Time to quality: vidiff against its peers", body, run)
 
 
 if __name__ == "__main__":
