@@ -3,8 +3,9 @@ decode included) on the same held-out prompts and seeds (a benchmark, not a test
 
     python benchmarks/distillation.py --teacher default --student runs/distilled [--num 20] [--name distillation]
 
-Rows: the teacher at 25 guided DDIM steps (50 network passes), the teacher at the student's step
-count (guided), the student at its step count (one pass a step), and the ground truth. Writes
+Rows: the teacher with its own sampling (its config's sampler, steps, grid and guidance), the teacher
+with the same sampling at the student's step count, the student at its step count (DDIM, one pass a
+step, guidance built in), and the ground truth. Writes
 docs/results/<name>.md.
 """
 from __future__ import annotations
@@ -45,12 +46,14 @@ def main() -> None:
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
     reference = reference_clips(data)
     rows = {}
-    for name, pipe, steps, guidance, passes in (("teacher", teacher, 25, 3.0, 50), ("teacher", teacher, n, 3.0, 2 * n),
-                                                ("student", student, n, 1.0, n)):
-        clips, seconds = sample(pipe, captions, steps, guidance)
-        rows[f"{name}, {steps} steps"] = {**evaluate(clips, captions, data, reference), "s/clip": seconds,
-                                          "passes": passes}
-        print(name, steps, f"{seconds:.2f} s/clip", flush=True)
+    own = teacher.defaults()       # the teacher's own sampling (sampler, grid, guidance from its config)
+    for name, pipe, steps in (("teacher", teacher, own.steps), ("teacher", teacher, n), ("student", student, n)):
+        d = pipe.defaults(steps)
+        clips, seconds = sample(pipe, captions, d.steps, d.guidance)
+        passes = d.steps * (2 if d.guidance != 1 else 1) * (2 if d.sampler == "heun" else 1)
+        rows[f"{name}, {d.sampler} {d.steps} steps ({d.spacing}), guidance {d.guidance:g}"] = {
+            **evaluate(clips, captions, data, reference), "s/clip": seconds, "passes": passes}
+        print(name, d, f"{seconds:.2f} s/clip", flush=True)
     _, clips, truth = ground_truth(data, args.num)
     rows["ground truth"] = evaluate(clips, truth, data, reference)
     metrics = [m for m in METRICS if m in rows["ground truth"]]

@@ -92,7 +92,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     e_prompt = gr.Textbox(label="prompt", value="a red circle bouncing")
                     e_frames = gr.Number(48, label="frames in the result", precision=0)
                     e_seed = gr.Number(0, label="seed", precision=0)
-                    e_method = gr.Dropdown(methods, value="", label="method")
+                    e_method = gr.Dropdown(methods, value="", label="method (empty: the best this model has)")
                     e_mode = gr.Radio(["windows", "hierarchical"], value="windows", label="mode",
                                       info="hierarchical: keyframes first, then the frames between (a model trained "
                                            "with frame strides)")
@@ -113,7 +113,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     p_factor = gr.Number(4, label="factor: N frames become (N - 1) x factor + 1", precision=0)
                     p_prompt = gr.Textbox(label="prompt (optional)", value="")
                     p_seed = gr.Number(0, label="seed", precision=0)
-                    p_method = gr.Dropdown(methods, value="", label="method")
+                    p_method = gr.Dropdown(methods, value="", label="method (empty: the best this model has)")
                     p_go = gr.Button("Interpolate", variant="primary")
             p_video, p_gif, p_sheet = _results()
 
