@@ -256,6 +256,7 @@ def main() -> None:
     reference = reference_clips(data_cfg)
     budgets = sorted(args.minutes)
     results, sheets = [], {}
+    (work / "captions.json").write_text(json.dumps(captions))
     for arm in build_arms(args.arms.split(","), data_cfg, tokenizer, work):
         for budget in budgets:
             arm.train_for(budget * 60)
@@ -269,8 +270,7 @@ def main() -> None:
                   {k: round(summary.get(k, float("nan")), 3) for k, _ in METRICS}, flush=True)
             sheets[arm.name] = np.stack(clips[:6])
             (work / "results.json").write_text(json.dumps(results, indent=1))
-            np.savez_compressed(work / "sheets.npz", **{name.replace(" ", "_"): v for name, v in sheets.items()})
-            (work / "captions.json").write_text(json.dumps(captions))
+            np.savez_compressed(work / "sheets.npz", **sheets)
     if not args.no_report:
         write_report(out, results, budgets, sheets, captions, args)
 
@@ -289,11 +289,11 @@ def merge(args) -> None:
             raise SystemExit(f"'{folder}' scored other prompts than the first folder; merge runs with the same --num")
         captions = got
         with np.load(folder / "sheets.npz") as saved:
-            sheets.update({name.replace("_", " "): saved[name] for name in saved.files})
+            sheets.update({name: saved[name] for name in saved.files})
     budgets = sorted({r["minutes"] for r in results})
-    order = ["vidiff latent U-Net", "vidiff pixel U-Net"]          # ours first, then the peers as merged
-    results.sort(key=lambda r: order.index(r["arm"]) if r["arm"] in order else len(order))
-    sheets = dict(sorted(sheets.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    rank = list(ARM_KEYS).index            # ours first, then the peers, whatever the folders' order
+    results.sort(key=lambda r: rank(r["arm"]))
+    sheets = dict(sorted(sheets.items(), key=lambda kv: rank(kv[0])))
     args.num = len(captions)
     write_report(Path(args.out), results, budgets, sheets, captions, args)
 

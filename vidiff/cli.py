@@ -336,8 +336,7 @@ def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif
                 vae: Path = typer.Option(..., help="VAE run or checkpoint folder (vidiff train-vae)"),
                 tile: int = typer.Option(32, help="decode in tiles of this many latent pixels"),
                 fps: int = typer.Option(8, help="frames per second of the output"),
-                scale: int = typer.Option(4, help="enlarge the output this many times (nearest neighbour): an MP4 "
-                                                  "keeps colour at half resolution, which smears 32-px frames"),
+                scale: int = SCALE,    # an MP4 keeps colour at half resolution, which smears 32-px frames
                 overwrite: bool = typer.Option(False, help="replace an existing output file")):
     """Encode and decode a video with a VAE; print PSNR and SSIM against the input (in memory, at its size)."""
     from .checkpoint import load_vae
