@@ -57,6 +57,7 @@ class UNetConfig:
     attention_levels: list[int] = bounded_list([1, 2], 0)   # levels with spatial self/cross-attention
     head_dim: int = bounded(32, 1)
     groups: int = bounded(16, 1)           # GroupNorm groups
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, ~30 % more time
 
 
 @dataclass
@@ -180,6 +181,7 @@ class TrainConfig:
     grad_clip: float = positive(1.0)
     cfg_dropout: float = bounded(0.1, 0, 1, open_high=True)   # share of captions replaced by the empty prompt
     precision: str = "auto"   # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False     # torch.compile the backbone (minutes of compiling first; then faster steps on a GPU)
     parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global
     vae: str = ""             # a `vidiff train-vae` run: train on its latents (latent diffusion)
     seed: int = 0

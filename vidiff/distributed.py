@@ -72,6 +72,15 @@ def mean(value: float, d: Dist) -> float:
     return t.item() / d.world
 
 
+def mean_tensor(value: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Average a tensor over ranks where it lives (no host sync)."""
+    if not d.enabled:
+        return value
+    value = value / d.world
+    dist.all_reduce(value)
+    return value
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()

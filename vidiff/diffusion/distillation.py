@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..devices import generator_on, randn
+
 from .objectives import Denoiser, masked_mse
 from .schedules import alpha_sigma
 
@@ -61,7 +63,7 @@ def distillation_loss(student: Denoiser, teacher: Denoiser, x0: Tensor, grid: Te
     SNR", as the paper). where: a 0/1 mask broadcastable to x0 (the unknown frames) or None."""
     b, device = x0.shape[0], x0.device
     index = torch.randint(0, (len(grid) - 1) // 2, (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    noise = randn(x0.shape, generator_on(generator, device), device, x0.dtype)
     points, last = student_grid_points(grid.to(torch.float64), index)
     points, last = points.to(device, x0.dtype), last.to(device)
     alpha, sigma = alpha_sigma(_expand(points[:, 0], x0))

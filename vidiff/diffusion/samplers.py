@@ -4,8 +4,8 @@
 (k-diffusion's `sigmas` in the log-SNR view), built by the caller with `schedules.sampling_grid`, so
 the spacing (uniform in time, Karras, uniform in log-SNR) is the caller's choice. The denoiser returns
 (x0, eps) estimates for (x_t, log_snr); guidance and parameterisation wrap it outside. Update
-arithmetic runs in float64 (as EDM does); random draws come from the generator passed in, on the CPU,
-so a seed gives the same samples on any device. `callback(i, x0)` is called after every step.
+arithmetic runs in float64 (as EDM does); random draws come from the generator passed in, on its device:
+a CPU generator gives the same samples on any device. `callback(i, x0)` is called after every step.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..devices import randn
 from .objectives import Denoiser
 from .schedules import alpha_sigma
 
@@ -22,9 +23,9 @@ Callback = Callable[[int, Tensor], None]
 
 
 def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise like x, drawn on the CPU: a CPU generator cannot draw on CUDA, and
-    drawing there would make the samples depend on the device."""
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    """Standard normal noise like x, drawn where the generator lives: a CPU generator (or none) on the
+    CPU, so a seed gives the same samples on any device; a CUDA generator on its GPU."""
+    return randn(x.shape, generator, x.device, x.dtype)
 
 
 def _steps(log_snrs: Tensor, progress: bool, name: str):

@@ -19,13 +19,16 @@ from .vae import VideoVAE
 
 
 def _unet3d(cfg: UNetConfig, in_channels: int, context_dim: int, frame_channels: int = 0) -> nn.Module:
-    return UNet3D(in_channels, cfg.base_channels, cfg.channel_mults, cfg.num_res_blocks,
-                  cfg.attention_levels, cfg.head_dim, cfg.groups, context_dim, frame_channels)
+    return UNet3D(in_channels=in_channels, base_channels=cfg.base_channels, channel_mults=cfg.channel_mults,
+                  num_res_blocks=cfg.num_res_blocks, attention_levels=cfg.attention_levels, head_dim=cfg.head_dim,
+                  groups=cfg.groups, context_dim=context_dim, frame_channels=frame_channels,
+                  activation_checkpointing=cfg.activation_checkpointing)
 
 
 def _dit(cfg: DiTConfig, in_channels: int, context_dim: int, frame_channels: int = 0) -> nn.Module:
-    return DiT3D(in_channels, cfg.width, cfg.depth, cfg.head_dim, tuple(cfg.patch), cfg.attention,
-                 context_dim, cfg.activation_checkpointing, frame_channels)
+    return DiT3D(in_channels=in_channels, width=cfg.width, depth=cfg.depth, head_dim=cfg.head_dim,
+                 patch=tuple(cfg.patch), attention=cfg.attention, context_dim=context_dim,
+                 activation_checkpointing=cfg.activation_checkpointing, frame_channels=frame_channels)
 
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {"unet3d": _unet3d, "dit": _dit}

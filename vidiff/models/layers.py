@@ -48,6 +48,24 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos.to(x.dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(x.dtype)
 
 
+# The fused attention kernels put the batch of sequences on a CUDA grid axis limited to 65,535 blocks: on
+# an H200, cuDNN and flash attention failed at 65,536 sequences (the U-Net's temporal attention at 64x64,
+# batch 16 has B*H*W = 65,536), memory-efficient attention did not. Larger batches run in chunks; a
+# power of two well inside the limit, since each chunk is still a full kernel launch's worth of work.
+MAX_ATTENTION_BATCH = 32_768
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """scaled_dot_product_attention on (N, heads, L, d), in chunks of at most MAX_ATTENTION_BATCH
+    sequences; mask (N, 1, 1, S) or None."""
+    n, limit = q.shape[0], MAX_ATTENTION_BATCH
+    if n <= limit:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + limit], k[i:i + limit], v[i:i + limit],
+                                                     attn_mask=None if mask is None else mask[i:i + limit])
+                      for i in range(0, n, limit)])
+
+
 class Attention(nn.Module):
     """Multi-head attention on (N, L, dim) tokens through scaled_dot_product_attention.
 
@@ -73,5 +91,5 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         attn_mask = None if mask is None else mask[:, None, None, :]  # (N, 1, 1, S)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attention(q, k, v, attn_mask)
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))

@@ -33,14 +33,16 @@ class TextToVideoModel(nn.Module):
     def encode(self, ids: Tensor, stride: int | Tensor = 1) -> tuple[Tensor, Tensor]:
         """(context, mask) of token ids; stride: an int, or one per prompt (B,)."""
         context, mask = self.text_encoder(ids)
-        if self.stride_embed is None:
-            if torch.as_tensor(stride).ne(1).any():
+        stride = torch.as_tensor(stride)
+        if stride.device.type == "cpu":          # checked where it is: a check on the GPU would be a host sync
+            if self.stride_embed is None and stride.ne(1).any():
                 raise VidiffError("this model was not trained with frame strides (model.stride_conditioning); "
                                   "it makes clips at stride 1 only")
+            if stride.min() < 1 or stride.max() > MAX_STRIDE:
+                raise VidiffError(f"the frame stride must be 1 to {MAX_STRIDE}, got {stride.tolist()}")
+        if self.stride_embed is None:
             return context, mask
-        stride = torch.as_tensor(stride, device=ids.device).expand(ids.shape[0])
-        if stride.min() < 1 or stride.max() > MAX_STRIDE:
-            raise VidiffError(f"the frame stride must be 1 to {MAX_STRIDE}, got {stride.tolist()}")
+        stride = stride.to(ids.device, non_blocking=True).expand(ids.shape[0])
         # x sqrt(dim): the scale of the layer-normed tokens, so the zero-initialised vectors grow at their pace
         vector = self.stride_embed(stride) * self.stride_embed.embedding_dim ** 0.5
         return context + vector[:, None].to(context.dtype), mask

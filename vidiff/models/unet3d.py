@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .layers import Attention, NoiseLevelEmbedding
 
@@ -202,8 +203,9 @@ class UNet3D(nn.Module):
 
     def __init__(self, in_channels: int = 3, base_channels: int = 64, channel_mults=(1, 2, 2),
                  num_res_blocks: int = 1, attention_levels=(1, 2), head_dim: int = 32, groups: int = 16,
-                 context_dim: int = 128, frame_channels: int = 0):
+                 context_dim: int = 128, frame_channels: int = 0, activation_checkpointing: bool = False):
         super().__init__()
+        self.checkpointing = activation_checkpointing
         widths = [base_channels * m for m in channel_mults]
         emb_dim = 4 * base_channels
         self.levels = len(widths)
@@ -280,6 +282,11 @@ class UNet3D(nn.Module):
             raise ValueError(f"UNet3D takes (B, C, T, H, W) with H and W divisible by {factor}, "
                              f"got shape {tuple(x.shape)}")
 
+    def _block(self, block: VideoBlock, h: Tensor, emb: Tensor, context: Tensor, mask: Tensor, frames: int) -> Tensor:
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, h, emb, context, mask, frames, use_reentrant=False)   # recompute in backward
+        return block(h, emb, context, mask, frames)
+
     def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor, frames: Tensor | None = None) -> Tensor:
         self.check_shape(x)
         pooled = (context * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)   # (B, D)
@@ -290,13 +297,13 @@ class UNet3D(nn.Module):
             h = h + self.frame_stem(_per_frame(frames))
         hs = [h]
         for layer in self.down:
-            h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask, t)
+            h = layer(h) if isinstance(layer, Downsample) else self._block(layer, h, emb, context, mask, t)
             hs.append(h)
         for layer in self.mid:
-            h = layer(h, emb, context, mask, t)
+            h = self._block(layer, h, emb, context, mask, t)
         for layer in self.up:
             if isinstance(layer, Upsample):
                 h = layer(h)
             else:
-                h = layer(torch.cat([h, hs.pop()], dim=1), emb, context, mask, t)
+                h = self._block(layer, torch.cat([h, hs.pop()], dim=1), emb, context, mask, t)
         return rearrange(self.out(h), "(b t) c h w -> b c t h w", b=b).contiguous()

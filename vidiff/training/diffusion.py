@@ -14,6 +14,7 @@ from ..config import Config
 from ..data import build_dataset, collate
 from ..data.splits import HELD_OUT, LATENT_SCALE
 from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
+from ..devices import generator_on, randn
 from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
@@ -24,24 +25,28 @@ from .plots import save_samples
 from .run_folder import RunFolder
 
 
-def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
-                 part: slice) -> tuple[Tensor | None, Tensor | None]:
+def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator, part: slice,
+                 noise_generator: torch.Generator | None = None) -> tuple[Tensor | None, Tensor | None]:
     """For a frame-conditioned model: (frame condition, unknown-frame mask for the loss) of a batch, the
-    known frames drawn by train.frame_masks and lightly noised; (None, None) for any other model."""
+    known frames drawn by train.frame_masks and lightly noised; (None, None) for any other model.
+    noise_generator: the generator of full-size draws, on x0's device (default: `generator`)."""
     if not cfg.model.frame_conditioning:
         return None, None
     masks = cfg.train.frame_masks
     known = draw_masks(asdict(masks), x0.shape[2], b, generator)[part].to(x0.device)
-    std = (torch.rand(b, generator=generator) * masks.noise)[part].view(-1, 1, 1, 1, 1)
-    jitter = torch.randn((b, *x0.shape[1:]), generator=generator)[part]
-    return frame_condition(x0 + (std * jitter).to(x0.device), known), (~known)[:, None, :, None, None]
+    std = (torch.rand(b, generator=generator) * masks.noise)[part].view(-1, 1, 1, 1, 1).to(x0.device)
+    jitter = randn((b, *x0.shape[1:]), noise_generator or generator, x0.device)[part]
+    return frame_condition(x0 + std * jitter, known), (~known)[:, None, :, None, None]
 
 
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_ids: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None,
                   stride: Tensor | int = 1) -> Tensor:
-    """One diffusion training loss on a batch; all randomness from `generator` (drawn on the CPU).
+    """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
+    The small draws (times, caption dropout, frame masks) come from it on the CPU; the full-size noise
+    on x0's device, from a generator there seeded like it (the same generator on a CPU run), so a GPU
+    step does not wait for noise made and copied by the host, and a seed reproduces a run per device.
     With `part`, x0 and ids are this process's slice of a global batch of train.batch_size: the
     draws are made for the whole global batch and sliced, so N processes see exactly the noise one
     process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt.
@@ -50,18 +55,19 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning)."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
+    device = x0.device
+    noise_generator = generator_on(generator, device)
     t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
-    noise = torch.randn((b, *x0.shape[1:]), generator=generator)[part]
+    noise = randn((b, *x0.shape[1:]), noise_generator, device)[part]
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     ids = torch.where(drop[:, None], null_ids, ids)
-    device = x0.device
-    log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device)
-    x_t = add_noise(x0, noise.to(device), log_snr)
-    frames, where = frame_inputs(cfg, x0, b, generator, part)
+    log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device, non_blocking=True)
+    x_t = add_noise(x0, noise, log_snr)
+    frames, where = frame_inputs(cfg, x0, b, generator, part, noise_generator)
     with autocast if autocast is not None else nullcontext():
-        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames, ids=ids.to(device),
-                       stride=torch.as_tensor(stride, device=device))
-    return diffusion_loss(output, x0, noise.to(device), log_snr, cfg.diffusion.prediction,
+        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames,
+                       ids=ids.to(device, non_blocking=True), stride=stride)
+    return diffusion_loss(output, x0, noise, log_snr, cfg.diffusion.prediction,
                           cfg.diffusion.loss_weighting, where).mean()
 
 
@@ -114,7 +120,7 @@ class DiffusionTask:
     def to_model_space(self, batch: dict) -> Tensor:
         """Pixels, or their latents; cached when each clip recurs unchanged (a finite synthetic set,
         or a folder with data.folder.fixed_clips), so every clip goes through the VAE encoder once."""
-        video = batch["video"].to(self.device)
+        video = batch["video"].to(self.device, non_blocking=True)
         if not self.codec.latent:
             return video
         data = self.cfg.data
@@ -125,10 +131,10 @@ class DiffusionTask:
         else:
             keys = list(batch["path"]) if data.folder.fixed_clips else []
         if keys and all(k in self.latent_cache for k in keys):
-            return torch.stack([self.latent_cache[k] for k in keys]).to(self.device)
+            return torch.stack([self.latent_cache[k] for k in keys])
         z = self.codec.encode(video)
-        for k, latent in zip(keys, z):
-            self.latent_cache[k] = latent.cpu()
+        for k, latent in zip(keys, z):      # kept on the device: a latent clip is a few KiB, a copy back a sync
+            self.latent_cache[k] = latent
         return z
 
     def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:

@@ -17,8 +17,13 @@ class EMA:
         return min(self.decay, (1 + step) / (10 + step))
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
+    def update(self, model: nn.Module, step: int, keep: torch.Tensor | None = None) -> None:
+        """One fused lerp over all weights. keep: a 0-dim bool on the device; False leaves the average
+        as it is (a skipped step) without a host sync to find out."""
         local = lambda p: p.to_local() if hasattr(p, "to_local") else p   # FSDP shards: update this rank's part
         ema_params = [local(p) for p in self.model.parameters()]
         params = [local(p.detach()) for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.effective_decay(step))
+        weight = 1.0 - self.effective_decay(step)
+        if keep is not None:
+            weight = keep.to(ema_params[0].device, ema_params[0].dtype) * weight
+        torch._foreach_lerp_(ema_params, params, weight)

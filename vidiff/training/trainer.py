@@ -5,6 +5,10 @@ DDP/FSDP, clipping, AdamW, EMA, non-finite-step skipping, a time limit, checkpoi
 Every random draw of step k comes from a generator seeded by (seed, k), and clip i of the data is a
 pure function of (data seed, i); together with saved model, optimizer and EMA state this makes
 --resume continue exactly where an uninterrupted run would be.
+
+Written for a GPU: a step makes no host sync. Losses stay tensors on the device, a non-finite step is
+skipped by the fused AdamW kernel itself (its found_inf input, as GradScaler uses it) and by the EMA,
+and the host reads the numbers once per train.log_every steps, where it also checks the bad-step count.
 """
 from __future__ import annotations
 
@@ -25,11 +29,14 @@ from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
 from ..distributed import mean as dist_mean
+from ..distributed import mean_tensor
+from ..devices import allow_tf32, compile_module
 from ..errors import VidiffError
 from .diffusion import DiffusionTask
 from .ema import EMA
 from .freeze import freeze_except
 from .lr import learning_rate
+from .optim import fused_adamw, keep_fused, skip_unless
 from .options import autocast_for, validate_training
 from .parallel import wrap
 from .run_folder import RunFolder
@@ -125,19 +132,23 @@ class Trainer:
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
-        self.step, self.bad_steps, self.history, self.seconds = 0, 0, [], 0.0
+        self.step, self.history, self.seconds = 0, [], 0.0
+        self._bad_steps = torch.zeros((), dtype=torch.int64, device=self.device)   # read on the host once per log
         if folder is not None:
             load_weights(self.model, folder / "model.safetensors", self.task.model_type)
             load_weights(self.ema.model, folder / "ema.safetensors", self.task.model_type)
             state = RunFolder.state(folder)
             self.step, self.bad_steps, self.history = state["step"], state.get("bad_steps", 0), state["history"]
             self.seconds = state.get("seconds", 0.0)
+        allow_tf32()
+        if cfg.train.compile:      # in place: parameter names, and so checkpoints, stay those of the plain model
+            compile_module(self.model.backbone if hasattr(self.model, "backbone") else self.model)
         # wrap after loading full weights; FSDP replaces parameters, so the optimizer comes after it
         self.net = wrap(self.model, cfg.train.parallel, self.dist)
         if self.fsdp:
             wrap(self.ema.model, "fsdp", self.dist)          # the average is sharded like the weights
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.train.lr,
-                                           weight_decay=cfg.train.weight_decay)
+        self.optimizer = fused_adamw([p for p in self.model.parameters() if p.requires_grad], cfg.train.lr,
+                                     weight_decay=cfg.train.weight_decay)
         if folder is not None:
             self._resume_optimizers(folder)
         self.run.save_config(cfg)
@@ -152,7 +163,17 @@ class Trainer:
             self.optimizer.load_state_dict(saved)
         else:                                                             # full state dict keyed by name
             set_optimizer_state_dict(self.model, self.optimizer, saved, options=StateDictOptions(full_state_dict=True))
+        keep_fused(self.optimizer)
         self.task.resume(folder, extras)
+
+    @property
+    def bad_steps(self) -> int:
+        """Steps skipped for a non-finite loss so far (a host sync: read it at log time)."""
+        return int(self._bad_steps)
+
+    @bad_steps.setter
+    def bad_steps(self, value: int) -> None:
+        self._bad_steps.fill_(value)
 
     def batch(self, micro_index: int) -> dict:
         """This process's part of global micro-batch `micro_index`, from the DataLoader while one runs."""
@@ -169,15 +190,17 @@ class Trainer:
         indices = range(self.step * tc.grad_accum, tc.steps * tc.grad_accum)
         loader = torch.utils.data.DataLoader(MicroBatches(self.task.dataset, tc.batch_size, self.part, tc.data_offset), batch_size=None,
                                              sampler=indices, num_workers=workers,
-                                             prefetch_factor=2 if workers else None)
+                                             prefetch_factor=2 if workers else None,
+                                             pin_memory=self.device.type == "cuda")   # for non-blocking copies
         self._batches = iter(loader)
 
-    def train_step(self) -> dict:
-        """One optimizer step (with gradient accumulation); returns the mean loss and the task's parts."""
+    def train_step(self) -> dict[str, Tensor]:
+        """One optimizer step (with gradient accumulation); returns the mean loss and the task's parts as
+        tensors on the device, unread: the host does not wait for the step to finish."""
         tc = self.cfg.train
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(tc, self.step)
-        total, parts = 0.0, {}
+        total, parts = torch.zeros((), device=self.device), {}
         autocast = autocast_for(tc.precision, self.device)
         for micro in range(tc.grad_accum):
             index = self.step * tc.grad_accum + micro
@@ -187,23 +210,29 @@ class Trainer:
             with nullcontext() if sync else self.net.no_sync():
                 loss, part_values = self.task.loss(self.net, batch, step_generator(tc.seed, index), self.part, autocast)
                 (loss / tc.grad_accum).backward()
-            total += loss.item() / tc.grad_accum
+            total = total + loss.detach().float() / tc.grad_accum
             for k, v in part_values.items():
                 parts[k] = parts.get(k, 0.0) + v / tc.grad_accum
-        total = dist_mean(total, self.dist)                    # every rank decides the same about a bad step
-        if not math.isfinite(total):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.bad_steps += 1
-            if self.bad_steps > MAX_BAD_STEPS:
-                raise VidiffError(f"{self.bad_steps} steps had a non-finite loss; lower train.lr or check the data")
-        else:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.ema.update(self.model, self.step)
-            parts.update(self.task.after_step(self.step))
+        total = mean_tensor(total, self.dist)                  # every rank decides the same about a bad step
+        finite = torch.isfinite(total)
+        self._bad_steps += ~finite
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        skip_unless(self.optimizer, finite)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model, self.step, keep=finite)
+        parts.update(self.task.after_step(self.step))
         self.step += 1
         return {"loss": total, **parts}
+
+    def read(self, values: dict) -> dict[str, float]:
+        """The step's values as numbers: the one host sync of a logging interval. Stops a run that
+        keeps making non-finite losses."""
+        names = list(values)
+        numbers = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=self.device).reshape(())
+                               for k in names] + [self._bad_steps.double()]).tolist()
+        if numbers[-1] > MAX_BAD_STEPS:
+            raise VidiffError(f"{int(numbers[-1])} steps had a non-finite loss; lower train.lr or check the data")
+        return dict(zip(names, numbers[:-1]))
 
     def full_states(self) -> tuple[dict, dict, dict]:
         """Model, EMA and optimizer state gathered to full tensors (a collective under FSDP; ranks
@@ -242,6 +271,13 @@ class Trainer:
         if self.dist.main:
             self.task.write_samples(model, self.run, self.step)
 
+    def time_up(self, limit: float, log: bool) -> bool:
+        """Has the run used train.time_limit_minutes? One process checks after every step; under torchrun
+        the ranks agree at each log step (a collective is a host sync)."""
+        if limit == math.inf or (self.dist.enabled and not log):
+            return False
+        return dist_mean(float(self.seconds >= limit), self.dist) > 0
+
     def train(self) -> dict:
         """Run to train.steps, or until train.time_limit_minutes of training time (summed over resumes)
         have passed; the last step is always checkpointed. Checkpointing and sampling time is not counted."""
@@ -258,11 +294,15 @@ class Trainer:
         start, start_step, before = perf_counter(), self.step, self.seconds
         while self.step < tc.steps:
             tick = perf_counter()
-            parts = self.train_step()
+            values = self.train_step()
+            log = self.step % tc.log_every == 0
+            if log:
+                parts = self.read(values)          # waits for the GPU: the clock below then counts its work
             self.seconds += perf_counter() - tick
-            last = self.step == tc.steps or (limit < math.inf and dist_mean(float(self.seconds >= limit), self.dist) > 0)
+            last = self.step == tc.steps or self.time_up(limit, log)
             bar.update(1)
-            if self.step % tc.log_every == 0 or last:
+            if log or last:
+                parts = parts if log else self.read(values)
                 rate = (self.step - start_step) / max(self.seconds - before, 1e-9)
                 lr = learning_rate(tc, self.step - 1)
                 self.history.append({"step": self.step, **parts, "lr": lr, "steps_per_s": rate, "seconds": self.seconds})

@@ -13,7 +13,6 @@ accumulation, precision, DDP, time limit, checkpoints and resume behave alike.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,12 @@ from ..config import Config
 from ..data import build_dataset, collate
 from ..data.io import save_video, tile, to_uint8, upscale
 from ..data.splits import HELD_OUT
+from ..devices import generator_on
 from ..errors import VidiffError
 from ..models import build_vae
 from ..models.discriminator import PatchDiscriminator3D, discriminator_hinge_loss, generator_adversarial_loss
 from ..models.vae import VideoVAE
+from .optim import fused_adamw, keep_fused, skip_unless
 from .run_folder import RunFolder
 
 
@@ -44,14 +45,15 @@ def vae_loss(cfg: Config, recon: torch.Tensor, target: torch.Tensor, mean: torch
     grad = sum((a - b).abs().mean() for a, b in zip(finite_differences(recon), finite_differences(target)))
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
     loss = l1 + cfg.vae.mse_weight * mse + cfg.vae.gradient_weight * grad + cfg.vae.kl_weight * kl
-    return loss, {"l1": l1.item(), "mse": mse.item(), "grad": float(grad.detach()), "kl": kl.item()}
+    return loss, {"l1": l1.detach(), "mse": mse.detach(), "grad": grad.detach(), "kl": kl.detach()}   # read at log time
 
 
-def adaptive_weight(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor) -> float:
-    """The adversarial weight that gives its gradient at `last_layer` the reconstruction gradient's norm."""
+def adaptive_weight(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """The adversarial weight that gives its gradient at `last_layer` the reconstruction gradient's norm
+    (0-dim, detached: a weight, not a path for gradients)."""
     rec = torch.autograd.grad(reconstruction, last_layer, retain_graph=True)[0].norm()
     adv = torch.autograd.grad(adversarial, last_layer, retain_graph=True)[0].norm()
-    return (rec / (adv + 1e-4)).clamp(0, 1e4).item()
+    return (rec / (adv + 1e-4)).clamp(0, 1e4).detach()
 
 
 def validate_vae_config(cfg: Config) -> None:
@@ -80,22 +82,21 @@ class VAETask:
                 raise VidiffError("vae.adversarial_weight needs a single process (its adaptive weight takes "
                                   "gradients outside DDP); train without torchrun or set it to 0")
             self.disc = PatchDiscriminator3D(cfg.vae.in_channels, cfg.vae.discriminator_channels).to(device)
-            self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=cfg.train.lr, betas=(0.5, 0.9),
-                                                    weight_decay=cfg.train.weight_decay)
+            self.disc_optimizer = fused_adamw(self.disc.parameters(), cfg.train.lr, cfg.train.weight_decay, (0.5, 0.9))
 
     def new_model(self) -> VideoVAE:
         return build_vae(self.cfg.vae)
 
     def loss(self, net: nn.Module, batch: dict, generator: torch.Generator, part: slice, autocast) -> tuple[Tensor, dict]:
-        video = batch["video"].to(self.device)
+        video = batch["video"].to(self.device, non_blocking=True)
         with autocast:
-            recon, mean, logvar = net(video, generator)
+            recon, mean, logvar = net(video, generator_on(generator, self.device))
         loss, parts = vae_loss(self.cfg, recon.float(), video, mean.float(), logvar.float())
         if self.disc is not None and self.step_of(batch) >= self.cfg.vae.adversarial_start:
             fake = generator_adversarial_loss(self.disc(recon))
             weight = self.cfg.vae.adversarial_weight * adaptive_weight(loss, fake, self.model.decoder[-1].weight)
             loss = loss + weight * fake
-            parts.update(adversarial=fake.item(), adversarial_weight=weight)
+            parts.update(adversarial=fake.detach(), adversarial_weight=weight)
             self.pending = (video, recon.detach())
         return loss, parts
 
@@ -110,11 +111,10 @@ class VAETask:
         self.pending = None
         self.disc_optimizer.zero_grad(set_to_none=True)
         d_loss = discriminator_hinge_loss(self.disc(real), self.disc(fake))
-        if math.isfinite(d_loss.item()):
-            d_loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.train.grad_clip)
-            self.disc_optimizer.step()
-        return {"discriminator": d_loss.item()}
+        d_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.train.grad_clip)
+        skip_unless(self.disc_optimizer, torch.isfinite(d_loss))
+        return {"discriminator": d_loss.detach()}
 
     def extra_weights(self) -> dict:
         return {"discriminator": self.disc} if self.disc is not None else {}
@@ -132,6 +132,7 @@ class VAETask:
             raise VidiffError(f"checkpoint '{folder}' has no discriminator; resume with the run's own config.json")
         load_weights(self.disc, folder / "discriminator.safetensors", "discriminator")
         self.disc_optimizer.load_state_dict(optimizers["discriminator"])
+        keep_fused(self.disc_optimizer)
 
     @torch.no_grad()
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
