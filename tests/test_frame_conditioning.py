@@ -11,7 +11,7 @@ from vidiff.diffusion import diffusion_loss
 from vidiff.diffusion.conditioning import MASK_KINDS, draw_masks, frame_condition, frame_mask
 from vidiff.errors import VidiffError
 from vidiff.models import build_model
-from vidiff.pipeline import VideoPipeline, sample_video
+from vidiff.pipeline import KnownFrames, SampleOptions, VideoPipeline, sample_video
 from vidiff.pipeline.windows import extension_plan, interpolation_plan
 from vidiff.training import Trainer
 
@@ -96,8 +96,9 @@ def test_a_trained_masked_frame_model_continues_the_clip_whose_first_frame_it_is
     errors = np.zeros((2, 2))
     for i, clip in enumerate(clips):
         known = clip[None]
-        x = sample_video(pipe.model, pipe.config.diffusion, pipe.model.tokenizer.empty(1), tuple(clip.shape), 10, 1.0,
-                         generator=torch.Generator().manual_seed(0), known=known, frame_mask=frame_mask("first", 4))
+        x = sample_video(pipe.model, pipe.config.diffusion, pipe.model.tokenizer.empty(1), tuple(clip.shape),
+                         SampleOptions(10, 1.0), torch.Generator().manual_seed(0),
+                         known=KnownFrames(known, frame_mask("first", 4)))
         assert torch.equal(x[0, :, 0], clip[:, 0])                       # the given frame, exactly
         for j, other in enumerate(clips):
             errors[i, j] = (x[0, :, 1:] - other[:, 1:]).pow(2).mean()

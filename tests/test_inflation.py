@@ -75,22 +75,22 @@ def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_
     from functools import partial
     from vidiff.diffusion import SCHEDULES, sampling_grid
     from vidiff.pipeline import VideoPipeline
-    from vidiff.pipeline.sampling import sample_video
+    from vidiff.pipeline.sampling import SampleOptions, sample_video
     from vidiff.pipeline.zero_shot import motion_steps, moving_start
     image_run(tmp_path)
     pipe = VideoPipeline.from_pretrained(tmp_path / "image")
     ids = pipe.model.tokenizer.encode(["a red circle bouncing"])
-    sample = partial(sample_video, pipe.model, pipe.config.diffusion, ids, shape=(3, 2, 16, 16), steps=6)
+    sample = partial(sample_video, pipe.model, pipe.config.diffusion, ids, shape=(3, 2, 16, 16), options=SampleOptions(6))
     noise = torch.randn(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0))
     whole = sample(x_T=noise)
     middle = sample(x_T=noise, stop=2)
     assert not torch.allclose(middle, whole, atol=1e-2)
     assert torch.allclose(sample(x_T=middle, start=2), whole, atol=1e-5)
     with pytest.raises(ValueError, match="DDIM"):
-        sample(x_T=noise, stop=2, sampler="ddpm")
+        sample(x_T=noise, stop=2, options=SampleOptions(6, sampler="ddpm"))
     assert motion_steps(25) == (5, 8) and motion_steps(50) == (10, 16) and motion_steps(3) == (0, 1)
     grid = sampling_grid(SCHEDULES["cosine"], 25)
-    start, t1 = moving_start(partial(sample_video, pipe.model, pipe.config.diffusion, ids, steps=25), 1,
+    start, t1 = moving_start(partial(sample_video, pipe.model, pipe.config.diffusion, ids, options=SampleOptions(25)), 1,
                              (3, 4, 16, 16), grid, (2.0, 1.0), torch.Generator().manual_seed(0))
     assert t1 == 5 and start.shape == (1, 3, 4, 16, 16)
     assert abs(start.std().item() - 1) < 0.2    # at t1's noise level, as the sampler expects

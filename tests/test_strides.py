@@ -11,7 +11,7 @@ from vidiff.config import DataConfig, ShapesConfig, config_from_dict
 from vidiff.data import ShapesDataset
 from vidiff.errors import VidiffError
 from vidiff.models import build_model
-from vidiff.pipeline import VideoPipeline, sample_video
+from vidiff.pipeline import SampleOptions, VideoPipeline, sample_video
 from vidiff.training import Trainer
 
 
@@ -86,8 +86,8 @@ def test_a_trained_model_makes_the_clip_of_the_stride_it_is_asked_for(strided_ru
     ids = pipe.model.tokenizer.encode([clips[1]["caption"]])
     errors = {}
     for stride in (1, 3):
-        x = sample_video(pipe.model, pipe.config.diffusion, ids, tuple(clips[1]["video"].shape), 10, 1.0,
-                         generator=torch.Generator().manual_seed(0), stride=stride)
+        x = sample_video(pipe.model, pipe.config.diffusion, ids, tuple(clips[1]["video"].shape),
+                         SampleOptions(10, 1.0), torch.Generator().manual_seed(0), stride=stride)
         errors[stride] = {s: (x[0] - clips[s]["video"]).pow(2).mean().item() for s in (1, 3)}
     assert errors[1][1] < 0.5 * errors[1][3] and errors[3][3] < 0.5 * errors[3][1], errors
 

@@ -124,7 +124,7 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
 
 def test_flow_matching_model_learns_to_generate_its_one_clip(tmp_path):
     """Flow matching end to end: train on one clip, then the flow ODE sampler reproduces that clip."""
-    from vidiff.pipeline import sample_video
+    from vidiff.pipeline import SampleOptions, sample_video
     cfg = config_from_dict(tiny_config_dict(steps=200, lr=2e-3, warmup_steps=10, checkpoint_every=1000,
                                             cfg_dropout=0.0))
     cfg.data.shapes.num_clips = 1
@@ -136,8 +136,8 @@ def test_flow_matching_model_learns_to_generate_its_one_clip(tmp_path):
     shape = tuple(clip["video"].shape)
 
     def error() -> float:
-        video = sample_video(trainer.model.eval(), cfg.diffusion, ids, shape, steps=20, guidance_scale=1.0,
-                             sampler="flow-euler", generator=torch.Generator().manual_seed(5))
+        video = sample_video(trainer.model.eval(), cfg.diffusion, ids, shape,
+                             SampleOptions(steps=20, guidance=1.0, sampler="flow-euler"), torch.Generator().manual_seed(5))
         trainer.model.train()
         return (video - clip["video"]).pow(2).mean().item()
 

@@ -153,6 +153,9 @@ METHOD = typer.Option(None, help="how given frames condition the video: trained 
                                  "(VDM reconstruction guidance, any model) | replacement; default: trained if the "
                                  "model has it, else guidance")
 GUIDANCE_WEIGHT = typer.Option(2.0, help="w_r of reconstruction guidance (--method guidance)")
+DTYPE = typer.Option("fp32", help="weights and activations: fp32 | bf16 | fp16 (bf16 halves memory and is "
+                                  "faster on a GPU; the sampler's arithmetic stays float64)")
+COMPILE = typer.Option(False, "--compile", help="torch.compile the backbone: slow first call, faster after (a GPU)")
 
 
 @app.command()
@@ -168,7 +171,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
              steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: Optional[str] = SAMPLER,
              spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE,
-             sheet: bool = SHEET, overwrite: bool = OVERWRITE):
+             sheet: bool = SHEET, overwrite: bool = OVERWRITE, dtype: str = DTYPE, compile: bool = COMPILE):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
     import torch
 
@@ -180,7 +183,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     except ValueError:
         raise VidiffError(f"--motion takes DX,DY in pixels a frame, e.g. 1,0; got '{motion}'") from None
     outputs = _outputs(out, sheet, overwrite, scale, fps)
-    pipe = VideoPipeline.from_pretrained(model)
+    pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
     video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
                  guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
                  spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
@@ -201,13 +204,14 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
            out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
            guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
            sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS,
-           scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE):
+           scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE, dtype: str = DTYPE,
+           compile: bool = COMPILE):
     """Continue a video to any length, one model-length window at a time."""
     import torch
 
     from .pipeline import VideoPipeline
     outputs = _outputs(out, sheet, overwrite, scale, fps)
-    pipe = VideoPipeline.from_pretrained(model)
+    pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
     result = pipe.extend(video, prompt, num_frames=frames, context=context, num_inference_steps=steps,
                          guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
                          eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight, mode=mode,
@@ -222,13 +226,14 @@ def interpolate(video: Path = typer.Argument(..., help="the frames to interpolat
                 out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
                 guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
                 sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED,
-                fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE):
+                fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE,
+                dtype: str = DTYPE, compile: bool = COMPILE):
     """Make factor - 1 new frames between each pair of frames of a video, keeping the given ones."""
     import torch
 
     from .pipeline import VideoPipeline
     outputs = _outputs(out, sheet, overwrite, scale, fps)
-    pipe = VideoPipeline.from_pretrained(model)
+    pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
     result = pipe.interpolate(video, factor=factor, prompt=prompt, num_inference_steps=steps,
                               guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
                               eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
@@ -242,7 +247,8 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
           port: int = typer.Option(7860, help="port"),
           max_upload_mb: float = typer.Option(20.0, help="largest uploaded file"),
           max_frames: int = typer.Option(256, help="most frames of an uploaded video or a result"),
-          max_side: int = typer.Option(1024, help="largest side of an uploaded frame, in pixels")):
+          max_side: int = typer.Option(1024, help="largest side of an uploaded frame, in pixels"),
+          dtype: str = DTYPE, compile: bool = COMPILE):
     """A web UI: text/image-to-video, extend, interpolate, evaluate and browse runs (needs the [ui] extra)."""
     try:
         from .webui.app import serve as run_server
@@ -253,7 +259,9 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
         raise VidiffError(f"--runs '{runs}' is not a directory")
     if max_upload_mb <= 0 or max_frames < 1 or max_side < 8:
         raise VidiffError("--max-upload-mb must be positive, --max-frames at least 1 and --max-side at least 8")
-    run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side))
+    from .devices import resolve_dtype
+    resolve_dtype(dtype)                  # a wrong name fails now, not at the first request
+    run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side), dtype=dtype, compile=compile)
 
 
 @app.command("eval")
@@ -277,7 +285,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              config: Optional[Path] = typer.Option(None, help="the world the videos show (its data section): clips "
                                                               "for --ground-truth, and the frame size objects of a folder's "
                                                               "videos are measured at (default: 32x32)"),
-             overwrite: bool = typer.Option(False, help="replace a report already in --out")):
+             overwrite: bool = typer.Option(False, help="replace a report already in --out"),
+             dtype: str = DTYPE, compile: bool = COMPILE):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
     from .config import DataConfig, load_config
     from .distributed import init_distributed, shutdown
@@ -289,7 +298,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
     try:
         if model is not None:
             from .pipeline import VideoPipeline        # under torchrun: each process samples its share
-            pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device)
+            pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device,
+                                                 torch_dtype=dtype, compile=compile)
         world = load_config(config).data if config else DataConfig()
         if not config:
             world.shapes.gravity = gravity

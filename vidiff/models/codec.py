@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..config import VAEConfig
+from ..devices import autocast
 from .vae import VideoVAE
 
 
@@ -29,11 +30,18 @@ class LatentCodec:
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
-        return video if self.vae is None else self.vae.encode(video)[0] * self.scale
+        """Pixels -> float32 latents (a bf16 or fp16 VAE runs under autocast)."""
+        if self.vae is None:
+            return video
+        with autocast(next(self.vae.parameters()).dtype, video.device):
+            return self.vae.encode(video)[0].float() * self.scale
 
     @torch.no_grad()
     def decode(self, x: Tensor) -> Tensor:
-        return x if self.vae is None else self.vae.decode_tiled(x / self.scale, tile=self.tile).clamp(-1, 1)
+        if self.vae is None:
+            return x
+        with autocast(next(self.vae.parameters()).dtype, x.device):
+            return self.vae.decode_tiled(x / self.scale, tile=self.tile).float().clamp(-1, 1)
 
 
 @torch.no_grad()

@@ -2,12 +2,14 @@
 it for sample sheets, VideoPipeline for everything it generates."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..config import DiffusionConfig
+from ..devices import autocast, randn
 from ..diffusion import SAMPLERS, SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
 from ..diffusion.conditioning import frame_condition, reconstruction_guidance, replacement
 from ..models import TextToVideoModel
@@ -17,21 +19,45 @@ from ..models import TextToVideoModel
 METHODS = ("trained", "guidance", "replacement")
 
 
+@dataclass
+class SampleOptions:
+    """How the denoising loop runs, resolved once (VideoPipeline.defaults fills what the user left out
+    from the model's config) and passed down whole."""
+    steps: int = 25
+    guidance: float = 3.0                  # classifier-free guidance scale (1: none)
+    sampler: str = "ddim"                  # a key of vidiff.diffusion.SAMPLERS
+    spacing: str = "uniform"               # a key of vidiff.diffusion.SPACINGS
+    eta: float = 0.0                       # DDIM's noise (0: deterministic)
+    progress: bool = False                 # a progress bar over the steps
+    callback: Callable[[int, Tensor], None] | None = None   # callback(i, x0) after every step
+
+
+@dataclass
+class KnownFrames:
+    """Frames the video must contain, in model space, and how they condition it."""
+    frames: Tensor                         # (B, C, T, H, W); only the frames in `mask` are read
+    mask: Tensor                           # (T,) bool: the given frames
+    method: str = "trained"                # one of METHODS
+    weight: float = 2.0                    # w_r of reconstruction guidance (method "guidance")
+
+
+def dtype_of(module: torch.nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
 @torch.no_grad()
-def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tensor,
-                 shape: tuple[int, int, int, int], steps: int = 25, guidance_scale: float = 3.0,
-                 sampler: str = "ddim", eta: float = 0.0, generator: torch.Generator | None = None,
-                 progress: bool = False, spacing: str = "uniform", clip_x0: bool = True,
-                 callback: Callable[[int, Tensor], None] | None = None, known: Tensor | None = None,
-                 frame_mask: Tensor | None = None, method: str = "trained", guidance_weight: float = 2.0,
-                 x_T: Tensor | None = None, stride: int = 1, start: int = 0, stop: int | None = None) -> Tensor:
+def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tensor, shape: tuple[int, int, int, int],
+                 options: SampleOptions | None = None, generator: torch.Generator | None = None, *,
+                 clip_x0: bool = True, known: KnownFrames | None = None, stride: int = 1,
+                 x_T: Tensor | None = None, start: int = 0, stop: int | None = None) -> Tensor:
     """Generate (B, C, T, H, W) for tokenized prompts ids (B, L): videos in [-1, 1], or latents.
 
-    shape is (C, T, H, W). The initial noise is drawn on the CPU from `generator`, so a seed gives
-    the same video on any device and batch layout. clip_x0: clip x0 estimates to [-1, 1], for pixel
-    models (latents have no known range). callback(i, x0) is called after every step.
-    known (B, C, T, H, W) and frame_mask (T,): frames the video must contain (in model space), put
-    in by `method`; guidance_weight is w_r of reconstruction guidance. Text guidance keeps the frame
+    shape is (C, T, H, W). The initial noise is drawn from `generator` where it lives: a CPU generator
+    gives the same video on any device and batch layout, a CUDA one draws on its GPU. clip_x0: clip x0
+    estimates to [-1, 1], for pixel models (latents have no known range). A model whose weights are
+    bf16 or fp16 runs under autocast (the text encoder by its own weights' dtype); the sampler's
+    arithmetic stays float64.
+    known: frames the video must contain, put in by its method. Text guidance keeps the frame
     condition in both of its passes: it steers towards the prompt, not away from the frames.
     x_T: the initial noise, if not drawn here (e.g. zero-shot video's translated noise).
     start, stop: run only the steps from grid point `start` (x_T is then a partly denoised video at that
@@ -39,33 +65,41 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     stride: the frame stride to make the video at (a stride-conditioned model); both guidance passes
     take it, like the frame condition.
     """
-    device = next(model.parameters()).device
+    o = options or SampleOptions()
+    device, dtype = next(model.parameters()).device, dtype_of(model.backbone)
     ids = ids.to(device)
-    cond = model.encode(ids, stride)
-    null = model.encode(model.tokenizer.empty(ids.shape[0]).to(device), stride)
+    with autocast(dtype_of(model.text_encoder), device):
+        cond = model.encode(ids, stride)
+        null = model.encode(model.tokenizer.empty(ids.shape[0]).to(device), stride)
+
+    def net(x: Tensor, log_snr: Tensor, *args: Tensor) -> Tensor:
+        with autocast(dtype, device):
+            return model(x, log_snr, *args).float()   # guidance and the sampler's updates in full precision
+
+    mask = None
     if known is not None:
-        known, frame_mask = known.to(device), frame_mask.to(device)
-        if method == "trained":
-            frames = frame_condition(known, frame_mask)
-            cond, null = (*cond, frames), (*null, frames)
-    guided = classifier_free_guidance(model, cond, null, guidance_scale, diffusion.guidance_interval)
+        frames, mask = known.frames.to(device), known.mask.to(device)
+        if known.method == "trained":
+            condition = frame_condition(frames, mask)
+            cond, null = (*cond, condition), (*null, condition)
+    guided = classifier_free_guidance(net, cond, null, o.guidance, diffusion.guidance_interval)
     denoiser = make_denoiser(guided, diffusion.prediction, clip_x0=1.0 if clip_x0 else None)
     if known is not None:
-        denoiser = (reconstruction_guidance(denoiser, known, frame_mask, guidance_weight) if method == "guidance"
-                    else replacement(denoiser, known, frame_mask))
-    x_T = (torch.randn((ids.shape[0], *shape), generator=generator) if x_T is None else x_T).to(device)
-    log_snrs = sampling_grid(SCHEDULES[diffusion.schedule], steps, spacing).to(device)
-    if not 0 <= start < (steps if stop is None else stop) <= steps:
-        raise ValueError(f"cannot sample from grid point {start} to {stop} of {steps} steps")
-    kwargs = {"eta": eta} if sampler == "ddim" else {}
+        denoiser = (reconstruction_guidance(denoiser, frames, mask, known.weight) if known.method == "guidance"
+                    else replacement(denoiser, frames, mask))
+    x_T = (randn((ids.shape[0], *shape), generator, device) if x_T is None else x_T).to(device)
+    log_snrs = sampling_grid(SCHEDULES[diffusion.schedule], o.steps, o.spacing).to(device)
+    if not 0 <= start < (o.steps if stop is None else stop) <= o.steps:
+        raise ValueError(f"cannot sample from grid point {start} to {stop} of {o.steps} steps")
+    kwargs = {"eta": o.eta} if o.sampler == "ddim" else {}
     if stop is not None:
-        if sampler != "ddim":
+        if o.sampler != "ddim":
             raise ValueError("a partial run (stop) needs the DDIM sampler")
-        log_snrs, kwargs["partial"] = log_snrs[:stop + 1], stop < steps
-    x = SAMPLERS[sampler](denoiser, x_T, log_snrs[start:], generator=generator, callback=callback, progress=progress,
-                          **kwargs)
-    if stop is not None and stop < steps:
+        log_snrs, kwargs["partial"] = log_snrs[:stop + 1], stop < o.steps
+    x = SAMPLERS[o.sampler](denoiser, x_T, log_snrs[start:], generator=generator, callback=o.callback,
+                            progress=o.progress, **kwargs)
+    if stop is not None and stop < o.steps:
         return x
     if known is not None:   # exactly the given frames (stochastic samplers end within noise of them)
-        x = torch.where(frame_mask.view(1, 1, -1, 1, 1), known.to(x.dtype), x)
+        x = torch.where(mask.view(1, 1, -1, 1, 1), frames.to(x.dtype), x)
     return x.clamp(-1, 1) if clip_x0 else x

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 from ..checkpoint import DEFAULT_MODEL, load_codec, load_model
 from ..config import Config
 from ..data.io import save_video, to_uint8, upscale
+from ..devices import allow_tf32, compile_module, resolve_dtype
 from ..diffusion import SAMPLERS, SCHEDULES, SPACINGS, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, input_multiples
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
-from .sampling import METHODS, sample_video
+from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
 from .windows import extension_plan, interpolation_plan
 from .zero_shot import cross_frame_attention, moving_start
 
@@ -40,10 +41,21 @@ class VideoPipelineOutput:
 
 
 class Sampling(NamedTuple):
+    """A model's sampling defaults (VideoPipeline.defaults)."""
     steps: int
     guidance: float
     sampler: str
     spacing: str
+
+
+class Windows(NamedTuple):
+    """What every window of an extension or interpolation is sampled with."""
+    ids: Tensor
+    options: SampleOptions
+    generator: torch.Generator | None
+    method: str
+    weight: float          # w_r of reconstruction guidance
+    progress: bool         # a bar over the windows
 
 
 class VideoPipeline:
@@ -51,12 +63,29 @@ class VideoPipeline:
         self.model, self.config, self.codec = model.eval(), config, codec or LatentCodec()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None):
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
+                        torch_dtype: str | torch.dtype | None = None, compile: bool = False):
         """Load a checkpoint folder, a training run folder (its latest checkpoint, EMA weights), or
-        with no path (or `default`) the model embedded in the package."""
+        with no path (or `default`) the model embedded in the package.
+        torch_dtype: bf16 / fp16 (or torch.bfloat16 / torch.float16) backbone and VAE weights, run under
+        autocast; the text encoder stays float32 and the samplers' arithmetic float64. compile: torch.compile the backbone (the first call compiles)."""
+        dtype = resolve_dtype(torch_dtype)
         model, config, folder = load_model(DEFAULT_MODEL if path is None else path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device), config, load_codec(folder, device))
+        allow_tf32()
+        codec = load_codec(folder, device)
+        if codec.vae is not None:
+            codec.vae.to(dtype)
+        model.to(device, dtype)
+        # the text encoder runs once per prompt: in bf16 its weights lost an object in 1 of 8 clips of the
+        # embedded model (a word's embedding is the whole binding of colour to shape), in float32 none
+        model.text_encoder.float()
+        if model.stride_embed is not None:
+            model.stride_embed.float()
+        pipe = cls(model, config, codec)
+        if compile:
+            compile_module(pipe.model.backbone)
+        return pipe
 
     @property
     def window(self) -> int:
@@ -107,16 +136,27 @@ class VideoPipeline:
                         sampler if sampler is not None else "ddim" if distilled else d.sampler,
                         spacing if spacing is not None else "uniform" if distilled else d.spacing)
 
-    def _check_options(self, steps: int, guidance_scale: float, sampler: str, spacing: str,
-                       method: str | None = None) -> str:
-        if not math.isfinite(guidance_scale):
-            raise VidiffError(f"the guidance scale (--guidance) must be a finite number, got {guidance_scale}")
-        if steps < 1:
-            raise VidiffError(f"the number of sampling steps (--steps) must be at least 1, got {steps}")
-        for what, name, registry in (("sampler (--sampler)", sampler, SAMPLERS), ("spacing (--spacing)", spacing, SPACINGS),
-                                     ("conditioning method (--method)", method or "trained", METHODS)):
+    def options(self, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                spacing: str | None = None, eta: float = 0.0, progress: bool = False,
+                callback: Callable[[int, Tensor], None] | None = None) -> SampleOptions:
+        """The loop's options: what is given, the model's defaults for the rest, checked."""
+        o = SampleOptions(*self.defaults(steps, guidance_scale, sampler, spacing), eta=eta, progress=progress,
+                          callback=callback)
+        if not math.isfinite(o.guidance) or o.guidance < 0:
+            raise VidiffError(f"the guidance scale (--guidance) must be a finite number >= 0, got {o.guidance}")
+        if not math.isfinite(o.eta) or o.eta < 0:
+            raise VidiffError(f"--eta must be a finite number >= 0, got {o.eta}")
+        if o.steps < 1:
+            raise VidiffError(f"the number of sampling steps (--steps) must be at least 1, got {o.steps}")
+        for what, name, registry in (("sampler (--sampler)", o.sampler, SAMPLERS), ("spacing (--spacing)", o.spacing, SPACINGS)):
             if name not in registry:
                 raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(registry)}")
+        return o
+
+    def _method(self, method: str | None) -> str:
+        """The conditioning method for given frames: the one asked for, checked, or the model's best."""
+        if method is not None and method not in METHODS:
+            raise VidiffError(f"unknown conditioning method (--method) '{method}'; choose one of: {', '.join(METHODS)}")
         method = method or self.default_method()
         if method == "trained" and not self.model.frame_conditioning:
             raise VidiffError("this model was not trained with frame masks (model.frame_conditioning); "
@@ -151,42 +191,41 @@ class VideoPipeline:
         """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
         zero_shot: video from an image model (Text2Video-Zero): frame 0's partly denoised latent moves by
         `motion` (dx, dy) pixels a frame, and each frame attends to frame 0. stride: make every stride-th
-        frame of the video (a model trained with data.shapes.strides), e.g. the keyframes of a long one."""
+        frame of the video (a model trained with data.shapes.strides), e.g. the keyframes of a long one.
+        generator: a CPU generator (the same video on any device) or one on the model's device."""
         prompts = self._prompts(prompt)
-        num_inference_steps, guidance_scale, sampler, spacing = self.defaults(num_inference_steps, guidance_scale,
-                                                                              sampler, spacing)
+        options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta, progress, callback)
         data = self.config.data
         frames = data.frames if num_frames is None else num_frames
         height = data.size if height is None else height
         width = data.size if width is None else width
         self.check_size(frames, height, width)
         self.check_stride(stride)
-        # without an image no frames condition the video: any method passes the checks
-        method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing,
-                                     method if image is not None else "replacement")
         ids = self.model.tokenizer.encode(prompts)
         shape = self.codec.shape(self.config.model.in_channels, frames, height, width)
-        known = mask = given = None
+        known = given = None
         if image is not None:
+            method = self._method(method)
             if height != width:
                 raise VidiffError(f"image-to-video makes square frames; got --size {height}x{width}")
             given = self._fit(image, "the image", height)[:1]
             pixels = torch.zeros(1, 3, frames, height, width)
             pixels[:, :, 0] = to_model_range(given)[:, :, 0]
-            known = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
-            mask = frame_mask("first", shape[1])
-        sample = partial(sample_video, self.model, self.config.diffusion, ids, steps=num_inference_steps,
-                         guidance_scale=guidance_scale, generator=generator, spacing=spacing,
+            encoded = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
+            known = KnownFrames(encoded, frame_mask("first", shape[1]), method, guidance_weight)
+        elif method is not None and method not in METHODS:
+            self._method(method)              # the one-line error, even where no frames are given
+        sample = partial(sample_video, self.model, self.config.diffusion, ids, generator=generator,
                          clip_x0=not self.codec.latent, stride=stride)
         x_T, start = None, 0
         with cross_frame_attention(self.model) if zero_shot else nullcontext():
             if zero_shot:
                 factor = self.codec.vae.spatial_factor if self.codec.latent else 1
-                grid = sampling_grid(SCHEDULES[self.config.diffusion.schedule], num_inference_steps, spacing)
-                x_T, start = moving_start(partial(sample, sampler="ddim"), len(prompts), shape, grid,
+                grid = sampling_grid(SCHEDULES[self.config.diffusion.schedule], options.steps, options.spacing)
+                first_stage = replace(options, sampler="ddim", progress=False, callback=None)
+                x_T, start = moving_start(partial(sample, options=first_stage), len(prompts), shape, grid,
                                           (motion[0] / factor, motion[1] / factor), generator)
-            x = sample(shape=shape, sampler=sampler, eta=eta, progress=progress, callback=callback, known=known,
-                       frame_mask=mask, method=method, guidance_weight=guidance_weight, x_T=x_T, start=start)
+            x = sample(shape=shape, options=options, known=known, x_T=x_T, start=start)
         out = to_uint8(self.codec.decode(x))
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
@@ -198,15 +237,13 @@ class VideoPipeline:
             raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
         return prompts
 
-    def _window(self, ids: Tensor, known: Tensor, mask: Tensor, steps: int, guidance_scale: float,
-                generator, sampler: str, eta: float, spacing: str, method: str, guidance_weight: float,
-                stride: int = 1) -> Tensor:
+    def _window(self, job: Windows, known: Tensor, mask: Tensor, stride: int = 1) -> Tensor:
         """One trained-length window with the frames in `mask` given (model space); returns model space."""
         size = self.config.data.size
         shape = self.codec.shape(self.config.model.in_channels, self.window, size, size)
-        return sample_video(self.model, self.config.diffusion, ids, shape, steps, guidance_scale, sampler, eta,
-                            generator, False, spacing, clip_x0=not self.codec.latent, known=known,
-                            frame_mask=mask, method=method, guidance_weight=guidance_weight, stride=stride)
+        return sample_video(self.model, self.config.diffusion, job.ids, shape, job.options, job.generator,
+                            clip_x0=not self.codec.latent, known=KnownFrames(known, mask, job.method, job.weight),
+                            stride=stride)
 
     def extend(self, video: FrameSource, prompt: str, num_frames: int, context: int | None = None,
                num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
@@ -224,15 +261,12 @@ class VideoPipeline:
         Memory is one window's, whatever the length: each window's latents are decoded as soon as it is
         made, and the frames are kept as uint8."""
         prompts = self._prompts(prompt)
-        num_inference_steps, guidance_scale, sampler, spacing = self.defaults(num_inference_steps, guidance_scale,
-                                                                              sampler, spacing)
-        method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
+        job = Windows(self.model.tokenizer.encode(prompts),
+                      self.options(num_inference_steps, guidance_scale, sampler, spacing, eta),
+                      generator, self._method(method), guidance_weight, progress)
         given = self._fit(video, "the video", self.config.data.size)
-        ids = self.model.tokenizer.encode(prompts)
-        options = dict(steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, sampler=sampler,
-                       eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
         if mode == "windows":
-            return VideoPipelineOutput(self._continue(given, ids, num_frames, context, 1, progress, options)[None], prompts)
+            return VideoPipelineOutput(self._continue(given, num_frames, context, 1, job)[None], prompts)
         if mode != "hierarchical":
             raise VidiffError(f"unknown extension mode (--mode) '{mode}'; choose one of: windows, hierarchical")
         stride = max(self.trained_strides()) if stride is None else stride
@@ -245,12 +279,11 @@ class VideoPipeline:
         keys = given[::-1][::stride][::-1]              # every stride-th frame, ending at the last one
         new_keys = -(-(num_frames - len(given)) // stride)
         context = None if context is None else min(context, len(keys))
-        keys = self._continue(keys, ids, len(keys) + new_keys, context, stride, progress, options)
-        filled = self._fill(keys[-new_keys - 1:], stride, ids, progress, options)
+        keys = self._continue(keys, len(keys) + new_keys, context, stride, job)
+        filled = self._fill(keys[-new_keys - 1:], stride, job)
         return VideoPipelineOutput(np.concatenate([given, filled[1:]])[:num_frames][None], prompts)
 
-    def _continue(self, given: np.ndarray, ids: Tensor, num_frames: int, context: int | None, stride: int,
-                  progress: bool, options: dict) -> np.ndarray:
+    def _continue(self, given: np.ndarray, num_frames: int, context: int | None, stride: int, job: Windows) -> np.ndarray:
         """(num_frames, H, W, 3) uint8: `given` and the frames that continue it, window by window."""
         window = self.window
         context = min(max(2, window // 4), len(given)) if context is None else context
@@ -262,10 +295,10 @@ class VideoPipeline:
         last = self._encode_frames(to_model_range(given[-context:]).to(device))   # (1, C, k, h, w)
         mask = frame_mask("first_k", window, context)
         for new in tqdm(plan, desc="windows" if stride == 1 else f"keyframes (stride {stride})",
-                        disable=not progress, leave=False):
+                        disable=not job.progress, leave=False):
             known = torch.zeros(1, last.shape[1], window, *last.shape[3:], device=device)
             known[:, :, :context] = last
-            x = self._window(ids, known, mask, stride=stride, **options)
+            x = self._window(job, known, mask, stride)
             pixels = to_uint8(self.codec.decode(x))[0]       # decoded with its context frames before them
             frames.append(pixels[context:context + new])
             end = context + new
@@ -279,30 +312,28 @@ class VideoPipeline:
         """N frames in, (N - 1) * factor + 1 out: `factor - 1` new frames between each pair, the given
         frames kept exactly. Without a prompt the model is unconditional on text (guidance off)."""
         prompts = self._prompts(prompt) if prompt is not None else [""]
-        num_inference_steps, guidance_scale, sampler, spacing = self.defaults(num_inference_steps, guidance_scale,
-                                                                              sampler, spacing)
-        method = self._check_options(num_inference_steps, guidance_scale, sampler, spacing, method)
-        given = self._fit(video, "the video", self.config.data.size)
+        options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta)
+        if prompt is None:
+            options.guidance = 1.0
         ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)
-        options = dict(steps=num_inference_steps, guidance_scale=guidance_scale if prompt is not None else 1.0,
-                       generator=generator, sampler=sampler, eta=eta, spacing=spacing, method=method,
-                       guidance_weight=guidance_weight)
-        return VideoPipelineOutput(self._fill(given, factor, ids, progress, options)[None], prompts)
+        job = Windows(ids, options, generator, self._method(method), guidance_weight, progress)
+        given = self._fit(video, "the video", self.config.data.size)
+        return VideoPipelineOutput(self._fill(given, factor, job)[None], prompts)
 
-    def _fill(self, given: np.ndarray, factor: int, ids: Tensor, progress: bool, options: dict) -> np.ndarray:
+    def _fill(self, given: np.ndarray, factor: int, job: Windows) -> np.ndarray:
         """((N - 1) * factor + 1, H, W, 3) uint8: the N given frames `factor` apart, and frames between."""
         size, window = self.config.data.size, self.window
         plan = interpolation_plan(len(given), factor, window)
         device = self._device()
         keys = self._encode_frames(to_model_range(given).to(device))     # (1, C, N, h, w)
         frames = np.zeros(((len(given) - 1) * factor + 1, size, size, 3), dtype=np.uint8)
-        for start, held in tqdm(plan, desc="windows", disable=not progress, leave=False):
+        for start, held in tqdm(plan, desc="windows", disable=not job.progress, leave=False):
             mask = torch.zeros(window, dtype=torch.bool)
             known = torch.zeros(1, keys.shape[1], window, *keys.shape[3:], device=device)
             for j in held:
                 mask[(j - held[0]) * factor] = True
                 known[:, :, (j - held[0]) * factor] = keys[:, :, j]
-            x = self._window(ids, known, mask, **options)
+            x = self._window(job, known, mask)
             span = (held[-1] - held[0]) * factor + 1
             frames[start:start + span] = to_uint8(self.codec.decode(x))[0, :span]
         frames[::factor] = given                  # the given frames, not their VAE reconstructions

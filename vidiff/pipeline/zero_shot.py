@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..devices import randn
 from ..diffusion.schedules import alpha_sigma
 from ..errors import VidiffError
 
@@ -53,7 +54,7 @@ def translated_noise(batch: int, shape: tuple[int, int, int, int], motion: tuple
     pixels of the model's input: circularly (noise has no edges to lose), sub-pixel shifts by a Fourier
     phase ramp, each frame rescaled to unit variance (the interpolation loses some)."""
     c, t, h, w = shape
-    first = torch.randn((batch, c, 1, h, w), generator=generator)
+    first = randn((batch, c, 1, h, w), generator, "cpu")       # the Fourier shifts below run on the CPU
     ky, kx = torch.fft.fftfreq(h)[:, None], torch.fft.fftfreq(w)[None, :]
     spectrum = torch.fft.fft2(first)
     frames = []
@@ -75,7 +76,7 @@ def moving_start(sample: Callable[..., Tensor], batch: int, shape: tuple[int, in
     is the sampling grid (log-SNRs) both stages use."""
     c, t, h, w = shape
     t1, t0 = motion_steps(len(grid) - 1)
-    first = sample(x_T=torch.randn((batch, c, 1, h, w), generator=generator), shape=(c, 1, h, w), stop=t0)
+    first = sample(x_T=randn((batch, c, 1, h, w), generator, "cpu"), shape=(c, 1, h, w), stop=t0)
     moved = slide(first.cpu(), t, motion)
     (a0, s0), (a1, s1) = alpha_sigma(grid[t0].cpu()), alpha_sigma(grid[t1].cpu())
     keep = a1 / a0                      # DDPM's forward process from t0 back to t1 (t1 noisier)

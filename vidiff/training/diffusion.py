@@ -19,7 +19,7 @@ from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
 from ..models.codec import measure_latent_scale
-from ..pipeline import sample_video
+from ..pipeline import SampleOptions, sample_video
 from ..registry import check_input_size
 from .plots import save_samples
 from .run_folder import RunFolder
@@ -164,7 +164,7 @@ class DiffusionTask:
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[HELD_OUT + i]["caption"] for i in range(4)]
         shape = self.codec.shape(self.cfg.model.in_channels, dc.frames, dc.size, dc.size)
-        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape, tc.sample_steps,
-                         tc.sample_guidance, generator=torch.Generator().manual_seed(tc.seed),
+        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape,
+                         SampleOptions(tc.sample_steps, tc.sample_guidance), torch.Generator().manual_seed(tc.seed),
                          clip_x0=not self.codec.latent)
         save_samples(self.codec.decode(x), captions, run.path / "samples", step)

@@ -40,7 +40,7 @@ def _results():
 def build_app(jobs: Jobs) -> gr.Blocks:
     methods = ["", *METHODS]
     with gr.Blocks(title="vidiff", analytics_enabled=False, delete_cache=(600, 3600)) as app:
-        gr.Markdown("# vidiff\nText-to-video diffusion on the CPU. Prompts use only the words the model was "
+        gr.Markdown("# vidiff\nText-to-video diffusion. Prompts use only the words the model was "
                     "trained on.")
         model = gr.Dropdown(jobs.models(), value="default", label="model", elem_id="model")
         vocabulary = gr.Markdown(f"**Words this model knows:** {jobs.vocabulary()}", elem_id="vocabulary")
@@ -170,9 +170,10 @@ def _int(value) -> int | None:
 
 
 def serve(model: str | Path | None = None, runs: Path | None = None, host: str = "127.0.0.1", port: int = 7860,
-          limits: Limits | None = None, block: bool = True):
-    """Start the server; with block=False return (app, url) with it running in the background."""
-    jobs = Jobs(model, runs, limits)
+          limits: Limits | None = None, block: bool = True, dtype: str | None = None, compile: bool = False):
+    """Start the server; with block=False return (app, url) with it running in the background.
+    dtype, compile: how every model is loaded (VideoPipeline.from_pretrained's torch_dtype and compile)."""
+    jobs = Jobs(model, runs, limits, dtype=dtype, compile=compile)
     app = build_app(jobs)
     _, url, _ = app.launch(server_name=host, server_port=port, max_file_size=f"{jobs.limits.upload_mb:g}mb",
                            prevent_thread_lock=not block, show_error=True, quiet=not block, footer_links=["api"])

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,18 @@ from .limits import Limits, inside, run_folders
 
 SCALE = 4          # results are shown and downloaded enlarged (nearest neighbour): 32 px is tiny in a page
 KEEP = 64          # request folders kept before the oldest are removed
+CACHED = 2         # pipelines kept loaded (the default model and the last checkpoint asked for): each holds its
+                   # weights on the device, and every "generate from checkpoint" would otherwise add one
 
 
 class Jobs:
     def __init__(self, model: str | Path | None = None, runs: Path | None = None, limits: Limits | None = None,
-                 device: str | None = None):
+                 device: str | None = None, dtype: str | None = None, compile: bool = False):
         self.default = model              # None: the embedded model
         self.runs = runs.resolve() if runs is not None else None
         self.limits = limits or Limits()
-        self.device = device
-        self.cache: dict[str, VideoPipeline] = {}
+        self.load = dict(device=device, torch_dtype=dtype, compile=compile)
+        self.cache: OrderedDict[str, VideoPipeline] = OrderedDict()   # least recently used first
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="vidiff-serve-"))
         atexit.register(shutil.rmtree, self.workdir, True)
@@ -45,7 +48,11 @@ class Jobs:
         with self.lock:
             if name not in self.cache:
                 path = self.default if name == "default" else inside(self.runs, name)
-                self.cache[name] = VideoPipeline.from_pretrained(path, device=self.device)
+                pipe = VideoPipeline.from_pretrained(path, **self.load)
+                while len(self.cache) >= CACHED:
+                    self.cache.popitem(last=False)
+                self.cache[name] = pipe
+            self.cache.move_to_end(name)
             return self.cache[name]
 
     def defaults(self, name: str | None = None) -> tuple[int, float, str, str, int]:
