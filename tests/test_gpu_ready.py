@@ -179,3 +179,18 @@ def test_cli_dtype_errors_in_one_line(tmp_path):
                         "--out", str(tmp_path / "a.mp4")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "error: unknown dtype 'fp8'; choose one of: fp32, bf16, fp16"
     assert not (tmp_path / "a.mp4").exists()
+
+
+def test_gpu_benchmark_smoke_run_writes_every_section(tmp_path):
+    from pathlib import Path
+    root = Path(__file__).parents[1]
+    out = tmp_path / "gpu.md"
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu.py"), "--smoke", "--out", str(out), "--models",
+                        "vidiff pixel U-Net", "vidiff DiT-S", "diffusers UNet3D"],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = out.read_text()
+    for section in ("matmul peak", "One train step", "end to end", "Sampling with the embedded model", "Largest batch"):
+        assert section in text, section
+    rows = [line for line in text.splitlines() if line.startswith("| vidiff") or line.startswith("| `vidiff train`")]
+    assert len(rows) == 2 + 1 + 2 and not any("crash" in row for row in rows), rows
