@@ -186,8 +186,7 @@ def test_gpu_benchmark_smoke_run_writes_every_section(tmp_path):
     root = Path(__file__).parents[1]
     out = tmp_path / "gpu.md"
     r = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu.py"), "--smoke", "--out", str(out), "--models",
-                        "vidiff pixel U-Net", "vidiff DiT-S", "diffusers UNet3D"],
-                       capture_output=True, text=True, timeout=300, cwd=root)
+                        "vidiff pixel U-Net", "vidiff DiT-S"], capture_output=True, text=True, timeout=600, cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     text = out.read_text()
     for section in ("matmul peak", "One train step", "end to end", "Sampling with the embedded model", "Largest batch"):
