@@ -86,7 +86,7 @@ def test_checkpoint_from_another_architecture_is_rejected(tiny_checkpoint, tmp_p
     other.mkdir()
     (other / "model.safetensors").write_bytes((tiny_checkpoint / "model.safetensors").read_bytes())
     config = json.loads((tiny_checkpoint / "config.json").read_text())
-    config["model"]["base_channels"] = 32
+    config["model"]["unet3d"]["base_channels"] = 32          # today's layout: the weights really do not fit
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(VidiffError, match="another architecture or size"):
         VideoPipeline.from_pretrained(other)
@@ -95,6 +95,22 @@ def test_checkpoint_from_another_architecture_is_rejected(tiny_checkpoint, tmp_p
         VideoPipeline.from_pretrained(other)
     with pytest.raises(VidiffError, match="not a vidiff checkpoint"):
         VideoPipeline.from_pretrained(tmp_path / "nowhere")
+
+
+def test_a_config_mixing_flat_and_sectioned_keys_keeps_every_setting():
+    """The flat (old) layout's keys merge into the backbone's section key by key; the same key set both
+    ways with two values is a one-line error. (It used to replace the whole section.)"""
+    from vidiff.checkpoint import upgrade_config_dict
+    mixed = {"model": {"type": "unet3d", "groups": 8,
+                       "unet3d": {"base_channels": 16, "channel_mults": [1, 2], "head_dim": 16}}}
+    assert upgrade_config_dict(mixed)["model"]["unet3d"] == {"base_channels": 16, "channel_mults": [1, 2],
+                                                              "head_dim": 16, "groups": 8}
+    flat = {"model": {"base_channels": 16, "groups": 8}}
+    assert upgrade_config_dict(flat)["model"]["unet3d"] == {"base_channels": 16, "groups": 8, "head_dim": 32}
+    data = {"data": {"type": "shapes", "num_clips": 3, "shapes": {"max_objects": 1}}}
+    assert upgrade_config_dict(data)["data"]["shapes"] == {"max_objects": 1, "num_clips": 3}
+    with pytest.raises(VidiffError, match="'model.base_channels' is given twice"):
+        upgrade_config_dict({"model": {"base_channels": 32, "unet3d": {"base_channels": 16}}})
 
 
 def test_export_writes_the_ema_weights_as_an_inference_model(tmp_path):

@@ -101,25 +101,41 @@ _LEGACY_DATA = {"shapes": ("min_objects", "max_objects", "colours", "shapes", "r
                 "folder": ("path", "frame_stride", "fps", "crop", "image_every", "fixed_clips")}
 
 
+def _merge(section: dict, name: str, moved: dict, where: str) -> None:
+    """Flat keys `moved` into section[name], key by key; a key set both ways with two values is an error."""
+    sub = section.setdefault(name, {})
+    if not isinstance(sub, dict):
+        raise VidiffError(f"config section '{where}.{name}' must be a mapping, got {type(sub).__name__}")
+    for key, value in moved.items():
+        if key in sub and sub[key] != value:
+            raise VidiffError(f"config key '{where}.{key}' is given twice, flat ({value!r}) and in '{where}.{name}' "
+                              f"({sub[key]!r}); keep the one in '{where}.{name}'")
+        sub[key] = value
+
+
 def upgrade_config_dict(values: dict) -> dict:
     """A config.json of an older layout in today's: flat backbone and data-source keys move into their
-    sub-sections, and derived values (diffusion.space, vae.latent_scale) are dropped (they now live
-    with the weights; see load_codec)."""
+    sub-sections, key by key (a file that mixes both layouts keeps every setting), and derived values
+    (diffusion.space, vae.latent_scale) are dropped (they now live with the weights; see load_codec)."""
     values = json.loads(json.dumps(values))   # a deep copy
     model, data = values.get("model", {}), values.get("data", {})
-    flat = [k for keys in _LEGACY_DATA.values() for k in keys if k in data and not isinstance(data[k], dict)]
-    if flat:
+    flat = lambda k: k in data and not isinstance(data[k], dict)    # `shapes` is also today's sub-section
+    if isinstance(data, dict) and any(flat(k) for keys in _LEGACY_DATA.values() for k in keys):
         for source, keys in _LEGACY_DATA.items():
-            moved = {k: data.pop(k) for k in keys if k in data}
-            if source == data.get("type", "shapes"):
-                data[source] = moved
-    if any(k in model for keys in _LEGACY_MODEL.values() for k in keys):
+            moved = {k: data.pop(k) for k in keys if flat(k)}
+            if source == data.get("type", "shapes") and moved:
+                _merge(data, source, moved, "data")
+    if isinstance(model, dict) and any(k in model for keys in _LEGACY_MODEL.values() for k in keys):
         chosen = model.get("type", "unet3d")
         moved = {k: model.pop(k) for keys in _LEGACY_MODEL.values() for k in keys if k in model}
-        moved["head_dim"] = model.pop("head_dim", 32)
-        model[chosen] = {k: v for k, v in moved.items() if k in _LEGACY_MODEL[chosen] + ("head_dim",)}
-    values.get("diffusion", {}).pop("space", None)
-    values.get("vae", {}).pop("latent_scale", None)
+        sub = model.get(chosen) if isinstance(model.get(chosen), dict) else {}
+        if "head_dim" in model or "head_dim" not in sub:     # the flat layout's head_dim, shared by both backbones
+            moved["head_dim"] = model.pop("head_dim", 32)
+        _merge(model, chosen, {k: v for k, v in moved.items() if k in _LEGACY_MODEL[chosen] + ("head_dim",)}, "model")
+    if isinstance(values.get("diffusion"), dict):
+        values["diffusion"].pop("space", None)
+    if isinstance(values.get("vae"), dict):
+        values["vae"].pop("latent_scale", None)
     return values
 
 
