@@ -25,10 +25,10 @@ def config_file(tmp_path, parallel: str):
     return path, config_from_dict(values)
 
 
-def torchrun(config, out, *extra):
+def torchrun(config, out, *extra, command=("train", "--config")):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "vidiff", "train", "--config", str(config), "--out", str(out), "--no-progress", *extra]
+           "-m", "vidiff", *command, str(config), "--out", str(out), "--no-progress", *extra]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -95,3 +95,19 @@ def test_evaluation_samples_split_across_processes_give_the_same_report(tmp_path
     assert one["summary"] == pytest.approx(two["summary"], rel=1e-6)
     assert sorted(p.name for p in (tmp_path / "two" / "videos").iterdir()) == \
         ["captions.jsonl", "sample_0000.mp4", "sample_0001.mp4", "sample_0002.mp4"]
+
+
+def test_distillation_on_two_fsdp_processes_matches_one_process(tmp_path):
+    """Each rank draws its slice of the global batch's noise (not a copy of one local draw), and the
+    student's FSDP shards are gathered when it becomes the next round's teacher."""
+    values = tiny_config_dict(steps=2, batch_size=4, parallel="fsdp")
+    Trainer(config_from_dict(values), tmp_path / "teacher", progress=False).train()
+    args = ["--steps", "2", "--teacher-steps", "8", "--train-steps", "4"]        # two rounds: 8 -> 4 -> 2
+    one = subprocess.run([sys.executable, "-m", "vidiff", "distill", "--model", str(tmp_path / "teacher"),
+                          "--out", str(tmp_path / "one"), "--no-progress", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun(tmp_path / "teacher", tmp_path / "two", *args, command=("distill", "--model"))
+    (_, state), (_, ref_state) = final_state(tmp_path / "two"), final_state(tmp_path / "one")
+    losses, ref_losses = [h["loss"] for h in state["history"]], [h["loss"] for h in ref_state["history"]]
+    assert len(losses) == 4 and losses == pytest.approx(ref_losses, rel=1e-4, abs=1e-6)

@@ -57,13 +57,16 @@ def student_grid_points(grid: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def distillation_loss(student: Denoiser, teacher: Denoiser, x0: Tensor, grid: Tensor, generator: torch.Generator,
-                      where: Tensor | None = None) -> Tensor:
+                      where: Tensor | None = None, part: slice | None = None, batch: int | None = None) -> Tensor:
     """Mean over the batch of the student's x0 error against the teacher's two-step target, at student
     steps drawn uniformly from the teacher's grid of 2N steps, weighted by max(SNR, 1) ("truncated
-    SNR", as the paper). where: a 0/1 mask broadcastable to x0 (the unknown frames) or None."""
-    b, device = x0.shape[0], x0.device
-    index = torch.randint(0, (len(grid) - 1) // 2, (b,), generator=generator)
-    noise = randn(x0.shape, generator_on(generator, device), device, x0.dtype)
+    SNR", as the paper). where: a 0/1 mask broadcastable to x0 (the unknown frames) or None.
+    part, batch: x0 is this process's `part` of a global batch of `batch` clips: the draws are made for
+    the whole batch and sliced, so N processes draw what one process would (not N copies of one draw)."""
+    device, part = x0.device, part or slice(None)
+    b = batch or x0.shape[0]
+    index = torch.randint(0, (len(grid) - 1) // 2, (b,), generator=generator)[part]
+    noise = randn((b, *x0.shape[1:]), generator_on(generator, device), device, x0.dtype)[part]
     points, last = student_grid_points(grid.to(torch.float64), index)
     points, last = points.to(device, x0.dtype), last.to(device)
     alpha, sigma = alpha_sigma(_expand(points[:, 0], x0))

@@ -160,11 +160,13 @@ class DiffusionTask:
     def resume(self, folder: Path, optimizers: dict) -> None:
         pass
 
+    def sample_options(self) -> SampleOptions:
+        return SampleOptions(self.cfg.train.sample_steps, self.cfg.train.sample_guidance)
+
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[HELD_OUT + i]["caption"] for i in range(4)]
         shape = self.codec.shape(self.cfg.model.in_channels, dc.frames, dc.size, dc.size)
-        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape,
-                         SampleOptions(tc.sample_steps, tc.sample_guidance), torch.Generator().manual_seed(tc.seed),
-                         clip_x0=not self.codec.latent)
+        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape, self.sample_options(),
+                         torch.Generator().manual_seed(tc.seed), clip_x0=not self.codec.latent)
         save_samples(self.codec.decode(x), captions, run.path / "samples", step)

@@ -9,17 +9,18 @@ model is distilled on the same frame masks it was trained with, scored on the un
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from ..checkpoint import load_model, load_weights
 from ..config import Config
 from ..diffusion import SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
 from ..diffusion.distillation import distillation_loss, rounds
 from ..errors import VidiffError
+from ..pipeline import SampleOptions
 from .diffusion import DiffusionTask, frame_inputs
 
 TEACHER = "teacher"
@@ -57,11 +58,12 @@ class DistillTask(DiffusionTask):
         cfg = self.cfg
         x0 = self.to_model_space(batch)
         ids = self.model.tokenizer.encode(batch["caption"]).to(self.device)
-        frames, where = frame_inputs(cfg, x0, x0.shape[0], generator, slice(None))
+        frames, where = frame_inputs(cfg, x0, cfg.train.batch_size, generator, part)
         student = make_denoiser(lambda x, log_snr: net(x, log_snr, frames=frames, ids=ids), cfg.diffusion.prediction)
         grid = sampling_grid(SCHEDULES[cfg.diffusion.schedule], self.rounds[self.round], "uniform")
         with autocast:
-            loss = distillation_loss(student, self._teacher_denoiser(ids, frames), x0, grid, generator, where)
+            loss = distillation_loss(student, self._teacher_denoiser(ids, frames), x0, grid, generator, where,
+                                     part, cfg.train.batch_size)
         return loss, {"teacher_steps": float(self.rounds[self.round])}
 
     def after_step(self, step: int) -> dict:
@@ -69,7 +71,8 @@ class DistillTask(DiffusionTask):
         remembers the previous round)."""
         if step % self.per_round == 0 and self.round < len(self.rounds) - 1:
             self.round += 1
-            self.teacher.load_state_dict(self.model.state_dict())
+            # full tensors on every rank (a collective under FSDP, whose own state dict holds this rank's shards)
+            self.teacher.load_state_dict(get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True)))
         return {}
 
     def extra_weights(self) -> dict:
@@ -80,15 +83,9 @@ class DistillTask(DiffusionTask):
         self.round = min(RunFolder.state(folder)["step"] // self.per_round, len(self.rounds) - 1)
         load_weights(self.teacher, folder / f"{TEACHER}.safetensors", TEACHER)
 
-    def write_samples(self, model: nn.Module, run, step: int) -> None:
-        cfg = copy.deepcopy(self.cfg)
-        cfg.train.sample_steps = self.rounds[self.round] // 2
-        cfg.train.sample_guidance = 1.0
-        original, self.cfg = self.cfg, cfg
-        try:
-            super().write_samples(model, run, step)
-        finally:
-            self.cfg = original
+    def sample_options(self) -> SampleOptions:
+        """The student of this round: half its teacher's DDIM steps, no guidance (it has its teacher's built in)."""
+        return SampleOptions(self.rounds[self.round] // 2, 1.0)
 
 
 def distill_config(teacher: str, steps: int, teacher_steps: int = 32, guidance: float | None = None,
