@@ -74,6 +74,18 @@ def test_run_folders_and_no_way_out_of_the_runs_directory(runs):
         inside(None, "tiny")
 
 
+def test_the_server_keeps_at_most_two_pipelines_loaded(runs):
+    jobs = Jobs(runs / "tiny", runs)
+    checkpoints = jobs.run_info("tiny")[3]
+    assert len(checkpoints) == 2
+    jobs.pipeline("default")
+    for checkpoint in checkpoints:
+        jobs.generate_from_checkpoint("tiny", checkpoint, "a red circle bouncing")
+    assert list(jobs.cache) == [f"tiny/checkpoints/{c}" for c in checkpoints]       # the oldest went first
+    default = jobs.pipeline("default")
+    assert list(jobs.cache) == [f"tiny/checkpoints/{checkpoints[1]}", "default"] and jobs.pipeline("default") is default
+
+
 def test_jobs_check_limits_before_any_work(runs):
     jobs = Jobs(runs / "tiny", runs, Limits(frames=3, side=12, steps=5))
     with pytest.raises(VidiffError, match="between 1 and 3, got 8"):
