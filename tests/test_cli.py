@@ -51,13 +51,28 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["generate", "a red circle", "--guidance", "nan", "--out", "{tmp}/a.mp4"], "finite number"),
     (["generate", "a red circle", "--sampler", "plms", "--out", "{tmp}/a.mp4"], "unknown sampler (--sampler) 'plms'"),
     (["data", "check", "{tmp}/nowhere"], "is not a folder"),
+    (["generate", "a red circle", "--seed", "99999999999999999999999", "--out", "{tmp}/a.mp4"], "--seed must be 0 to"),
+    (["generate", "a red circle", "--out", "/proc/x.mp4"], "cannot write '/proc/x.mp4'"),
+    (["generate", "a red circle", "--out", "{tmp}/folder.mp4", "--overwrite"], "it is a folder"),
+    (["generate", "a red circle and a blue square and a green triangle", "--out", "{tmp}/a.mp4"],
+     "names 3 objects; this model was trained on clips of at most 2"),
+    (["generate", "a red circle", "--size", "2048", "--out", "{tmp}/a.mp4"], "4096 times the 16x32x32"),
+    (["generate", "a red circle", "--guidance", "-1", "--out", "{tmp}/a.mp4"], "guidance scale (--guidance) must be"),
+    (["generate", "a red circle", "--eta", "nan", "--out", "{tmp}/a.mp4"], "--eta must be a finite number"),
+    (["generate", "a red circle", "--model", "{tmp}/banana", "--out", "{tmp}/a.mp4"], "unknown model.type 'banana'"),
+    (["train", "--config", "{tmp}/empty.yaml", "--out", "{tmp}/run"], "is empty"),
+    (["serve", "--port", "70000"], "--port must be 1 to 65535"),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, args, message):
     for name, text in {"bad": "train:\n  lrr: 0.1\n", "good": "train:\n  lr: 0.1\n", "nan-lr": "train:\n  lr: .nan\n",
                        "neg-lr": "train:\n  lr: -1.0\n", "ema": "train:\n  ema_decay: 5.0\n",
                        "clip": "train:\n  grad_clip: -1.0\n", "every": "train:\n  checkpoint_every: 0\n",
-                       "schedule": "diffusion:\n  schedule: sigmoid\n", "flat": "model:\n  base_channels: 8\n"}.items():
+                       "schedule": "diffusion:\n  schedule: sigmoid\n", "flat": "model:\n  base_channels: 8\n", "empty": ""}.items():
         (tmp_path / f"{name}.yaml").write_text(text)
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "banana").mkdir()
+    (tmp_path / "banana" / "config.json").write_text('{"model": {"type": "banana"}}')
+    (tmp_path / "banana" / "model.safetensors").write_bytes(b"")
     r = vidiff(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
@@ -108,13 +123,21 @@ def test_eval_skips_unreadable_files_and_keeps_an_existing_report(tmp_path):
     assert vidiff("eval", videos, "--out", tmp_path / "ev", "--overwrite").returncode == 0
 
 
-def test_resuming_a_finished_run_says_there_is_nothing_to_do(tmp_path):
+def test_resuming_a_finished_run_says_there_is_nothing_to_do_and_a_damaged_checkpoint_is_one_line(tmp_path):
     from conftest import tiny_config_dict
     import yaml
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config_dict(steps=2)))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config_dict(steps=2, checkpoint_every=1)))
     assert vidiff("train", "--config", tmp_path / "c.yaml", "--out", tmp_path / "run", "--no-progress").returncode == 0
     r = vidiff("train", "--out", tmp_path / "run", "--resume")
     assert r.returncode == 2 and "nothing to do" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    last = tmp_path / "run" / "checkpoints" / "step_00000002"
+    for damaged in ("optimizer.pt", "state.json"):       # a crash or a full disk cut a file short
+        saved = (last / damaged).read_bytes()
+        (last / damaged).write_bytes(saved[:len(saved) // 2])
+        r = vidiff("train", "--out", tmp_path / "run", "--resume", "--steps", 3)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"step_00000002' is damaged ({damaged}" in r.stderr and "step_00000001" in r.stderr, r.stderr
+        (last / damaged).write_bytes(saved)
 
 
 def test_version():

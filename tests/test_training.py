@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -76,6 +77,9 @@ def test_run_leaves_checkpoints_config_plot_and_samples(tmp_path):
     assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", "ema.safetensors",
                                                 "optimizer.pt", "state.json"}
     assert json.loads((ckpt / "config.json").read_text()) == cfg.to_dict()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in ckpt.iterdir()} == {0o666 & ~umask}   # safetensors alone wrote 0600
     assert (run / "loss.png").stat().st_size > 1000
     assert (run / "samples" / "step_00000004.gif").is_file() and (run / "samples" / "step_00000004.png").is_file()
 

@@ -68,11 +68,19 @@ def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: 
         torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
     if state is not None:
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    mode = 0o666 & ~_umask()             # safetensors writes 0600; a checkpoint is as readable as any other file
     for f in tmp.iterdir():
+        os.chmod(f, mode)
         _fsync(f)
     os.rename(tmp, folder)
     _fsync(folder.parent)
     return folder
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_pointer(run_dir: Path, name: str) -> None:

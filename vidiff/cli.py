@@ -10,8 +10,8 @@ import typer
 
 from .errors import VidiffError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, sample and evaluate video diffusion models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Train, sample and evaluate video diffusion models.")   # no markup: "[ui]" is text
 
 
 def _version(value: bool) -> None:
@@ -144,7 +144,16 @@ SAMPLER = typer.Option(None, help="ddim | ddpm | dpm++2m | euler | heun | flow-e
 SPACING = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr (default: the "
                                   "model's diffusion.spacing)")
 ETA = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
-SEED = typer.Option(0, help="random seed")
+MAX_SEED = 2 ** 63 - 1    # torch.Generator.manual_seed takes a signed 64-bit integer
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise VidiffError(f"--seed must be 0 to {MAX_SEED}, got {value}")
+    return value
+
+
+SEED = typer.Option(0, help="random seed", callback=_seed)
 FPS = typer.Option(8, help="frames per second of the file")
 SCALE = typer.Option(4, help="enlarge frames this many times (nearest neighbour)")
 SHEET = typer.Option(False, help="also write a PNG contact sheet beside the video")
@@ -259,6 +268,8 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
         raise VidiffError(f"--runs '{runs}' is not a directory")
     if max_upload_mb <= 0 or max_frames < 1 or max_side < 8:
         raise VidiffError("--max-upload-mb must be positive, --max-frames at least 1 and --max-side at least 8")
+    if not 1 <= port <= 65535:
+        raise VidiffError(f"--port must be 1 to 65535, got {port}")
     from .devices import resolve_dtype
     resolve_dtype(dtype)                  # a wrong name fails now, not at the first request
     run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side), dtype=dtype, compile=compile)
@@ -280,7 +291,7 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
                                                               "diffusion.sampler)"),
              spacing: Optional[str] = typer.Option(None, help="step spacing: uniform | karras | log_snr (with --model; "
                                                               "default the model's diffusion.spacing)"),
-             seed: int = typer.Option(0, help="video i uses seed + i"),
+             seed: int = typer.Option(0, help="video i uses seed + i", callback=_seed),
              gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2 (without --config)"),
              config: Optional[Path] = typer.Option(None, help="the world the videos show (its data section): clips "
                                                               "for --ground-truth, and the frame size objects of a folder's "

@@ -368,4 +368,6 @@ def load_config(path: str | Path) -> Config:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise VidiffError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not values:                  # an empty file would silently train the default recipe
+        raise VidiffError(f"config file '{path}' is empty; start from one of configs/*.yaml")
     return config_from_dict(values)

@@ -50,8 +50,14 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise VidiffError(f"'{path}' already exists; choose another path or pass --overwrite")
     if not path.parent.is_dir():
         raise VidiffError(f"cannot write '{path}': folder '{path.parent}' does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise VidiffError(f"cannot write '{path}': folder '{path.parent}' is not writable")
+    if path.is_dir():
+        raise VidiffError(f"cannot write '{path}': it is a folder; name a file")
+    try:                        # os.access says yes to root everywhere, and /proc still refuses new files
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise VidiffError(f"cannot write '{path}': {e.strerror.lower() if e.strerror else e}") from None
 
 
 def save_video(frames: np.ndarray, path: str | Path, fps: int = 8, overwrite: bool = False) -> Path:

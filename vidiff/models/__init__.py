@@ -10,6 +10,7 @@ from typing import Callable
 from torch import nn
 
 from ..config import DiTConfig, ModelConfig, UNetConfig, VAEConfig
+from ..errors import VidiffError
 from .codec import LatentCodec
 from .dit import DiT3D, DiTBlock
 from .text import TextEncoder
@@ -39,6 +40,8 @@ BLOCK_TYPES: tuple[type[nn.Module], ...] = (VideoBlock, DiTBlock, TextEncoder)
 def build_model(cfg: ModelConfig, known_words: list[str] | None = None) -> TextToVideoModel:
     """The text-to-video model a config describes; known_words: the words prompts may use
     (Config.trained_words()), default all of model.text.vocab."""
+    if cfg.type not in BACKBONES:           # a hand-edited config.json reaches here without registry.validate
+        raise VidiffError(f"unknown model.type '{cfg.type}'; choose one of: {', '.join(BACKBONES)}")
     frame_channels = cfg.in_channels + 1 if cfg.frame_conditioning else 0
     backbone = BACKBONES[cfg.type](getattr(cfg, cfg.type), cfg.in_channels, cfg.text.dim, frame_channels)
     t = cfg.text

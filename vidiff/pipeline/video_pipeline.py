@@ -22,11 +22,15 @@ from ..devices import allow_tf32, compile_module, resolve_dtype
 from ..diffusion import SAMPLERS, SCHEDULES, SPACINGS, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
+from ..world import parse_caption
 from ..models import LatentCodec, TextToVideoModel, input_multiples
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
 from .windows import extension_plan, interpolation_plan
 from .zero_shot import cross_frame_attention, moving_start
+
+
+MAX_SCALE = 256    # the largest clip, in pixels x frames, as a multiple of the trained clip (16 frames -> 4,096)
 
 
 @dataclass
@@ -115,6 +119,16 @@ class VideoPipeline:
             raise VidiffError(f"cannot make frames of {height}x{width}: this model needs --size a multiple of "
                               f"{factor} (it was trained at {data.size})")
 
+    def check_scale(self, frames: int, height: int, width: int) -> None:
+        """Refuse a clip far beyond what the model was trained on: memory grows with it (--size 2048 took
+        13 GB on the embedded model), and the model makes nothing useful there. Longer videos: extend."""
+        data = self.config.data
+        ratio = frames * height * width / (data.frames * data.size ** 2)
+        if ratio > MAX_SCALE:
+            raise VidiffError(f"a clip of {frames}x{height}x{width} is {ratio:.0f} times the {data.frames}x{data.size}x"
+                              f"{data.size} this model was trained on (at most {MAX_SCALE}x); for a long video use "
+                              "`vidiff extend`")
+
     def trained_strides(self) -> list[int]:
         data = self.config.data
         return sorted(set(data.shapes.strides)) if self.model.stride_embed is not None and data.type == "shapes" else [1]
@@ -200,6 +214,7 @@ class VideoPipeline:
         height = data.size if height is None else height
         width = data.size if width is None else width
         self.check_size(frames, height, width)
+        self.check_scale(frames, height, width)
         self.check_stride(stride)
         ids = self.model.tokenizer.encode(prompts)
         shape = self.codec.shape(self.config.model.in_channels, frames, height, width)
@@ -235,6 +250,12 @@ class VideoPipeline:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or any(not p.strip() for p in prompts):
             raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
+        data = self.config.data
+        if data.type == "shapes":      # the shapes world's captions: a model never shown 3 objects draws 2
+            for p in prompts:
+                if len(parse_caption(p)) > data.shapes.max_objects:
+                    raise VidiffError(f"'{p}' names {len(parse_caption(p))} objects; this model was trained on clips "
+                                      f"of at most {data.shapes.max_objects}")
         return prompts
 
     def _window(self, job: Windows, known: Tensor, mask: Tensor, stride: int = 1) -> Tensor:

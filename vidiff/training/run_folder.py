@@ -12,6 +12,14 @@ from ..errors import VidiffError
 from .plots import save_loss_plot
 
 
+def damaged(folder: Path, name: str, error: Exception) -> VidiffError:
+    """The one-line error of a checkpoint a crash or a full disk left incomplete, naming the way out."""
+    earlier = sorted(p.name for p in folder.parent.iterdir() if p.name.startswith("step_") and p.name < folder.name)
+    fix = (f"write '{earlier[-1]}' into {folder.parent.parent / 'latest'} to resume from the checkpoint before it"
+           if earlier else "start the run again")
+    return VidiffError(f"checkpoint '{folder}' is damaged ({name}: {type(error).__name__}); {fix}")
+
+
 class RunFolder:
     def __init__(self, path: str | Path, main: bool = True):
         self.path, self.main = Path(path), main
@@ -32,7 +40,10 @@ class RunFolder:
 
     @staticmethod
     def state(folder: Path) -> dict:
-        return json.loads((folder / "state.json").read_text())
+        try:
+            return json.loads((folder / "state.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise damaged(folder, "state.json", e) from None
 
     def save_config(self, cfg: Config) -> None:
         if self.main:

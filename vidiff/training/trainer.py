@@ -13,6 +13,7 @@ and the host reads the numbers once per train.log_every steps, where it also che
 from __future__ import annotations
 
 import math
+import pickle
 from contextlib import nullcontext
 from pathlib import Path
 from time import perf_counter
@@ -39,7 +40,7 @@ from .lr import learning_rate
 from .optim import fused_adamw, keep_fused, skip_unless
 from .options import autocast_for, validate_training
 from .parallel import wrap
-from .run_folder import RunFolder
+from .run_folder import RunFolder, damaged
 
 MAX_BAD_STEPS = 10         # non-finite losses tolerated (skipped) before the run stops
 STEP_SEED_STRIDE = 1_000_003   # step k's generator is seeded seed * stride + k: a prime keeps (seed, k) pairs apart
@@ -154,7 +155,10 @@ class Trainer:
         self.run.save_config(cfg)
 
     def _resume_optimizers(self, folder: Path) -> None:
-        saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+            raise damaged(folder, "optimizer.pt", e) from None
         extras = {}
         if "state" not in saved:              # {"model": ..., "discriminator": ...} (older VAE runs: "vae")
             extras = saved

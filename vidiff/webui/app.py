@@ -175,6 +175,13 @@ def serve(model: str | Path | None = None, runs: Path | None = None, host: str =
     dtype, compile: how every model is loaded (VideoPipeline.from_pretrained's torch_dtype and compile)."""
     jobs = Jobs(model, runs, limits, dtype=dtype, compile=compile)
     app = build_app(jobs)
-    _, url, _ = app.launch(server_name=host, server_port=port, max_file_size=f"{jobs.limits.upload_mb:g}mb",
-                           prevent_thread_lock=not block, show_error=True, quiet=not block, footer_links=["api"])
+    try:                # quiet: gradio's own banner suggests share=True, which a `vidiff serve` user cannot pass
+        _, url, _ = app.launch(server_name=host, server_port=port, max_file_size=f"{jobs.limits.upload_mb:g}mb",
+                               prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api"])
+    except OSError as e:
+        raise VidiffError(f"cannot listen on {host}:{port}: {str(e).split('. ')[0]} (another server there? "
+                          "pass --port)") from None
+    if block:
+        print(f"vidiff serve: open {url} (Ctrl-C stops it)", flush=True)
+        app.block_thread()
     return app, url
