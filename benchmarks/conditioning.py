@@ -42,7 +42,7 @@ from vidiff.data import ShapesDataset, unit_stride  # noqa: E402
 from vidiff.data.io import save_video, to_uint8  # noqa: E402
 from vidiff.data.splits import HELD_OUT  # noqa: E402
 from vidiff.evaluation.evaluate import score_clips  # noqa: E402
-from vidiff.evaluation.objects import track  # noqa: E402
+from vidiff.data.objects import track  # noqa: E402
 from vidiff.pipeline import VideoPipeline  # noqa: E402
 from vidiff.world import COLOURS  # noqa: E402
 

@@ -42,7 +42,7 @@ from vidiff.data import ShapesDataset                         # noqa: E402
 from vidiff.data.splits import HELD_OUT                       # noqa: E402
 from vidiff.evaluation.evaluate import score_clips            # noqa: E402
 from vidiff.evaluation.fvd import reference_clips             # noqa: E402
-from vidiff.evaluation.objects import track                   # noqa: E402
+from vidiff.data.objects import track                   # noqa: E402
 from vidiff.pipeline import VideoPipeline                     # noqa: E402
 from vidiff.training import Trainer                           # noqa: E402
 from vidiff.world import parse_caption                        # noqa: E402

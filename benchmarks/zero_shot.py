@@ -21,7 +21,7 @@ from results import publish
 from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.evaluate import score_clips
-from vidiff.evaluation.objects import track
+from vidiff.data.objects import track
 from vidiff.pipeline import VideoPipeline
 from vidiff.world import parse_caption
 

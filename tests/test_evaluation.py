@@ -7,7 +7,7 @@ from vidiff.config import DataConfig, ShapesConfig
 from vidiff.data import ShapesDataset
 from vidiff.data.io import to_uint8
 from vidiff.evaluation import corruptions as C
-from vidiff.evaluation.objects import detect
+from vidiff.data.objects import detect
 from vidiff.world import parse_caption
 from vidiff.evaluation.temporal import temporal_scores
 from vidiff.evaluation.world import score_video

@@ -169,3 +169,22 @@ def test_the_models_own_sampling_settings_are_the_defaults_and_explicit_ones_win
         wrong["diffusion"] = {**wrong.get("diffusion", {}), key: bad}
         with pytest.raises(VidiffError, match=f"diffusion.{key}"):
             validate(config_from_dict(wrong))
+
+
+def test_interpolation_without_a_prompt_keeps_the_shapes_the_frames_show():
+    """With no prompt the frames decide what is drawn: the shapes world's model is told what its objects
+    are. (Guided by the empty prompt, the embedded model drew a triangle between circles.)"""
+    from vidiff.data import build_dataset
+    from vidiff.data.objects import track
+    from vidiff.world import parse_caption
+    pipe = VideoPipeline.from_pretrained()
+    dataset = build_dataset(pipe.config.data, pipe.config.model.text.vocab)
+    for i in (0, 2):
+        clip = dataset[i]
+        frames = ((clip["video"].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype(np.uint8)[::4]
+        result = pipe.interpolate(frames, factor=4, generator=torch.Generator().manual_seed(0), progress=False)
+        assert sorted(parse_caption(result.prompts[0])) == sorted(parse_caption(clip["caption"]))
+        new = np.delete(result.frames[0], np.arange(0, 13, 4), axis=0)           # the frames it made
+        tracks, _ = track(new)
+        for colour, shape in parse_caption(clip["caption"]):
+            assert tracks[colour].majority_shape() == shape, (clip["caption"], colour)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .objects import Detection, Track
+from ..data.objects import Detection, Track
 
 MAX_JUMP = 0.125          # of the frame size: 4 px at 32, ~1.8x the fastest object of the world
 MAX_MISSING = 0.10        # share of frames with a prompted object missing (and not behind another)

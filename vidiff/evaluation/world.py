@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..world import parse_caption
-from .objects import track
+from ..data.objects import track
 from .physics import fit_physics
 from .viewer import viewer_checks
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import DEFAULT_MODEL, load_codec, load_model
 from ..config import Config
 from ..data.io import save_video, to_uint8, upscale
+from ..data.objects import caption_frames
 from ..devices import allow_tf32, compile_module, resolve_dtype
 from ..diffusion import SAMPLERS, SCHEDULES, SPACINGS, sampling_grid
 from ..diffusion.conditioning import frame_mask
@@ -331,14 +332,19 @@ class VideoPipeline:
                     sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
                     guidance_weight: float = 2.0, progress: bool = True) -> VideoPipelineOutput:
         """N frames in, (N - 1) * factor + 1 out: `factor - 1` new frames between each pair, the given
-        frames kept exactly. Without a prompt the model is unconditional on text (guidance off)."""
+        frames kept exactly. Without a prompt, a model of the shapes world is told what the frames show
+        (their objects, found as the evaluation finds them); any other model is unconditional on text
+        (guidance off): the empty prompt let the model draw its own shapes between the given frames."""
+        given = self._fit(video, "the video", self.config.data.size)
+        if prompt is None and self.config.data.type == "shapes":
+            world = self.config.data.shapes
+            prompt = caption_frames(given, world.colours, world.shapes, world.max_objects)
         prompts = self._prompts(prompt) if prompt is not None else [""]
         options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta)
         if prompt is None:
             options.guidance = 1.0
         ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)
         job = Windows(ids, options, generator, self._method(method), guidance_weight, progress)
-        given = self._fit(video, "the video", self.config.data.size)
         return VideoPipelineOutput(self._fill(given, factor, job)[None], prompts)
 
     def _fill(self, given: np.ndarray, factor: int, job: Windows) -> np.ndarray:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ..data.synthetic import SQUARE_HALF_SIDE, shape_mask
-from ..world import COLOURS, SHAPES
+from .synthetic import SQUARE_HALF_SIDE, shape_mask
+from ..world import COLOURS, SHAPES, make_caption
 
 MIN_AREA_FRACTION = 0.004   # of the frame: 4 px at 32x32
 TEMPLATE_SUPERSAMPLE = 4
@@ -131,3 +131,13 @@ def track(video: np.ndarray, colours: list[str] | None = None) -> tuple[dict[str
             mine = [d for d in detections if d.colour == colour]
             tr.detections.append(mine[0] if mine else None)
     return tracks, per_frame
+
+
+def caption_frames(video: np.ndarray, colours: list[str], shapes: list[str], max_objects: int) -> str | None:
+    """A caption of the world's grammar for (T, H, W, 3) uint8 frames: each object found (by colour, its
+    majority shape), limited to these colours and shapes and the `max_objects` most visible; None if
+    none is found. What a text-conditioned model is told when a user gives frames but no prompt."""
+    tracks, _ = track(video, [c for c in colours if c in COLOURS])
+    found = [(int(t.present().sum()), colour, t.majority_shape()) for colour, t in tracks.items()]
+    found = sorted(((n, c, s) for n, c, s in found if s in shapes), reverse=True)[:max_objects]
+    return make_caption([(c, s) for _, c, s in found]) if found else None
