@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .errors import VidiffError
+from .config import DECODE_TILE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, sample and evaluate video diffusion models.")   # no markup: "[ui]" is text
@@ -355,7 +356,7 @@ def train_vae(config: Optional[Path] = typer.Option(None, help="YAML recipe with
 def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif, ...)"),
                 out: Path = typer.Argument(..., help="output .mp4, .gif or .png"),
                 vae: Path = typer.Option(..., help="VAE run or checkpoint folder (vidiff train-vae)"),
-                tile: int = typer.Option(32, help="decode in tiles of this many latent pixels"),
+                tile: int = typer.Option(DECODE_TILE, help="decode in tiles of this many latent pixels"),
                 fps: int = typer.Option(8, help="frames per second of the output"),
                 scale: int = SCALE,    # an MP4 keeps colour at half resolution, which smears 32-px frames
                 overwrite: bool = typer.Option(False, help="replace an existing output file")):

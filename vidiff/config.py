@@ -200,6 +200,9 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
+DECODE_TILE = 32   # latent pixels a side the VAE decodes at once (decode_tiled): 128 px at 4x, bounded memory
+
+
 @dataclass
 class VAEConfig:
     """The video VAE (vidiff/models/vae.py) and its reconstruction loss, trained by `vidiff train-vae`."""

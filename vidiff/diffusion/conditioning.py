@@ -50,12 +50,16 @@ def frame_mask(kind: str, frames: int, k: int = 1, generator: torch.Generator | 
     return mask
 
 
-MASK_K = {"first_k": (2, 0.5), "every_k": (2, 5)}   # k drawn from [low, high]; a float high: that share of T
+def k_range(kind: str, frames: int) -> tuple[int, int] | None:
+    """[low, high] that k of a `first_k` (up to half the clip) or `every_k` (every 2nd to 5th frame)
+    training mask is drawn from; None for the kinds without a k."""
+    return {"first_k": (2, max(2, frames // 2)), "every_k": (2, 5)}.get(kind)
+
 
 
 def draw_masks(weights: dict[str, float], frames: int, batch: int, generator: torch.Generator) -> Tensor:
     """(batch, frames) bool training masks: a kind per sample with probability proportional to
-    weights[kind], then k uniform in MASK_K's range. A 1-frame clip (an image) is never conditioned."""
+    weights[kind], then k uniform in k_range. A 1-frame clip (an image) is never conditioned."""
     kinds = [k for k in MASK_KINDS if weights.get(k, 0) > 0]
     if frames == 1 or not kinds:
         return torch.zeros(batch, frames, dtype=torch.bool)
@@ -63,11 +67,9 @@ def draw_masks(weights: dict[str, float], frames: int, batch: int, generator: to
     picks = torch.multinomial(p / p.sum(), batch, replacement=True, generator=generator)
     masks = []
     for i in picks.tolist():
-        kind, k = kinds[i], 1
-        if kind in MASK_K:
-            low, high = MASK_K[kind]
-            high = max(low, int(high * frames)) if isinstance(high, float) else high
-            k = int(torch.randint(low, high + 1, (1,), generator=generator))
+        kind, k, bounds = kinds[i], 1, k_range(kinds[i], frames)
+        if bounds is not None:
+            k = int(torch.randint(bounds[0], bounds[1] + 1, (1,), generator=generator))
         masks.append(frame_mask(kind, frames, min(k, frames - 1), generator))
     return torch.stack(masks)
 

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import DECODE_TILE
 from ..errors import VidiffError
 
 
@@ -30,7 +31,7 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> 
 
 
 @torch.no_grad()
-def reconstruct(frames: np.ndarray, vae, tile: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(frames: np.ndarray, vae, tile: int = DECODE_TILE) -> tuple[np.ndarray, np.ndarray]:
     """Encode and decode (T, H, W, 3) uint8 frames with a VideoVAE. Returns (input, reconstruction),
     the input cut to 1 + k * time_factor frames and sizes the VAE's compression divides."""
     f, tf = vae.spatial_factor, vae.time_factor

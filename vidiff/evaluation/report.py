@@ -21,14 +21,19 @@ HIGHER_IS_BETTER = {"fvd_shapes": False, "permanence": True, "fidelity": True, "
                     "viewer_pass": True, "max_jump_px": False, "missing_frames": False, "extra_frames": False,
                     "merged_frames": False}
 PER_VIDEO = WORLD_METRICS + VIEWER_METRICS + TEMPORAL_METRICS
+# the best/worst sheet's ranking: the mean of the metrics that are shares in [0, 1], less 0.05 per pixel of
+# physics error (20 px, a lost track, when nothing could be fitted) and 1 for a clip that does not move
+RANKED_SHARES = ("permanence", "fidelity", "shape_stability", "size_stability")
+PHYSICS_WEIGHT, UNTRACKED_PHYSICS_PX = 0.05, 20.0
 
 
 def ranking_score(row: dict) -> float:
     """One number to sort samples by for the best/worst sheet (not a reported metric)."""
     if "permanence" not in row:
         return -row["warping_error"]
-    parts = [row[m] for m in WORLD_METRICS[:4]]
-    return float(np.nanmean(parts)) - 0.05 * np.nan_to_num(row["physics_error_px"], nan=20.0) - (not row["moving"])
+    parts = [row[m] for m in RANKED_SHARES]
+    physics = np.nan_to_num(row["physics_error_px"], nan=UNTRACKED_PHYSICS_PX)
+    return float(np.nanmean(parts)) - PHYSICS_WEIGHT * physics - (not row["moving"])
 
 
 def score_all(names: list[str], videos: list[np.ndarray], captions: list[str | None],

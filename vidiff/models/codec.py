@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..config import VAEConfig
+from ..config import DECODE_TILE, VAEConfig
 from ..devices import autocast
 from .vae import VideoVAE
 
@@ -17,7 +17,8 @@ from .vae import VideoVAE
 class LatentCodec:
     """config: the VAE's architecture, kept to store it beside the VAE's weights."""
 
-    def __init__(self, vae: VideoVAE | None = None, scale: float = 1.0, tile: int = 32, config: VAEConfig | None = None):
+    def __init__(self, vae: VideoVAE | None = None, scale: float = 1.0, tile: int = DECODE_TILE,
+                 config: VAEConfig | None = None):
         self.vae, self.scale, self.tile, self.config = vae, scale, tile, config
 
     @property

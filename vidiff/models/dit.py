@@ -43,6 +43,11 @@ def spatial_position_features(height: int, width: int, dim: int, device) -> Tens
     return torch.cat([sinusoidal_embedding(h.flatten(), dim, 100.0), sinusoidal_embedding(w.flatten(), dim, 100.0)], -1)
 
 
+# adaLN-Zero's modulation, one chunk of the block's `ada` output each (DiT's names): shift, scale and gate
+# of the (spatial) attention and of the MLP, then of the temporal attention in a factorized block
+MODULATION = ("shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp", "gate_mlp", "shift_t", "scale_t", "gate_t")
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
@@ -61,28 +66,35 @@ class DiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
-        chunks = 9 if factorized else 6
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, chunks * dim))
+        self.chunks = MODULATION if factorized else MODULATION[:6]
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, len(self.chunks) * dim))
+
+    def modulation(self, cond: Tensor) -> dict[str, Tensor]:
+        """(B, D) conditioning -> each named (B, D) modulation."""
+        return dict(zip(self.chunks, self.ada(cond).chunk(len(self.chunks), dim=-1)))
+
+    def chunk_rows(self, name: str) -> slice:
+        """The rows of ada's output layer that make modulation `name`."""
+        i, dim = self.chunks.index(name), self.ada[1].in_features
+        return slice(i * dim, (i + 1) * dim)
 
     def forward(self, x: Tensor, cond: Tensor, context: Tensor, mask: Tensor, grid: tuple[int, int, int],
                 rope: tuple[Tensor, Tensor], rope_s: tuple[Tensor, Tensor], rope_t: tuple[Tensor, Tensor]) -> Tensor:
         b = x.shape[0]
         t, h, w = grid
-        mods = self.ada(cond).chunk(9 if self.factorized else 6, dim=-1)
-        shift1, scale1, gate1, shift2, scale2, gate2 = mods[:6]
-        y = modulate(self.norm1(x), shift1, scale1)
+        m = self.modulation(cond)
+        y = modulate(self.norm1(x), m["shift_msa"], m["scale_msa"])
         if self.factorized:                                   # per frame over H*W, then per position over T
             y = rearrange(y, "b (t p) d -> (b t) p d", t=t)
             y = rearrange(self.attn(y, rope=rope_s), "(b t) p d -> b (t p) d", b=b)
-            x = x + gate1[:, None] * y
-            shift_t, scale_t, gate_t = mods[6:]
-            y = rearrange(modulate(self.norm_t(x), shift_t, scale_t), "b (t p) d -> (b p) t d", t=t)
+            x = x + m["gate_msa"][:, None] * y
+            y = rearrange(modulate(self.norm_t(x), m["shift_t"], m["scale_t"]), "b (t p) d -> (b p) t d", t=t)
             y = rearrange(self.attn_t(y, rope=rope_t), "(b p) t d -> b (t p) d", b=b)
-            x = x + gate_t[:, None] * y
+            x = x + m["gate_t"][:, None] * y
         else:
-            x = x + gate1[:, None] * self.attn(y, rope=rope)
+            x = x + m["gate_msa"][:, None] * self.attn(y, rope=rope)
         x = x + self.cross(self.norm_cross(x), context, mask)
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + m["gate_mlp"][:, None] * self.mlp(modulate(self.norm2(x), m["shift_mlp"], m["scale_mlp"]))
 
 
 class DiT3D(nn.Module):
@@ -140,15 +152,15 @@ class DiT3D(nn.Module):
         attention: full attention has no separate temporal branch."""
         if not all(block.factorized for block in self.blocks):
             raise ValueError("only a DiT with factorized attention has temporal layers to start as identity")
-        dim = self.blocks[0].attn_t.to_out.weight.shape[0]
         with torch.no_grad():
             for block in self.blocks:
                 nn.init.zeros_(block.attn_t.to_out.weight)
                 nn.init.zeros_(block.attn_t.to_out.bias)
-                # gate_t := 1 (its chunk of the adaLN output), so the zeroed projection gets gradients:
-                # with both factors at zero neither would move (see initialize_weights)
-                block.ada[1].weight[8 * dim:].zero_()
-                block.ada[1].bias[8 * dim:].fill_(1.0)
+                # gate_t := 1, so the zeroed projection gets gradients: with both factors at zero neither
+                # would move (see initialize_weights)
+                rows = block.chunk_rows("gate_t")
+                block.ada[1].weight[rows].zero_()
+                block.ada[1].bias[rows].fill_(1.0)
 
     def check_shape(self, x: Tensor) -> None:
         if x.ndim != 5 or any(n % p for n, p in zip(x.shape[2:], self.patch)):

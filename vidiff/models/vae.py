@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import DECODE_TILE
+
 
 class CausalConv3d(nn.Conv3d):
     """k_t x k x k convolution that pads time on the past side only."""
@@ -144,7 +146,8 @@ class VideoVAE(nn.Module):
             x = layer(x)
         return x
 
-    def encode(self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def encode(self, x: Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(B, C, T, H, W) in [-1, 1] -> (z, posterior mean, log-variance); z is the mean unless `sample`."""
         self.check_shape(x)
         mean, logvar = self._run(self.encoder, x).chunk(2, dim=1)
@@ -179,7 +182,7 @@ class VideoVAE(nn.Module):
         return self._reach("time")
 
     @torch.no_grad()
-    def decode_tiled(self, z: Tensor, tile: int = 16, frames: int = 8) -> Tensor:
+    def decode_tiled(self, z: Tensor, tile: int = DECODE_TILE, frames: int = 8) -> Tensor:
         """Decode in spatial tiles of `tile` x `tile` latent pixels and chunks of `frames` latent frames,
         in memory bounded by the tile and chunk size, with the same result as `decode` (up to float
         rounding). Each tile is decoded with a margin as wide as the decoder's spatial reach and cropped,
