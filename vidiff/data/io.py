@@ -11,7 +11,20 @@ from PIL import Image
 
 from ..errors import VidiffError
 
-VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
+# file suffixes: what vidiff writes, and what it reads as videos and as images (one list each, here)
+OUTPUT_SUFFIXES = (".mp4", ".gif", ".png")        # .png: a contact sheet
+VIDEO_INPUTS = (".mp4", ".gif", ".webm", ".mov", ".mkv", ".avi")
+IMAGE_INPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def unit_range(x: torch.Tensor) -> torch.Tensor:
+    """Pixel values 0..255 -> [-1, 1], the range every model reads."""
+    return x / 127.5 - 1.0
+
+
+def from_uint8(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(T, H, W, C) uint8 frames -> (C, T, H, W) float32 in [-1, 1]; to_uint8 is its inverse."""
+    return unit_range(torch.as_tensor(np.asarray(frames)).permute(3, 0, 1, 2).float())
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -44,8 +57,8 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
 
 def check_writable(path: Path, overwrite: bool) -> None:
     """Fail early, before minutes of sampling, if `path` cannot or must not be written."""
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise VidiffError(f"cannot write '{path}': use one of the suffixes {', '.join(VIDEO_SUFFIXES)}")
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise VidiffError(f"cannot write '{path}': use one of the suffixes {', '.join(OUTPUT_SUFFIXES)}")
     if path.exists() and not overwrite:
         raise VidiffError(f"'{path}' already exists; choose another path or pass --overwrite")
     if not path.parent.is_dir():

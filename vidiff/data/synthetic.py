@@ -15,6 +15,7 @@ import torch
 
 from ..config import DataConfig, ShapesConfig
 from ..world import COLOURS, make_caption
+from .io import from_uint8
 
 SUPERSAMPLE = 4  # render at 4x and average: anti-aliased edges, sub-pixel motion stays visible
 SQUARE_HALF_SIDE = 0.85   # of r: a square of about the circle's area
@@ -157,7 +158,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.cfg.seed, index])
         tracks = subsample(simulate(rng, self.cfg.shapes, (self.cfg.frames - 1) * stride + 1, self.cfg.size), stride)
         frames = render(tracks, self.cfg.frames, self.cfg.size)
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0   # (C, T, H, W)
+        video = from_uint8(frames)                                             # (C, T, H, W)
         return {
             "video": video,
             "caption": caption(tracks),
@@ -177,7 +178,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         """A captioned image of the whole world (a 1-frame clip), a pure function of (seed, index)."""
         rng = np.random.default_rng([self.cfg.seed, index, IMAGE_STREAM])
         tracks = simulate(rng, self.stills, 1, self.cfg.size)
-        video = torch.from_numpy(render(tracks, 1, self.cfg.size)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        video = from_uint8(render(tracks, 1, self.cfg.size))
         return {"video": video, "caption": caption(tracks), "stride": 1, "tracks": tracks}
 
 

@@ -32,10 +32,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import DataConfig
+from .io import IMAGE_INPUTS, VIDEO_INPUTS, unit_range
 from ..errors import VidiffError
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass
@@ -103,7 +102,7 @@ def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | N
     try:
         if path.stat().st_size == 0:
             return None, "empty file (0 bytes)"
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in IMAGE_INPUTS:
             with Image.open(path) as image:
                 image.load()
             return Entry(path, caption, "image"), ""
@@ -126,7 +125,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         if not cfg.folder.path or not folder.is_dir():
             raise VidiffError(f"data.folder.path '{cfg.folder.path}' is not a folder; point it at a folder of videos/images")
         table = read_caption_table(folder)
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES)
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_INPUTS + IMAGE_INPUTS)
         self.entries: list[Entry] = []
         self.skipped: list[tuple[str, str]] = []
         vocab_set = {w.lower() for w in vocab} if vocab is not None else None
@@ -170,7 +169,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
 
     def frames_needed(self, path: Path) -> int:
         # fps-based strides depend on the file; they are re-checked at decode time
-        return 1 if path.suffix.lower() in IMAGE_SUFFIXES else (self.cfg.frames - 1) * self.cfg.folder.frame_stride + 1
+        return 1 if path.suffix.lower() in IMAGE_INPUTS else (self.cfg.frames - 1) * self.cfg.folder.frame_stride + 1
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -212,7 +211,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         else:
             frames = self.decode_clip(entry, rng)
         video = torch.from_numpy(np.array(frames)).permute(3, 0, 1, 2).float()   # (C, T, H, W)
-        video = self.crop_resize(video, rng) / 127.5 - 1.0
+        video = unit_range(self.crop_resize(video, rng))
         if not torch.isfinite(video).all() or video.shape[1:] != (frames.shape[0], self.cfg.size, self.cfg.size):
             raise ValueError(f"decoded to an unexpected tensor {tuple(video.shape)}")
         return video

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..config import DataConfig, ShapesConfig
 from ..data import ShapesDataset
+from ..data.io import from_uint8
 from ..data.splits import FVD_REFERENCE
 from ..world import COLOURS, SHAPES
 
@@ -106,7 +107,7 @@ def video_features(net: VideoFeatureNet, videos: list[np.ndarray], batch: int = 
     """(T, H, W, 3) uint8 videos -> (N, 128) features."""
     out = []
     for i in range(0, len(videos), batch):
-        x = torch.stack([torch.from_numpy(v).permute(3, 0, 1, 2).float() / 127.5 - 1 for v in videos[i:i + batch]])
+        x = torch.stack([from_uint8(v) for v in videos[i:i + batch]])
         out.append(net.features(x).double().numpy())
     return np.concatenate(out)
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DECODE_TILE
+from ..data.io import from_uint8, to_uint8
 from ..errors import VidiffError
 
 
@@ -35,12 +36,12 @@ def reconstruct(frames: np.ndarray, vae, tile: int = DECODE_TILE) -> tuple[np.nd
     """Encode and decode (T, H, W, 3) uint8 frames with a VideoVAE. Returns (input, reconstruction),
     the input cut to 1 + k * time_factor frames and sizes the VAE's compression divides."""
     f, tf = vae.spatial_factor, vae.time_factor
-    t = 1 + (frames.shape[0] - 1) // tf * tf
+    t = 1 + (frames.shape[0] - 1) // tf * tf           # the longest prefix latent_frames accepts
     h, w = frames.shape[1] // f * f, frames.shape[2] // f * f
     if h == 0 or w == 0:
         raise VidiffError(f"the video ({frames.shape[1]}x{frames.shape[2]}) is smaller than the VAE's {f}x{f} compression")
     frames = frames[:t, :h, :w]
     device = next(vae.parameters()).device
-    x = torch.from_numpy(frames.copy()).permute(3, 0, 1, 2)[None].float().to(device) / 127.5 - 1
+    x = from_uint8(frames)[None].to(device)
     recon = vae.decode_tiled(vae.encode(x)[0], tile=tile).clamp(-1, 1)
-    return frames, ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    return frames, to_uint8(recon[0])

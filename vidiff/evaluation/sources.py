@@ -11,13 +11,12 @@ from tqdm.auto import tqdm
 
 from ..config import DataConfig
 from ..data import ShapesDataset, unit_stride
-from ..data.io import read_video, save_video, to_uint8, upscale
+from ..data.io import VIDEO_INPUTS, read_video, save_video, to_uint8, upscale
 from ..data.splits import HELD_OUT
 from ..distributed import Dist, gather_objects
 from ..data.video_folder import caption_for, read_caption_table
 from ..errors import VidiffError
 
-VIDEO_FILES = (".mp4", ".gif", ".webm", ".mov", ".mkv", ".avi")
 # MP4 keeps colour at half resolution (yuv420p): at 32 px that smears the colour of every edge, and a
 # ground-truth clip written at 1x fails the viewer check 1 time in 5 when read back. Written 4x larger
 # (as `vidiff generate` does) and scored at the world's size, a file scores like its frames.
@@ -33,7 +32,7 @@ def load_folder(folder: str | Path) -> tuple[list[str], list[np.ndarray], list[s
         raise VidiffError(f"'{folder}' is not a folder of videos")
     captions = read_caption_table(folder)   # captions.jsonl/csv, rows keyed by 'path' or 'file'
     names, videos, texts, skipped = [], [], [], []
-    entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_FILES or p.is_dir())
+    entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_INPUTS or p.is_dir())
     for path in tqdm(entries, desc="read", leave=False):
         try:
             if path.is_dir():
@@ -51,7 +50,7 @@ def load_folder(folder: str | Path) -> tuple[list[str], list[np.ndarray], list[s
         texts.append(caption_for(captions, folder, path))
     if not videos:
         raise VidiffError(f"no readable videos in '{folder}' ({len(skipped)} skipped; looked for "
-                          f"{', '.join(VIDEO_FILES)} and frame folders)")
+                          f"{', '.join(VIDEO_INPUTS)} and frame folders)")
     return names, videos, texts, skipped
 
 

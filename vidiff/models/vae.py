@@ -21,6 +21,12 @@ from torch import Tensor, nn
 from ..config import DECODE_TILE
 
 
+
+def latent_frames(frames: int, time_factor: int) -> int | None:
+    """The causal VAE's rule: `frames` = 1 + time_factor * k video frames make 1 + k latent frames (the
+    first frame alone, then time_factor frames each); None for a count not of that form."""
+    return None if frames < 1 or (frames - 1) % time_factor else 1 + (frames - 1) // time_factor
+
 class CausalConv3d(nn.Conv3d):
     """k_t x k x k convolution that pads time on the past side only."""
 
@@ -132,13 +138,13 @@ class VideoVAE(nn.Module):
 
     def check_shape(self, x: Tensor) -> None:
         f = self.spatial_factor
-        if x.ndim != 5 or x.shape[-1] % f or x.shape[-2] % f or (x.shape[2] - 1) % self.time_factor:
+        if x.ndim != 5 or x.shape[-1] % f or x.shape[-2] % f or latent_frames(x.shape[2], self.time_factor) is None:
             raise ValueError(f"the VAE takes (B, C, T, H, W) with H, W divisible by {f} and T = 1 + "
                              f"{self.time_factor}k frames, got shape {tuple(x.shape)}")
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         f = self.spatial_factor
-        return self.latent_channels, 1 + (frames - 1) // self.time_factor, height // f, width // f
+        return self.latent_channels, latent_frames(frames, self.time_factor), height // f, width // f
 
     @staticmethod
     def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:

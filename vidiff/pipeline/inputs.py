@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data.io import read_video
+from ..data.io import IMAGE_INPUTS, from_uint8, read_video, to_uint8
 from ..errors import VidiffError
 
 FrameSource = str | Path | np.ndarray | torch.Tensor | Image.Image
@@ -31,7 +31,7 @@ def as_frames(source: FrameSource, what: str) -> np.ndarray:
     uint8 array, or a tensor in [-1, 1] shaped (3, H, W) / (3, T, H, W)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        is_image = path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+        is_image = path.suffix.lower() in IMAGE_INPUTS
         frames = read_image(path)[None] if is_image else read_video(path)
     elif isinstance(source, Image.Image):
         frames = np.asarray(source.convert("RGB"))[None]
@@ -40,7 +40,7 @@ def as_frames(source: FrameSource, what: str) -> np.ndarray:
         x = x[:, None] if x.ndim == 3 else x
         if x.ndim != 4 or x.shape[0] != 3:
             raise VidiffError(f"{what} tensor must be (3, H, W) or (3, T, H, W) in [-1, 1], got {tuple(source.shape)}")
-        frames = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+        frames = to_uint8(x)
     else:
         frames = np.asarray(source)
         frames = frames[None] if frames.ndim == 3 else frames
@@ -70,4 +70,4 @@ def fit_frames(frames: np.ndarray, size: int, what: str, notice: bool = True) ->
 
 def to_model_range(frames: np.ndarray) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> float (1, 3, T, H, W) in [-1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    return from_uint8(frames)[None]

@@ -25,6 +25,7 @@ from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..world import parse_caption
 from ..models import LatentCodec, TextToVideoModel, input_multiples
+from ..models.vae import latent_frames
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
 from .windows import extension_plan, interpolation_plan
@@ -110,7 +111,7 @@ class VideoPipeline:
         if vae is not None:      # the VAE's compression times the backbone's
             factor *= vae.spatial_factor
             td = vae.time_factor
-            if (frames - 1) % td or (1 + (frames - 1) // td) % tf:
+            if latent_frames(frames, td) is None or latent_frames(frames, td) % tf:
                 raise VidiffError(f"cannot make {frames} frames with this latent model: use 1 + {td * tf}k frames "
                                   f"(--frames; it was trained at {data.frames})")
         elif frames % tf:

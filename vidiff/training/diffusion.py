@@ -19,6 +19,7 @@ from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
 from ..models.codec import measure_latent_scale
+from ..models.vae import latent_frames
 from ..pipeline import SampleOptions, sample_video
 from ..registry import check_input_size
 from .plots import save_samples
@@ -107,7 +108,7 @@ class DiffusionTask:
                               f"'{cfg.train.vae}' packs {vae.time_factor} frames into a latent frame (known and "
                               "unknown frames would mix); use vae.temporal_downsample: 1")
         d, tf = cfg.data, vae.time_factor
-        if (d.frames - 1) % tf or d.size % vae.spatial_factor:
+        if latent_frames(d.frames, tf) is None or d.size % vae.spatial_factor:
             raise VidiffError(f"data.frames must be 1 + {tf}k and data.size a multiple of {vae.spatial_factor} "
                               f"for the VAE in '{cfg.train.vae}'")
         _, frames, size, _ = vae.latent_shape(d.frames, d.size, d.size)

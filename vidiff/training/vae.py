@@ -28,7 +28,7 @@ from ..devices import generator_on
 from ..errors import VidiffError
 from ..models import build_vae
 from ..models.discriminator import PatchDiscriminator3D, discriminator_hinge_loss, generator_adversarial_loss
-from ..models.vae import VideoVAE
+from ..models.vae import VideoVAE, latent_frames
 from .optim import fused_adamw, keep_fused, skip_unless
 from .run_folder import RunFolder
 
@@ -60,7 +60,7 @@ def validate_vae_config(cfg: Config) -> None:
     v, d = cfg.vae, cfg.data
     if len(v.channel_mults) < 3 and v.temporal_downsample == 4:
         raise VidiffError("vae.temporal_downsample 4 needs at least 3 vae.channel_mults levels")
-    if (d.frames - 1) % v.temporal_downsample:
+    if latent_frames(d.frames, v.temporal_downsample) is None:
         raise VidiffError(f"data.frames {d.frames} must be 1 + {v.temporal_downsample}k for vae.temporal_downsample "
                           f"{v.temporal_downsample} (e.g. {1 + v.temporal_downsample * 4})")
     if d.size % 2 ** (len(v.channel_mults) - 1):
