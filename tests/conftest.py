@@ -21,3 +21,15 @@ def tiny_config_dict(**train) -> dict:
 @pytest.fixture
 def tiny_config():
     return config_from_dict(tiny_config_dict())
+
+
+def train_frame_conditioned(values: dict, run, num_clips: int):
+    """Train a tiny frame-conditioned model on `num_clips` fixed clips with the x0 target (memorisable at
+    every noise level), as the frame-conditioning and stride tests need; returns the Trainer."""
+    from vidiff.training import Trainer
+    values["model"]["frame_conditioning"] = True
+    values["data"]["shapes"]["num_clips"] = num_clips
+    values["diffusion"] = {"prediction": "x0", "loss_weighting": "none"}
+    trainer = Trainer(config_from_dict(values), run, progress=False)
+    trainer.train()
+    return trainer

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config_dict
+from conftest import tiny_config_dict, train_frame_conditioned
 from vidiff.checkpoint import initialize_from, write_checkpoint
 from vidiff.config import config_from_dict
 from vidiff.diffusion import diffusion_loss
@@ -81,12 +81,8 @@ def masked_run(tmp_path_factory):
     values = tiny_config_dict(steps=300, lr=2e-3, warmup_steps=10, checkpoint_every=1000, cfg_dropout=0.5,
                               frame_masks={"none": 0.0, "first": 1.0, "first_k": 0.0, "every_k": 0.0, "random": 0.0,
                                            "noise": 0.0})
-    values["model"]["frame_conditioning"] = True
-    values["data"]["shapes"]["num_clips"] = 2
-    values["diffusion"] = {"prediction": "x0", "loss_weighting": "none"}
     run = tmp_path_factory.mktemp("masked") / "run"
-    trainer = Trainer(config_from_dict(values), run, progress=False)
-    trainer.train()
+    trainer = train_frame_conditioned(values, run, num_clips=2)
     return run, [trainer.task.dataset[i]["video"] for i in range(2)]
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config_dict
+from conftest import tiny_config_dict, train_frame_conditioned
 from vidiff.checkpoint import initialize_from, write_checkpoint
 from vidiff.config import DataConfig, ShapesConfig, config_from_dict
 from vidiff.data import ShapesDataset
@@ -67,12 +67,8 @@ def strided_run(tmp_path_factory):
     values = strided_config(steps=600, lr=2e-3, warmup_steps=10, checkpoint_every=1000, cfg_dropout=0.0,
                             frame_masks={"none": 0.8, "first": 0.0, "first_k": 0.1, "every_k": 0.1, "random": 0.0,
                                          "noise": 0.0})
-    values["model"]["frame_conditioning"] = True
-    values["data"]["shapes"]["num_clips"] = 1
-    values["diffusion"] = {"prediction": "x0", "loss_weighting": "none"}
     run = tmp_path_factory.mktemp("strided") / "run"
-    trainer = Trainer(config_from_dict(values), run, progress=False)
-    trainer.train()
+    trainer = train_frame_conditioned(values, run, num_clips=1)
     data = trainer.task.dataset
     by_stride = {}
     for i in range(20):
