@@ -146,11 +146,15 @@ class DiT3D(nn.Module):
 
     TEMPORAL = ("blocks.*.attn_t.*", "blocks.*.norm_t.*")
 
+    def has_temporal_layers(self) -> bool:
+        """Factorized attention has a temporal branch per block; full attention mixes frames everywhere."""
+        return all(block.factorized for block in self.blocks)
+
     def reset_temporal(self) -> None:
         """Zero the temporal attention's output projection in every block, so each frame is processed
         alone, exactly as an image model would (inflation), and open its gate. Needs factorized
         attention: full attention has no separate temporal branch."""
-        if not all(block.factorized for block in self.blocks):
+        if not self.has_temporal_layers():
             raise ValueError("only a DiT with factorized attention has temporal layers to start as identity")
         with torch.no_grad():
             for block in self.blocks:

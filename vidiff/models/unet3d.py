@@ -267,6 +267,9 @@ class UNet3D(nn.Module):
     # the layers that mix frames: what AnimateDiff-style training (train.trainable: temporal) updates
     TEMPORAL = ("*.res.norm_t.*", "*.res.conv_t.*", "*.temporal.*")
 
+    def has_temporal_layers(self) -> bool:
+        return True
+
     def reset_temporal(self) -> None:
         """Zero the output of every temporal branch (the temporal conv, temporal attention's output
         projection): each frame is then processed alone, exactly as an image model would (inflation)."""

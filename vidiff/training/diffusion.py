@@ -24,6 +24,7 @@ from ..pipeline import SampleOptions, sample_video
 from ..registry import check_input_size
 from .plots import save_samples
 from .run_folder import RunFolder
+from .task import Task
 
 
 def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator, part: slice,
@@ -72,7 +73,7 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
                           cfg.diffusion.loss_weighting, where).mean()
 
 
-class DiffusionTask:
+class DiffusionTask(Task):
     sections = ("model", "diffusion", "data")
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
@@ -84,6 +85,9 @@ class DiffusionTask:
 
     def new_model(self) -> TextToVideoModel:
         return build_model(self.cfg.model, self.cfg.trained_words())
+
+    def backbone(self) -> nn.Module:
+        return self.model.backbone
 
     def _codec(self, resume: Path | None) -> LatentCodec:
         """For train.vae: the frozen VAE and the latent scale, measured once when the run starts (a
@@ -146,20 +150,11 @@ class DiffusionTask:
                              stride)
         return loss, {}
 
-    def after_step(self, step: int) -> dict:
-        return {}
-
     def extra_weights(self) -> dict:
         return {"vae": self.codec.vae} if self.codec.latent else {}
 
     def extra_metadata(self) -> dict:
         return {"vae": vae_metadata(self.codec.config, self.codec.scale)} if self.codec.latent else {}
-
-    def extra_optimizers(self) -> dict:
-        return {}
-
-    def resume(self, folder: Path, optimizers: dict) -> None:
-        pass
 
     def sample_options(self) -> SampleOptions:
         return SampleOptions(self.cfg.train.sample_steps, self.cfg.train.sample_guidance)

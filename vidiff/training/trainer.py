@@ -17,15 +17,14 @@ import pickle
 from contextlib import nullcontext
 from pathlib import Path
 from time import perf_counter
-from typing import Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import VAE_TYPE, initialize_from, load_weights, read_config, resolve_checkpoint
+from ..checkpoint import initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -41,6 +40,7 @@ from .optim import fused_adamw, keep_fused, skip_unless
 from .options import autocast_for, validate_training
 from .parallel import wrap
 from .run_folder import RunFolder, damaged
+from .task import Task
 
 MAX_BAD_STEPS = 10         # non-finite losses tolerated (skipped) before the run stops
 STEP_SEED_STRIDE = 1_000_003   # step k's generator is seeded seed * stride + k: a prime keeps (seed, k) pairs apart
@@ -49,24 +49,6 @@ STEP_SEED_STRIDE = 1_000_003   # step k's generator is seeded seed * stride + k:
 def step_generator(seed: int, index: int) -> torch.Generator:
     """The random source of micro-batch `index` (noise, times, caption dropout, VAE posterior draws)."""
     return torch.Generator().manual_seed(seed * STEP_SEED_STRIDE + index)
-
-
-class Task(Protocol):
-    """What an objective gives the loop. `model` is the network the optimizer trains."""
-    model_type: str      # written into the weights' metadata (a checkpoint of another kind is refused)
-    sections: tuple[str, ...]   # config sections a resumed run must not change
-    model: nn.Module
-    dataset: object
-
-    def new_model(self) -> nn.Module: ...                         # a fresh, unsharded copy (for gathered samples)
-    def loss(self, net: nn.Module, batch: dict, generator: torch.Generator, part: slice,
-             autocast) -> tuple[Tensor, dict]: ...
-    def after_step(self, step: int) -> dict: ...                  # e.g. a discriminator update; extra log values
-    def extra_weights(self) -> dict: ...                          # more .safetensors files for each checkpoint
-    def extra_metadata(self) -> dict: ...
-    def extra_optimizers(self) -> dict: ...                       # more optimizer states for optimizer.pt
-    def resume(self, folder: Path, optimizers: dict) -> None: ...
-    def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None: ...
 
 
 class MicroBatches(torch.utils.data.Dataset):
@@ -85,9 +67,17 @@ class MicroBatches(torch.utils.data.Dataset):
                 "skipped": list(log[before:])}
 
 
+def check_resumable(cfg: Config, folder: Path, sections: tuple[str, ...]) -> None:
+    saved = read_config(folder)
+    for section in sections:
+        if getattr(saved, section) != getattr(cfg, section):
+            raise VidiffError(f"config section '{section}' differs from the checkpoint in '{folder}'; "
+                              "resume with the run's own config.json")
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
-                 task: type = DiffusionTask):
+                 task: type[Task] = DiffusionTask):
         """task(cfg, device, resume_folder) builds the objective: DiffusionTask (`vidiff train`) or
         VAETask (`vidiff train-vae`)."""
         self.cfg = validate_training(cfg)
@@ -99,36 +89,13 @@ class Trainer:
         self.run = RunFolder(run_dir, self.dist.main)
         folder = self.run.start(resume)
         if folder is not None:
-            saved = read_config(folder)
-            for section in task.sections:
-                if getattr(saved, section) != getattr(cfg, section):
-                    raise VidiffError(f"config section '{section}' differs from the checkpoint in '{folder}'; "
-                                      "resume with the run's own config.json")
+            check_resumable(cfg, folder, task.sections)
         torch.manual_seed(cfg.train.seed)
         self.task = task(cfg, self.device, folder)
         self.model = self.task.model
-        self.added: list[str] = []     # parameters train.init_from's checkpoint did not have
-        if folder is None and cfg.train.init_from:
-            self.added = initialize_from(self.model, cfg.train.init_from, self.task.model_type)
-            note = f"initialised from '{cfg.train.init_from}'; {len(self.added)} new parameter tensors keep their init"
-            # inflation is for diffusion backbones; a VAE (e.g. a decoder fine-tune) has no temporal layers to reset
-            image_source = read_config(resolve_checkpoint(cfg.train.init_from)).data.frames == 1
-            if image_source and cfg.data.frames > 1 and self.task.model_type != VAE_TYPE:
-                try:     # inflation: an image model's temporal layers start as identity
-                    self.model.backbone.reset_temporal()
-                except (AttributeError, ValueError) as e:
-                    raise VidiffError(f"cannot inflate '{cfg.train.init_from}' into a video model: {e}") from None
-                note += "; an image model: its temporal layers start as identity"
-            if self.dist.main:
-                tqdm.write(note)
-        # an image model (1-frame clips) keeps its temporal layers at their identity init: on one frame they
-        # would learn per-frame work that a video would then mix across frames (inflation must be exact)
-        image_model = cfg.data.frames == 1 and hasattr(getattr(self.model, "backbone", None), "TEMPORAL")
-        if image_model and folder is None:
-            try:
-                self.model.backbone.reset_temporal()
-            except ValueError:     # a DiT with full attention has no temporal layers
-                image_model = False
+        # parameters train.init_from's checkpoint did not have
+        self.added = self._initialize_from(cfg.train.init_from) if folder is None and cfg.train.init_from else []
+        image_model = self._image_model(fresh=folder is None)
         self.trainable = freeze_except(self.model, cfg.train.trainable, "temporal" if image_model else None)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
@@ -136,23 +103,60 @@ class Trainer:
         self.step, self.history, self.seconds = 0, [], 0.0
         self._bad_steps = torch.zeros((), dtype=torch.int64, device=self.device)   # read on the host once per log
         if folder is not None:
-            load_weights(self.model, folder / "model.safetensors", self.task.model_type)
-            load_weights(self.ema.model, folder / "ema.safetensors", self.task.model_type)
-            state = RunFolder.state(folder)
-            self.step, self.bad_steps, self.history = state["step"], state.get("bad_steps", 0), state["history"]
-            self.seconds = state.get("seconds", 0.0)
-        allow_tf32()
-        if cfg.train.compile:      # in place: parameter names, and so checkpoints, stay those of the plain model
-            compile_module(self.model.backbone if hasattr(self.model, "backbone") else self.model)
-        # wrap after loading full weights; FSDP replaces parameters, so the optimizer comes after it
-        self.net = wrap(self.model, cfg.train.parallel, self.dist)
-        if self.fsdp:
-            wrap(self.ema.model, "fsdp", self.dist)          # the average is sharded like the weights
-        self.optimizer = fused_adamw([p for p in self.model.parameters() if p.requires_grad], cfg.train.lr,
-                                     weight_decay=cfg.train.weight_decay)
+            self._restore(folder)
+        self._prepare_for_device()
         if folder is not None:
             self._resume_optimizers(folder)
         self.run.save_config(cfg)
+
+    def _initialize_from(self, source: str) -> list[str]:
+        """train.init_from: another model's weights (new parameters keep their init); from an image
+        model (data.frames 1) into a video, the temporal layers start as identity (inflation)."""
+        added = initialize_from(self.model, source, self.task.model_type)
+        note = f"initialised from '{source}'; {len(added)} new parameter tensors keep their init"
+        backbone = self.task.backbone()
+        if backbone is not None and self.cfg.data.frames > 1 and read_config(resolve_checkpoint(source)).data.frames == 1:
+            if not backbone.has_temporal_layers():
+                raise VidiffError(f"cannot inflate '{source}' into a video model: its {type(backbone).__name__} has no "
+                                  "separate temporal layers (model.dit.attention: factorized has them)")
+            backbone.reset_temporal()
+            note += "; an image model: its temporal layers start as identity"
+        if self.dist.main:
+            tqdm.write(note)
+        return added
+
+    def _image_model(self, fresh: bool) -> bool:
+        """Is this an image model (1-frame clips) with temporal layers? They stay at their identity init
+        (reset now for a fresh run) and frozen: on one frame they would learn per-frame work that a video
+        would then mix across frames (inflation must be exact)."""
+        backbone = self.task.backbone()
+        if self.cfg.data.frames != 1 or backbone is None or not backbone.has_temporal_layers():
+            return False
+        if fresh:
+            backbone.reset_temporal()
+        return True
+
+    def _restore(self, folder: Path) -> None:
+        """Weights, average and counters of the checkpoint a resumed run continues."""
+        load_weights(self.model, folder / "model.safetensors", self.task.model_type)
+        load_weights(self.ema.model, folder / "ema.safetensors", self.task.model_type)
+        state = RunFolder.state(folder)
+        self.step, self.bad_steps, self.history = state["step"], state.get("bad_steps", 0), state["history"]
+        self.seconds = state.get("seconds", 0.0)
+
+    def _prepare_for_device(self) -> None:
+        """TF32, train.compile, DDP/FSDP wrapping, the optimizer. After loading full weights: FSDP replaces
+        parameters, so the optimizer comes after it."""
+        tc = self.cfg.train
+        allow_tf32()
+        if tc.compile:          # in place: parameter names, and so checkpoints, stay those of the plain model
+            backbone = self.task.backbone()
+            compile_module(backbone if backbone is not None else self.model)
+        self.net = wrap(self.model, tc.parallel, self.dist)
+        if self.fsdp:
+            wrap(self.ema.model, "fsdp", self.dist)          # the average is sharded like the weights
+        self.optimizer = fused_adamw([p for p in self.model.parameters() if p.requires_grad], tc.lr,
+                                     weight_decay=tc.weight_decay)
 
     def _resume_optimizers(self, folder: Path) -> None:
         try:

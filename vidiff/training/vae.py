@@ -31,6 +31,7 @@ from ..models.discriminator import PatchDiscriminator3D, discriminator_hinge_los
 from ..models.vae import VideoVAE, latent_frames
 from .optim import fused_adamw, keep_fused, skip_unless
 from .run_folder import RunFolder
+from .task import Task
 
 
 def finite_differences(x: torch.Tensor) -> list[torch.Tensor]:
@@ -67,7 +68,7 @@ def validate_vae_config(cfg: Config) -> None:
         raise VidiffError(f"data.size {d.size} must be divisible by {2 ** (len(v.channel_mults) - 1)}")
 
 
-class VAETask:
+class VAETask(Task):
     model_type = VAE_TYPE
     sections = ("vae", "data")
 
@@ -118,9 +119,6 @@ class VAETask:
 
     def extra_weights(self) -> dict:
         return {"discriminator": self.disc} if self.disc is not None else {}
-
-    def extra_metadata(self) -> dict:
-        return {}
 
     def extra_optimizers(self) -> dict:
         return {"discriminator": self.disc_optimizer.state_dict()} if self.disc is not None else {}
