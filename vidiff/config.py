@@ -238,6 +238,10 @@ class Config:
             return [w for w in self.model.text.vocab if w in words]
         return list(self.model.text.vocab)
 
+    def trained_strides(self) -> list[int]:
+        """The frame strides the training data shows clips at (a stride-conditioned model makes those)."""
+        return sorted(set(self.data.shapes.strides)) if self.data.type == "shapes" else [1]
+
     def to_dict(self) -> dict:
         """Everything, less the sub-sections of the backbone and data source not chosen."""
         values = asdict(self)

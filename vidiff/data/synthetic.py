@@ -174,6 +174,14 @@ class ShapesDataset(torch.utils.data.Dataset):
             return self.still(micro_index * batch_size + position)
         return self[micro_index * batch_size + position]
 
+    def cache_keys(self, batch: dict) -> list:
+        """Keys under which a batch's clips recur unchanged (a finite set: shapes.num_clips), for a cache
+        of their latents; [] when they do not (an endless stream, stills). A clip differs per stride."""
+        n = self.cfg.shapes.num_clips
+        if not n or batch["video"].shape[2] != self.cfg.frames:
+            return []
+        return [(i % n, s) for i, s in zip(batch["indices"], batch.get("stride", [1] * len(batch["indices"])))]
+
     def still(self, index: int) -> dict:
         """A captioned image of the whole world (a 1-frame clip), a pure function of (seed, index)."""
         rng = np.random.default_rng([self.cfg.seed, index, IMAGE_STREAM])

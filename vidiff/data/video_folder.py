@@ -182,6 +182,11 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         every = self.cfg.folder.image_every
         return "image" if every > 0 and micro_index % every == every - 1 else "video"
 
+    def cache_keys(self, batch: dict) -> list:
+        """Keys under which a batch's clips recur unchanged (folder.fixed_clips: one clip per file), for a
+        cache of their latents; [] otherwise (random clips and crops)."""
+        return list(batch["path"]) if self.cfg.folder.fixed_clips else []
+
     def item(self, micro_index: int, position: int, batch_size: int) -> dict:
         """Sample `position` of global micro-batch `micro_index`."""
         kind = self.kind_of_batch(micro_index)

@@ -132,8 +132,7 @@ class VideoPipeline:
                               "`vidiff extend`")
 
     def trained_strides(self) -> list[int]:
-        data = self.config.data
-        return sorted(set(data.shapes.strides)) if self.model.stride_embed is not None and data.type == "shapes" else [1]
+        return self.config.trained_strides() if self.model.stride_embed is not None else [1]
 
     def check_stride(self, stride: int) -> None:
         strides = self.trained_strides()

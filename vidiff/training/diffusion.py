@@ -128,13 +128,7 @@ class DiffusionTask(Task):
         video = batch["video"].to(self.device, non_blocking=True)
         if not self.codec.latent:
             return video
-        data = self.cfg.data
-        if data.type == "shapes":
-            n = data.shapes.num_clips if video.shape[2] == data.frames else 0    # stills are never cached
-            strides = batch.get("stride", [1] * len(batch["indices"]))
-            keys = [(i % n, s) for i, s in zip(batch["indices"], strides)] if n else []   # a clip differs per stride
-        else:
-            keys = list(batch["path"]) if data.folder.fixed_clips else []
+        keys = self.dataset.cache_keys(batch)
         if keys and all(k in self.latent_cache for k in keys):
             return torch.stack([self.latent_cache[k] for k in keys])
         z = self.codec.encode(video)
