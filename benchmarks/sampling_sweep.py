@@ -50,8 +50,7 @@ def main() -> None:
         report = args.out / name / "report.json"
         if not report.is_file():
             pipe.config.diffusion.guidance_interval = list(interval or [])
-            evaluate(args.out / name, pipe=pipe, num=args.num, steps=steps, guidance=guidance, sampler=sampler,
-                     spacing=spacing)
+            evaluate(args.out / name, pipe=pipe, num=args.num, options=pipe.options(steps, guidance, sampler, spacing))
         summary = json.loads(report.read_text())["summary"]
         where = f"({interval[0]:g}, {interval[1]:g}]" if interval else "all"
         lines.append(f"| {sampler} | {steps} | {guidance:g} | {where} | {spacing} | "

@@ -300,26 +300,23 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              overwrite: bool = typer.Option(False, help="replace a report already in --out"),
              dtype: str = DTYPE, compile: bool = COMPILE):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
-    from .config import DataConfig, load_config
     from .distributed import init_distributed, shutdown
     from .evaluation.evaluate import evaluate as run_evaluation
+    from .evaluation.evaluate import world_of
     from .evaluation.report import markdown_table
     if sum(x is not None and x is not False for x in (videos, model, ground_truth or None)) != 1:
         raise VidiffError("give exactly one of: a videos folder, --model PATH|default, or --ground-truth")
-    pipe, data, dist = None, None, init_distributed()
+    pipe, dist = None, init_distributed()
     try:
+        world = world_of(config, gravity)
+        options = None
         if model is not None:
             from .pipeline import VideoPipeline        # under torchrun: each process samples its share
             pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device,
                                                  torch_dtype=dtype, compile=compile)
-        world = load_config(config).data if config else DataConfig()
-        if not config:
-            world.shapes.gravity = gravity
-        if ground_truth:
-            data = world
-        summary = run_evaluation(out, videos=videos, pipe=pipe, data=data, num=num, steps=steps, guidance=guidance,
-                                 sampler=sampler, seed=seed, overwrite=overwrite, dist=dist, world=world,
-                                 spacing=spacing)
+            options = pipe.options(steps, guidance, sampler, spacing)
+        summary = run_evaluation(out, videos=videos, pipe=pipe, data=world if ground_truth else None, num=num,
+                                 options=options, seed=seed, overwrite=overwrite, dist=dist, world=world)
     finally:
         shutdown()
     if summary is None:
@@ -388,29 +385,17 @@ def data_check(folder: Path = typer.Argument(..., help="folder of videos/images 
                frame_stride: Optional[int] = typer.Option(None, help="source frames between clip frames"),
                decode: bool = typer.Option(True, help="also decode one clip of every file, as training would")):
     """Report which files training would use and which it would skip, and why."""
-    import warnings
-
-    from .config import Config, load_config
-    from .data import VideoFolderDataset
+    from .data.video_folder import check_folder
     if (frames is not None and frames < 1) or (frame_stride is not None and frame_stride < 1):
         raise VidiffError("--frames and --frame-stride must be at least 1")
-    cfg = load_config(config) if config is not None else Config()
-    data = cfg.data
-    data.type, data.folder.path = "folder", str(folder)
-    data.frames = frames if frames is not None else data.frames
-    data.folder.frame_stride = frame_stride if frame_stride is not None else data.folder.frame_stride
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")           # reported below, one line per file
-        dataset = VideoFolderDataset(data, cfg.model.text.vocab if config is not None else None,
-                                     warn=False, require_files=False)
-        if decode:
-            dataset.check()
+    dataset = check_folder(folder, config, frames, frame_stride, decode)
+    data = dataset.cfg
     for name, reason in dataset.skipped:
         typer.echo(f"skip  {name}: {reason}")
     typer.echo(f"{len(dataset.entries)} usable ({len(dataset.videos)} videos, {len(dataset.images)} images), "
                f"{len(dataset.skipped)} skipped, for clips of {data.frames} frames every {data.folder.frame_stride}")
     if config is None:
-        words = sorted({w for e in dataset.entries for w in e.caption.lower().split()})
+        words = dataset.caption_words()
         typer.echo(f"caption vocabulary ({len(words)} words, for model.text.vocab): {', '.join(words)}")
 
 

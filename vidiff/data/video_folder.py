@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..config import DataConfig
+from ..config import Config, DataConfig, load_config
 from .io import IMAGE_INPUTS, VIDEO_INPUTS, unit_range
 from ..errors import VidiffError
 
@@ -182,6 +182,10 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         every = self.cfg.folder.image_every
         return "image" if every > 0 and micro_index % every == every - 1 else "video"
 
+    def caption_words(self) -> list[str]:
+        """Every word the usable files' captions use, sorted: a vocabulary for model.text.vocab."""
+        return sorted({w for e in self.entries for w in e.caption.lower().split()})
+
     def cache_keys(self, batch: dict) -> list:
         """Keys under which a batch's clips recur unchanged (folder.fixed_clips: one clip per file), for a
         cache of their latents; [] otherwise (random clips and crops)."""
@@ -253,3 +257,22 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         else:
             top, left = (nh - size) // 2, (nw - size) // 2
         return video[:, :, top:top + size, left:left + size]
+
+
+def check_folder(folder: Path, config: Path | None = None, frames: int | None = None, frame_stride: int | None = None,
+                 decode: bool = True) -> VideoFolderDataset:
+    """`vidiff data check`: the dataset training would build from `folder` (clip length, stride and
+    vocabulary from a recipe if given; its `skipped` says which files it would skip and why), with one
+    clip of every file decoded if `decode`. Nothing is warned: the caller reports `skipped`."""
+    cfg = load_config(config) if config is not None else Config()
+    data = cfg.data
+    data.type, data.folder.path = "folder", str(folder)
+    data.frames = frames if frames is not None else data.frames
+    data.folder.frame_stride = frame_stride if frame_stride is not None else data.folder.frame_stride
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = VideoFolderDataset(data, cfg.model.text.vocab if config is not None else None,
+                                     warn=False, require_files=False)
+        if decode:
+            dataset.check()
+    return dataset

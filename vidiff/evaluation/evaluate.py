@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import DataConfig, load_config
 from ..data import unit_stride
 from ..distributed import Dist, init_distributed
 from ..errors import VidiffError
+from ..pipeline import SampleOptions
 from . import sources
 from .fvd import fvd_shapes, reference_clips
 from .report import score_all, summarize, write_report
@@ -33,14 +34,24 @@ def score_clips(clips: list[np.ndarray], captions: list[str | None], data: DataC
     return summary, rows
 
 
+def world_of(config: Path | None = None, gravity: float = 0.0) -> DataConfig:
+    """The world videos are scored in: a recipe's data section, or the shipped recipes' world (32x32)
+    with this gravity (frame sizes per frame^2)."""
+    if config is not None:
+        return load_config(config).data
+    world = DataConfig()
+    world.shapes.gravity = gravity
+    return world
+
+
 def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
-             steps: int | None = None, guidance: float | None = None, sampler: str | None = None, seed: int = 0,
-             overwrite: bool = False, dist: Dist | None = None, world: DataConfig | None = None,
-             spacing: str | None = None) -> dict | None:
+             options: SampleOptions | None = None, seed: int = 0, overwrite: bool = False, dist: Dist | None = None,
+             world: DataConfig | None = None) -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
     world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
     ranks other than 0 under torchrun, which only sample). An existing `out` is kept unless `overwrite`.
+    `options`: how `pipe` samples (default: the model's own, pipe.options()).
     `world`: the world a folder's videos show (its frame size sets the pixels objects are measured in;
     default: the shipped recipes' world, 32x32)."""
     if sum(x is not None for x in (videos, pipe, data)) != 1:
@@ -60,12 +71,11 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         names, clips, captions = sources.ground_truth(data, num)
         title, world = f"vidiff eval of {num} ground-truth clips", data
     else:
-        steps, guidance, sampler, spacing = pipe.defaults(steps, guidance, sampler, spacing)   # the model's own
-        names, clips, captions = sources.model_samples(pipe, num, seed, steps, guidance, sampler, out / "videos", dist,
-                                                       spacing)
+        o = options or pipe.options()
+        names, clips, captions = sources.model_samples(pipe, num, seed, o, out / "videos", dist)
         if not dist.main:
             return None
-        title = f"vidiff eval ({sampler}, {steps} {spacing} steps, guidance {guidance:g})"
+        title = f"vidiff eval ({o.sampler}, {o.steps} {o.spacing} steps, guidance {o.guidance:g})"
         # samples are made at the trained frame rate: compare them with that world's clips (stride 1)
         world = unit_stride(pipe.config.data)
     # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder

@@ -16,6 +16,7 @@ from ..data.splits import HELD_OUT
 from ..distributed import Dist, gather_objects
 from ..data.video_folder import caption_for, read_caption_table
 from ..errors import VidiffError
+from ..pipeline import SampleOptions
 
 # MP4 keeps colour at half resolution (yuv420p): at 32 px that smears the colour of every edge, and a
 # ground-truth clip written at 1x fails the viewer check 1 time in 5 when read back. Written 4x larger
@@ -61,8 +62,8 @@ def ground_truth(cfg: DataConfig, num: int, offset: int = HELD_OUT) -> tuple[lis
     return [f"truth_{i:04d}" for i in range(num)], [to_uint8(it["video"]) for it in items], [it["caption"] for it in items]
 
 
-def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sampler: str,
-                  save_to: Path | None = None, dist=None, spacing: str = "uniform") -> tuple[list[str], list[np.ndarray], list[str]]:
+def model_samples(pipe, num: int, seed: int, options: SampleOptions, save_to: Path | None = None,
+                  dist=None) -> tuple[list[str], list[np.ndarray], list[str]]:
     """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each.
 
     Under torchrun (`dist` from vidiff.distributed.init_distributed) rank r makes videos r, r + N, ...
@@ -74,8 +75,9 @@ def model_samples(pipe, num: int, seed: int, steps: int, guidance: float, sample
     for i in tqdm(range(dist.rank, num, dist.world), desc="generate", leave=False, disable=not dist.main):
         # one generator per sample keeps each video independent of the batch size and process count
         g = torch.Generator().manual_seed(seed + i)
-        mine.append((i, pipe(captions[i], num_inference_steps=steps, guidance_scale=guidance,
-                             sampler=sampler, spacing=spacing, generator=g, progress=False).frames[0]))
+        mine.append((i, pipe(captions[i], num_inference_steps=options.steps, guidance_scale=options.guidance,
+                             sampler=options.sampler, spacing=options.spacing, eta=options.eta, generator=g,
+                             progress=False).frames[0]))
     videos = [video for _, video in sorted(gather_objects(mine, dist), key=lambda pair: pair[0])]
     names = [f"sample_{i:04d}.mp4" for i in range(num)]
     if save_to is not None and dist.main:
