@@ -130,6 +130,8 @@ def _outputs(out: Path, sheet: bool, overwrite: bool, scale: int, fps: int) -> l
 
 def _save(video, outputs: list[Path], fps: int, scale: int, overwrite: bool) -> None:
     for path in outputs:
+        if video.frames.shape[1] > 64:       # a long video takes a while to encode: say so before, not only after
+            typer.echo(f"writing {path} ({video.frames.shape[1]} frames)...")
         video.save(path, fps=fps, scale=scale, overwrite=overwrite)
         typer.echo(f"wrote {path}")
 

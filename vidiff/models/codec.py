@@ -38,11 +38,11 @@ class LatentCodec:
             return self.vae.encode(video)[0].float() * self.scale
 
     @torch.no_grad()
-    def decode(self, x: Tensor) -> Tensor:
+    def decode(self, x: Tensor, progress: bool = False) -> Tensor:
         if self.vae is None:
             return x
         with autocast(next(self.vae.parameters()).dtype, x.device):
-            return self.vae.decode_tiled(x / self.scale, tile=self.tile).float().clamp(-1, 1)
+            return self.vae.decode_tiled(x / self.scale, tile=self.tile, progress=progress).float().clamp(-1, 1)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..config import DECODE_TILE
 
@@ -188,7 +189,7 @@ class VideoVAE(nn.Module):
         return self._reach("time")
 
     @torch.no_grad()
-    def decode_tiled(self, z: Tensor, tile: int = DECODE_TILE, frames: int = 8) -> Tensor:
+    def decode_tiled(self, z: Tensor, tile: int = DECODE_TILE, frames: int = 8, progress: bool = False) -> Tensor:
         """Decode in spatial tiles of `tile` x `tile` latent pixels and chunks of `frames` latent frames,
         in memory bounded by the tile and chunk size, with the same result as `decode` (up to float
         rounding). Each tile is decoded with a margin as wide as the decoder's spatial reach and cropped,
@@ -198,7 +199,7 @@ class VideoVAE(nn.Module):
         t, tf = z.shape[2], self.time_factor
         context = self.receptive_frames()
         chunks = []
-        for start in range(0, t, frames):
+        for start in tqdm(range(0, t, frames), desc="decode", disable=not progress, leave=False):
             stop = min(start + frames, t)
             if start == 0:
                 chunks.append(self._decode_spatial_tiles(z[:, :, :stop], tile))

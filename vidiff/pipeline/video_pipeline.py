@@ -242,7 +242,7 @@ class VideoPipeline:
                 x_T, start = moving_start(partial(sample, options=first_stage), len(prompts), shape, grid,
                                           (motion[0] / factor, motion[1] / factor), generator)
             x = sample(shape=shape, options=options, known=known, x_T=x_T, start=start)
-        out = to_uint8(self.codec.decode(x))
+        out = to_uint8(self.codec.decode(x, progress=progress and frames > 4 * data.frames))   # long clips: a bar
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
         return VideoPipelineOutput(out, prompts)
