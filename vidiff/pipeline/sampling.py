@@ -23,10 +23,10 @@ METHODS = ("trained", "guidance", "replacement")
 class SampleOptions:
     """How the denoising loop runs, resolved once (VideoPipeline.defaults fills what the user left out
     from the model's config) and passed down whole."""
-    steps: int = 25
-    guidance: float = 3.0                  # classifier-free guidance scale (1: none)
-    sampler: str = "ddim"                  # a key of vidiff.diffusion.SAMPLERS
-    spacing: str = "uniform"               # a key of vidiff.diffusion.SPACINGS
+    steps: int = DiffusionConfig.sampling_steps   # the defaults are the diffusion config's, defined there once
+    guidance: float = DiffusionConfig.guidance    # classifier-free guidance scale (1: none)
+    sampler: str = DiffusionConfig.sampler        # a key of vidiff.diffusion.SAMPLERS
+    spacing: str = DiffusionConfig.spacing        # a key of vidiff.diffusion.SPACINGS
     eta: float = 0.0                       # DDIM's noise (0: deterministic)
     progress: bool = False                 # a progress bar over the steps
     callback: Callable[[int, Tensor], None] | None = None   # callback(i, x0) after every step
