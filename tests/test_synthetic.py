@@ -95,3 +95,61 @@ def test_bad_exclusions_and_mixing_are_one_line_errors():
         config_from_dict({"data": {"shapes": {"exclude": ["red circle", "red square", "red triangle"]}}})
     with pytest.raises(VidiffError, match="stills already"):
         config_from_dict({"data": {"frames": 1, "shapes": {"image_every": 2}}})
+
+
+def disc(colour: str, x: float, y: float, vx: float, vy: float, r: float = 3.0, shape: str = "circle"):
+    from vidiff.data.synthetic import ObjectTrack
+    return ObjectTrack(shape, colour, r, np.array([[x, y]]), np.array([[vx, vy]]))
+
+
+def test_a_world_without_collisions_moves_each_object_exactly_as_it_would_alone():
+    from vidiff.data.synthetic import step_world
+    starts = [disc("red", 10, 16, 1.5, 0.3), disc("blue", 22, 16, -1.5, -0.2, shape="square")]
+    together = step_world(starts, 32.0, 30, gravity=0.1)
+    for start, track in zip(starts, together):
+        alone, velocities = step_physics(start.positions[0], start.velocities[0], start.radius, 32.0, 30, 0.1)
+        assert np.array_equal(track.positions, alone) and np.array_equal(track.velocities, velocities)
+        assert track.collisions == ()                   # they pass through one another
+
+
+@pytest.mark.parametrize("restitution", [1.0, 0.5])
+def test_collisions_conserve_momentum_and_keep_the_restitution_share_of_the_closing_speed(restitution):
+    """Two discs of different mass meet head-on (slightly off-centre) far from the walls."""
+    from vidiff.data.synthetic import step_world
+    starts = [disc("red", 40, 50, 2.0, 0.0, r=6.0), disc("blue", 60, 52, -1.0, 0.0, r=4.0, shape="square")]
+    a, b = step_world(starts, 100.0, 12, gravity=0.0, collisions=restitution)
+    assert a.collisions == b.collisions and len(a.collisions) == 1
+    momentum = a.mass * a.velocities + b.mass * b.velocities                        # (T, 2)
+    assert np.allclose(momentum, momentum[0], atol=1e-9)                            # every frame
+    hit = a.collisions[0] + 1                                   # velocities leaving the frame after the contact
+    normal = (b.positions[hit] - a.positions[hit]) / np.linalg.norm(b.positions[hit] - a.positions[hit])
+    before = np.dot(a.velocities[0] - b.velocities[0], normal)
+    after = np.dot(a.velocities[hit] - b.velocities[hit], normal)
+    assert before > 0 and after == pytest.approx(-restitution * before, rel=0.05)   # the normal may turn slightly
+    energy = lambda t: 0.5 * (a.mass * (a.velocities[t] ** 2).sum() + b.mass * (b.velocities[t] ** 2).sum())
+    assert energy(hit) == pytest.approx(energy(0), rel=1e-9) if restitution == 1.0 else energy(hit) < 0.9 * energy(0)
+    gaps = np.linalg.norm(a.positions - b.positions, axis=1) - a.radius - b.radius
+    assert gaps.min() > -1e-9                                    # never drawn overlapping
+
+
+def test_a_floor_bounce_keeps_the_restitution_share_of_the_speed():
+    from vidiff.data.synthetic import step_world
+    (track,) = step_world([disc("red", 16, 5, 0.0, 0.0)], 32.0, 60, gravity=0.2, restitution=0.6)
+    vy = track.velocities[:, 1]
+    bounce = int(np.argmax(vy < 0))                       # the first frame leaving upwards
+    # the floor sends it back at 0.6 of its impact speed; the next frame's record already has gravity added
+    assert bounce > 0 and -vy[bounce] == pytest.approx(0.6 * vy[bounce - 1] - 0.2, abs=1e-9)
+    peaks = [track.positions[i, 1] for i in range(1, 59) if vy[i - 1] < 0 <= vy[i]]  # tops of the flights
+    assert len(peaks) >= 2 and peaks[1] > peaks[0]       # y grows downwards: each bounce reaches less high
+
+
+def test_the_physics_world_is_a_config_away_and_checked():
+    from vidiff.config import config_from_dict
+    from vidiff.data.synthetic import ShapesDataset
+    from vidiff.errors import VidiffError
+    cfg = config_from_dict({"data": {"shapes": {"min_objects": 2, "max_objects": 2, "collisions": True,
+                                                "restitution": 0.8, "gravity": 0.002, "speed": [0.05, 0.08]}}})
+    clips = [ShapesDataset(cfg.data)[i]["tracks"] for i in range(12)]
+    assert sum(bool(tracks[0].collisions) for tracks in clips) >= 2          # collisions happen, and are recorded
+    with pytest.raises(VidiffError, match="'data.shapes.restitution' must be >= 0 and <= 1"):
+        config_from_dict({"data": {"shapes": {"restitution": 1.5}}})

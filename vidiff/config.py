@@ -111,6 +111,9 @@ class ShapesConfig:
     radius: list[float] = bounded_list([0.12, 0.2], 0, open_low=True)    # of the frame size
     speed: list[float] = bounded_list([0.02, 0.06], 0)                   # frame sizes per frame
     gravity: float = 0.0      # frame sizes per frame^2, pulling down (+y)
+    restitution: float = bounded(1.0, 0, 1)   # wall and floor bounces: outgoing / incoming speed (1: elastic)
+    collisions: bool = False  # objects bounce off one another (bounding circles), momentum conserved, mass ~ area
+    collision_restitution: float = bounded(1.0, 0, 1)   # of those collisions (1: elastic)
     min_gap: float = bounded(0.0, 0)   # redraw clips where two objects come closer than this (frame sizes,
                                        # edge to edge) in any frame: no overlaps to learn merging from
     num_clips: int = bounded(0, 0)   # 0: an endless stream; N: cycle over N fixed clips (overfitting, tests)

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .synthetic import SQUARE_HALF_SIDE, shape_mask
+from .synthetic import AREA_PER_R2, shape_mask
 from ..world import COLOURS, SHAPES, make_caption
 
 MIN_AREA_FRACTION = 0.004   # of the frame: 4 px at 32x32
 TEMPLATE_SUPERSAMPLE = 4
 
-# area of each shape per unit squared bounding radius r (see data/synthetic.py)
-AREA_PER_R2 = {"circle": np.pi, "square": (2 * SQUARE_HALF_SIDE) ** 2, "triangle": 3 * np.sqrt(3) / 4}
 
 
 @dataclass

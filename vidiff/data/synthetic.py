@@ -1,10 +1,12 @@
 """The bouncing-shapes world: seeded text-video clips with per-frame ground truth.
 
 Each clip holds 1-N shapes (circle, square, triangle) of distinct palette colours on a black
-background, moving at constant velocity (plus optional gravity) with elastic reflections off the
-walls. Objects do not collide with one another; later objects are drawn on top. Every quantity is
-in pixels, x to the right and y downwards, positions at the object's centre; an object touches a
-wall when its bounding circle (radius r) does, whatever its shape.
+background, moving at constant velocity (plus optional gravity), reflected off the walls (elastic, or
+losing speed by a restitution coefficient). By default objects pass through one another and later
+objects are drawn on top; with shapes.collisions they bounce off each other as discs of their bounding
+circles, with momentum conserved and masses proportional to their areas. Every quantity is in
+pixels, x to the right and y downwards, positions at the object's centre; an object touches a wall
+(or another object) when its bounding circle (radius r) does, whatever its shape.
 """
 from __future__ import annotations
 
@@ -22,13 +24,23 @@ SQUARE_HALF_SIDE = 0.85   # of r: a square of about the circle's area
 TRIANGLE_FLAT = 0.5       # an equilateral triangle pointing up, circumradius r
 
 
+# area of each shape per unit squared bounding radius r: the mass of a collision, and how the
+# evaluation turns a measured area back into a radius
+AREA_PER_R2 = {"circle": np.pi, "square": (2 * SQUARE_HALF_SIDE) ** 2, "triangle": 3 * np.sqrt(3) / 4}
+
+
 @dataclass
 class ObjectTrack:
     shape: str
     colour: str
     radius: float
     positions: np.ndarray   # (T, 2) centre (x, y) at each frame
-    velocities: np.ndarray  # (T, 2) velocity used to leave that frame
+    velocities: np.ndarray  # (T, 2) velocity used to leave that frame (before a collision in that step)
+    collisions: tuple[int, ...] = ()   # frames after whose move this object hit another (shapes.collisions)
+
+    @property
+    def mass(self) -> float:
+        return AREA_PER_R2[self.shape] * self.radius ** 2
 
 
 MAX_DRAWS = 200
@@ -46,7 +58,8 @@ def subsample(tracks: list[ObjectTrack], stride: int) -> list[ObjectTrack]:
         positions = t.positions[::stride]
         steps = np.diff(t.positions, axis=0, append=t.positions[-1:] + t.velocities[-1:])
         velocities = np.add.reduceat(steps, np.arange(0, len(steps), stride))[: len(positions)]
-        out.append(ObjectTrack(t.shape, t.colour, t.radius, positions, velocities))
+        collisions = tuple(f // stride for f in t.collisions)
+        out.append(ObjectTrack(t.shape, t.colour, t.radius, positions, velocities, collisions))
     return out
 
 
@@ -78,30 +91,88 @@ def _draw(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int)
         shape = str(rng.choice(shapes))
         r = float(rng.uniform(*world.radius)) * size
         p = rng.uniform(r, size - r, size=2)
+        for _ in range(MAX_DRAWS if world.collisions else 0):    # solid objects start apart (other worlds: as before)
+            if all(np.hypot(*(p - t.positions[0])) >= r + t.radius for t in tracks):
+                break
+            p = rng.uniform(r, size - r, size=2)
         angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(*world.speed) * size
         v = speed * np.array([np.cos(angle), np.sin(angle)])
-        positions, velocities = step_physics(p, v, r, size, frames, world.gravity * size)
-        tracks.append(ObjectTrack(shape, str(colour), r, positions, velocities))
-    return tracks
+        tracks.append(ObjectTrack(shape, str(colour), r, p[None], v[None]))     # the start; integrated below
+    return step_world(tracks, size, frames, world.gravity * size, world.restitution,
+                      world.collision_restitution if world.collisions else None)
 
 
-def step_physics(p: np.ndarray, v: np.ndarray, r: float, size: float, frames: int,
-                 gravity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Integrate one object: gravity, then move, then reflect elastically off the walls."""
-    positions, velocities = np.zeros((frames, 2)), np.zeros((frames, 2))
-    p, v = p.astype(float).copy(), v.astype(float).copy()
-    lo, hi = r, size - r
+def step_world(starts: list[ObjectTrack], size: float, frames: int, gravity: float, restitution: float = 1.0,
+               collisions: float | None = None) -> list[ObjectTrack]:
+    """Integrate the objects from their first position and velocity, a frame at a time: gravity, then
+    move, then reflect off the walls (restitution: the share of the normal speed kept), then, with
+    `collisions` (their restitution), resolve contacts between bounding circles. One object's
+    arithmetic is the same whether or not others are there, so a world without collisions draws
+    exactly what it always has."""
+    p = [t.positions[0].astype(float).copy() for t in starts]
+    v = [t.velocities[0].astype(float).copy() for t in starts]
+    positions, velocities = np.zeros((len(starts), frames, 2)), np.zeros((len(starts), frames, 2))
+    hits: list[list[int]] = [[] for _ in starts]
     for i in range(frames):
-        positions[i] = p
-        v[1] += gravity
-        velocities[i] = v
-        p = p + v
-        for axis in range(2):  # a reflection mirrors the overshoot back inside the box
-            if p[axis] < lo:
-                p[axis], v[axis] = 2 * lo - p[axis], -v[axis]
-            elif p[axis] > hi:
-                p[axis], v[axis] = 2 * hi - p[axis], -v[axis]
-    return positions, velocities
+        for k, t in enumerate(starts):
+            positions[k, i] = p[k]
+            v[k][1] += gravity
+            velocities[k, i] = v[k]
+            p[k] = p[k] + v[k]
+            reflect(p[k], v[k], t.radius, size - t.radius, restitution)
+        if collisions is not None:
+            for a, b in collide(p, v, starts, collisions):
+                hits[a].append(i)
+                hits[b].append(i)
+    return [ObjectTrack(t.shape, t.colour, t.radius, positions[k], velocities[k], tuple(hits[k]))
+            for k, t in enumerate(starts)]
+
+
+def step_physics(p: np.ndarray, v: np.ndarray, r: float, size: float, frames: int, gravity: float,
+                 restitution: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One object alone between the walls: its (T, 2) positions and velocities."""
+    start = ObjectTrack("circle", "", r, np.asarray(p, float)[None], np.asarray(v, float)[None])
+    (track,) = step_world([start], size, frames, gravity, restitution)
+    return track.positions, track.velocities
+
+
+def reflect(p: np.ndarray, v: np.ndarray, lo: float, hi: float, restitution: float) -> None:
+    """In place: a wall mirrors the overshoot back inside the box and reverses the normal velocity,
+    both scaled by the restitution (1: elastic, the exact mirror)."""
+    for axis in range(2):
+        for wall, outside in ((lo, p[axis] < lo), (hi, p[axis] > hi)):
+            if outside:
+                if restitution == 1.0:
+                    p[axis], v[axis] = 2 * wall - p[axis], -v[axis]
+                else:
+                    p[axis], v[axis] = wall + restitution * (wall - p[axis]), -restitution * v[axis]
+                break
+
+
+def collide(p: list[np.ndarray], v: list[np.ndarray], tracks: list[ObjectTrack], restitution: float) -> list[tuple[int, int]]:
+    """In place: every pair of overlapping, approaching bounding circles exchanges momentum along the
+    line of centres (Newton's law of restitution: the normal relative speed reverses, times the
+    restitution; masses proportional to area, so total momentum is conserved), and the overlap is
+    undone in inverse proportion to mass. Returns the pairs that collided."""
+    pairs = []
+    for a in range(len(p)):
+        for b in range(a + 1, len(p)):
+            d = p[b] - p[a]
+            dist, reach = float(np.hypot(*d)), tracks[a].radius + tracks[b].radius
+            if dist >= reach or dist == 0.0:
+                continue
+            normal = d / dist
+            closing = float(np.dot(v[a] - v[b], normal))
+            ma, mb = tracks[a].mass, tracks[b].mass
+            if closing > 0:                               # approaching: exchange momentum
+                impulse = (1 + restitution) * closing * ma * mb / (ma + mb)
+                v[a] -= impulse / ma * normal
+                v[b] += impulse / mb * normal
+                pairs.append((a, b))
+            overlap = reach - dist                        # undo the overlap, the lighter object moving more
+            p[a] -= overlap * mb / (ma + mb) * normal
+            p[b] += overlap * ma / (ma + mb) * normal
+    return pairs
 
 
 def shape_mask(shape: str, cx: float, cy: float, r: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
