@@ -131,8 +131,10 @@ def test_bf16_inference_makes_the_fp32_video_and_a_cast_model_samples():
     assert abs(make(cast) - reference).mean() < 8.0
 
 
-def test_compiled_pipeline_makes_the_eager_video():
+def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     """torch.compile (inductor, a C++ build on the CPU: about a minute) of a randomly weighted model."""
+    import torch._inductor.config
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)   # no worker pool left running after it
     cfg = config_from_dict(tiny_config_dict())
     model = randomised(build_model(cfg.model, cfg.trained_words()))
     pipe = VideoPipeline(model, cfg)

@@ -13,6 +13,10 @@ import torch
 
 gr = pytest.importorskip("gradio")
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+try:        # imported here, in one thread: imported inside a test it raced the server's threads' imports
+    import playwright.sync_api as playwright_api   # (CPython 3.11's module-lock KeyError, seen once in CI)
+except ImportError:
+    playwright_api = None
 
 from conftest import tiny_config_dict  # noqa: E402
 from vidiff.config import config_from_dict  # noqa: E402
@@ -141,7 +145,9 @@ def test_gradio_client_generate_errors_and_two_clients_at_once(server):
 
 @pytest.fixture
 def page(server, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    if playwright_api is None:
+        pytest.skip("playwright is not installed")
+    playwright = playwright_api
     if not Path(CHROMIUM).is_file():
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     url, _ = server
