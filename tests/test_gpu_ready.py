@@ -135,6 +135,7 @@ def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     """torch.compile (inductor, a C++ build on the CPU: about a minute) of a randomly weighted model."""
     import torch._inductor.config
     monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)   # no worker pool left running after it
+    limit = sys.getrecursionlimit()          # inductor raises it for good; the rest of the run keeps its own
     cfg = config_from_dict(tiny_config_dict())
     model = randomised(build_model(cfg.model, cfg.trained_words()))
     pipe = VideoPipeline(model, cfg)
@@ -143,7 +144,10 @@ def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     eager = make()
     assert eager.std() > 10                                        # not a blank video that any model would make
     model.backbone.compile()
-    compiled = make()
+    try:
+        compiled = make()
+    finally:
+        sys.setrecursionlimit(limit)
     assert abs(compiled - eager).max() <= 2
     assert list(model.state_dict()) == list(build_model(cfg.model, cfg.trained_words()).state_dict())
 
