@@ -30,6 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(Path(__file__).parent))       # results.py, peers.py beside this script
 CONTEXT_TOKENS, CONTEXT_DIM = 16, 128
 
 
@@ -94,12 +95,8 @@ def build(name: str, smoke: bool):
         model = vidiff_backbone(cfg)
         return model, vidiff_forward(model), (2, 4, 4, 8, 8) if smoke else (8, 4, 16, 32, 32)
     if name == "diffusers UNet3D":
-        from diffusers import UNet3DConditionModel
-        model = UNet3DConditionModel(
-            sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64), layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-            cross_attention_dim=CONTEXT_DIM, attention_head_dim=8, norm_num_groups=16)
+        from peers import diffusers_unet3d
+        model = diffusers_unet3d()
         forward = lambda x: model(x, torch.full((len(x),), 500, device=x.device),
                                   torch.randn(len(x), CONTEXT_TOKENS, CONTEXT_DIM, device=x.device)).sample
         return model, forward, (2, 3, 4, 16, 16) if smoke else (16, 3, 16, 64, 64)
@@ -294,7 +291,6 @@ def main() -> str:
               "| model | clip | largest batch |", "|---|---|---:|"]
     lines += [largest_batch(name, args, device, autocast) for name in args.models]
     body = "\n".join(lines) + "\n"
-    sys.path.insert(0, str(Path(__file__).parent))
     from results import publish, stamp
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

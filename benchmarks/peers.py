@@ -44,6 +44,17 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def diffusers_unet3d():
+    """diffusers' UNet3DConditionModel at about the parameter count of vidiff's pixel U-Net (the peer both
+    benchmarks use)."""
+    from diffusers import UNet3DConditionModel
+    return UNet3DConditionModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=CONTEXT_DIM, attention_head_dim=8, norm_num_groups=16)
+
+
 def build(name: str):
     """(module, forward(x, batch) -> output) with each model's own conditioning inputs."""
     if name.startswith("vidiff"):
@@ -56,12 +67,7 @@ def build(name: str):
         mask = torch.ones(8, CONTEXT_TOKENS, dtype=torch.bool)
         return model, lambda x: model(x, torch.zeros(len(x)), ctx[:len(x)], mask[:len(x)])
     if name == "diffusers":
-        from diffusers import UNet3DConditionModel
-        model = UNet3DConditionModel(
-            sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64), layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-            cross_attention_dim=CONTEXT_DIM, attention_head_dim=8, norm_num_groups=16)
+        model = diffusers_unet3d()
         ctx = torch.randn(8, CONTEXT_TOKENS, CONTEXT_DIM)
         return model, lambda x: model(x, torch.full((len(x),), 500), ctx[:len(x)]).sample
     if name == "vdp":
