@@ -300,6 +300,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
                                                               "for --ground-truth, and the frame size objects of a folder's "
                                                               "videos are measured at (default: 32x32)"),
              overwrite: bool = typer.Option(False, help="replace a report already in --out"),
+             known: int = typer.Option(0, help="with --model: continue the first K frames of held-out ground-truth "
+                                               "clips and score the rest against the simulator (physics benchmark)"),
              dtype: str = DTYPE, compile: bool = COMPILE):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
     from .distributed import init_distributed, shutdown
@@ -318,7 +320,8 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
                                                  torch_dtype=dtype, compile=compile)
             options = pipe.options(steps, guidance, sampler, spacing)
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=world if ground_truth else None, num=num,
-                                 options=options, seed=seed, overwrite=overwrite, dist=dist, world=world)
+                                 options=options, seed=seed, overwrite=overwrite, dist=dist, world=world,
+                                 known=known)
     finally:
         shutdown()
     if summary is None:

@@ -89,6 +89,16 @@ def classify_shape(mask: np.ndarray, centroid: np.ndarray, area: float) -> tuple
     return best, best_iou
 
 
+def subpixel_centroid(frame: np.ndarray, region: np.ndarray, colour) -> tuple[np.ndarray, float]:
+    """Centroid (x, y) and area weighted by each pixel's coverage of `colour` over the black
+    background: an anti-aliased edge pixel counts by how much of it the object covers, so motion of a
+    tenth of a pixel moves the centroid (the thresholded mask alone moves it in steps of whole pixels)."""
+    ys, xs = np.nonzero(region)
+    c = np.asarray(colour, np.float64)
+    cover = np.clip(frame[ys, xs].astype(np.float64) @ c / (c @ c), 0, 1)
+    return np.array([(cover * (xs + 0.5)).sum(), (cover * (ys + 0.5)).sum()]) / cover.sum(), float(cover.sum())
+
+
 def detect(frame: np.ndarray, colours: list[str], min_area: float | None = None) -> list[Detection]:
     """All objects in one frame, largest first within each colour."""
     h, w, _ = frame.shape
@@ -109,6 +119,8 @@ def detect(frame: np.ndarray, colours: list[str], min_area: float | None = None)
             # classify on a crop around the component: cheap and the same answer
             y0, y1, x0, x1 = max(ys.min() - 2, 0), min(ys.max() + 3, h), max(xs.min() - 2, 0), min(xs.max() + 3, w)
             shape, match = classify_shape(mask[y0:y1, x0:x1].astype(np.float32), centroid - [x0, y0], area)
+            if not occluded:     # the mask's outline classifies; position and size come from the coverage
+                centroid, area = subpixel_centroid(frame, mask | (ring & (labels < 0)), COLOURS[colour])
             found.append(Detection(colour, area, centroid, shape, match, occluded))
     return sorted(found, key=lambda d: (d.colour, -d.area))
 

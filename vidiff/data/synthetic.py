@@ -103,12 +103,13 @@ def _draw(rng: np.random.Generator, world: ShapesConfig, frames: int, size: int)
 
 
 def step_world(starts: list[ObjectTrack], size: float, frames: int, gravity: float, restitution: float = 1.0,
-               collisions: float | None = None) -> list[ObjectTrack]:
+               collisions: float | None = None, resolve=None) -> list[ObjectTrack]:
     """Integrate the objects from their first position and velocity, a frame at a time: gravity, then
     move, then reflect off the walls (restitution: the share of the normal speed kept), then, with
-    `collisions` (their restitution), resolve contacts between bounding circles. One object's
-    arithmetic is the same whether or not others are there, so a world without collisions draws
-    exactly what it always has."""
+    `collisions` (their restitution), resolve contacts between bounding circles (`resolve`, default
+    `collide`: the evaluation's corruptions pass unlawful ones). One object's arithmetic is the same
+    whether or not others are there, so a world without collisions draws exactly what it always has."""
+    resolve = resolve or collide
     p = [t.positions[0].astype(float).copy() for t in starts]
     v = [t.velocities[0].astype(float).copy() for t in starts]
     positions, velocities = np.zeros((len(starts), frames, 2)), np.zeros((len(starts), frames, 2))
@@ -121,7 +122,7 @@ def step_world(starts: list[ObjectTrack], size: float, frames: int, gravity: flo
             p[k] = p[k] + v[k]
             reflect(p[k], v[k], t.radius, size - t.radius, restitution)
         if collisions is not None:
-            for a, b in collide(p, v, starts, collisions):
+            for a, b in resolve(p, v, starts, collisions):
                 hits[a].append(i)
                 hits[b].append(i)
     return [ObjectTrack(t.shape, t.colour, t.radius, positions[k], velocities[k], tuple(hits[k]))

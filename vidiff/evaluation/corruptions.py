@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..world import COLOURS
-from ..data.synthetic import ObjectTrack, render, step_physics
+from ..data.synthetic import ObjectTrack, render, step_physics, step_world
+from .law import Law
 
 
 def shuffle_frames(video: np.ndarray, rng: np.random.Generator, fraction: float = 1.0) -> np.ndarray:
@@ -64,3 +65,63 @@ def teleport(tracks: list[ObjectTrack], size: int, at: int, distance: float, gra
     positions[at:] = step_physics(start, last.velocities[at] - [0, gravity], last.radius, size,
                                   len(positions) - at, gravity)[0]
     return render(tracks[:-1] + [replace(last, positions=positions)], len(positions), size)
+
+
+# The physics world's laws broken one at a time: the clip is simulated again from the same first
+# positions and velocities with one rule changed, so that rule is the only violation.
+
+def resimulate(tracks: list[ObjectTrack], size: int, law: Law, resolve=None, **changes) -> np.ndarray:
+    """Render the clip that `tracks` (made under `law`, in pixels) become with `changes` to the law
+    (e.g. gravity=0.0) or an unlawful collision rule `resolve` (data.synthetic.step_world's)."""
+    frames = len(tracks[0].positions)
+    # a track's first velocity already holds the first frame's gravity: start from the one before it
+    starts = [replace(t, positions=t.positions[:1], velocities=t.velocities[:1] - [0.0, law.gravity]) for t in tracks]
+    new = replace(law, **changes)
+    moved = step_world(starts, size, frames, new.gravity, new.restitution,
+                       new.collision_restitution if new.collisions else None, resolve)
+    return render(moved, frames, size)
+
+
+def reverse_gravity(tracks: list[ObjectTrack], size: int, law: Law) -> np.ndarray:
+    """Objects fall upwards."""
+    return resimulate(tracks, size, law, gravity=-law.gravity)
+
+
+def remove_gravity(tracks: list[ObjectTrack], size: int, law: Law) -> np.ndarray:
+    """Objects float: constant velocity between bounces."""
+    return resimulate(tracks, size, law, gravity=0.0)
+
+
+def lose_energy(tracks: list[ObjectTrack], size: int, law: Law, restitution: float = 0.5) -> np.ndarray:
+    """Wall and floor bounces keep only `restitution` of the speed, in a world that keeps all of it."""
+    return resimulate(tracks, size, law, restitution=restitution)
+
+
+def pass_through(tracks: list[ObjectTrack], size: int, law: Law) -> np.ndarray:
+    """Objects pass through one another instead of colliding."""
+    return resimulate(tracks, size, law, collisions=False)
+
+
+def no_momentum_exchange(tracks: list[ObjectTrack], size: int, law: Law) -> np.ndarray:
+    """Colliding objects bounce apart as if each hit a wall: each reverses its own velocity along the
+    line of centres, keeping its speed, and no momentum passes between them."""
+    return resimulate(tracks, size, law, resolve=_bounce_apart)
+
+
+def _bounce_apart(p, v, tracks, restitution):
+    pairs = []
+    for a in range(len(p)):
+        for b in range(a + 1, len(p)):
+            d = p[b] - p[a]
+            dist, reach = float(np.hypot(*d)), tracks[a].radius + tracks[b].radius
+            if dist >= reach or dist == 0.0:
+                continue
+            n = d / dist
+            for k, towards in ((a, 1.0), (b, -1.0)):       # each object's speed into the other reverses
+                into = towards * float(np.dot(v[k], n))
+                if into > 0:
+                    v[k] -= 2 * towards * into * n
+            p[a] -= (reach - dist) / 2 * n
+            p[b] += (reach - dist) / 2 * n
+            pairs.append((a, b))
+    return pairs

@@ -8,26 +8,34 @@ import numpy as np
 
 from ..config import DataConfig, load_config
 from ..data import unit_stride
+from ..data.objects import track
 from ..distributed import Dist, init_distributed
 from ..errors import VidiffError
 from ..pipeline import SampleOptions
 from . import sources
 from .fvd import fvd_shapes, reference_clips
+from .law import Law, truth_scores
 from .report import score_all, summarize, write_report
+from .world import at_world_size
 
 REPORT_FILES = ("report.json", "report.md", "best_worst.png", "metrics.png", "videos")
 
 
 def score_clips(clips: list[np.ndarray], captions: list[str | None], data: DataConfig | None = None,
-                reference: list[np.ndarray] | None = None, progress: bool = False, fvd: bool = True) -> tuple[dict, list[dict]]:
+                reference: list[np.ndarray] | None = None, progress: bool = False, fvd: bool = True,
+                known: int = 0, truths: list | None = None) -> tuple[dict, list[dict]]:
     """(summary, per-video rows). Objects are measured at the world's frame size (`data.size`; the
     default world's without `data`), whatever the clips' size. With the synthetic world's data config,
-    physics uses its gravity and FVD-shapes compares against its reference clips (pass `reference` to
-    reuse them across calls)."""
+    physics uses its law (gravity, bounces, collisions) and FVD-shapes compares against its reference
+    clips (pass `reference` to reuse them across calls). known: the clips' first `known` frames were
+    given (frame-conditioned samples): velocity errors count only the frames after them. truths: each
+    clip's ground-truth tracks (continued clips), for the simulator measures (law.truth_scores)."""
     world = data if data is not None else DataConfig()
-    gravity_px = world.shapes.gravity * world.size if world.type == "shapes" else 0.0
-    rows = score_all([f"{i:04d}" for i in range(len(clips))], clips, captions, gravity_px, progress=progress,
-                     size=world.size)
+    rows = score_all([f"{i:04d}" for i in range(len(clips))], clips, captions, Law.of(world), progress=progress,
+                     size=world.size, known=known)
+    if truths is not None:
+        for row, clip, truth in zip(rows, clips, truths):
+            row.update(truth_scores(track(at_world_size(clip, world.size))[0], truth, known))
     summary = summarize(rows)
     if fvd and data is not None and data.type == "shapes":
         summary["fvd_shapes"] = fvd_shapes(clips, reference if reference is not None else reference_clips(data))
@@ -46,14 +54,15 @@ def world_of(config: Path | None = None, gravity: float = 0.0) -> DataConfig:
 
 def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
              options: SampleOptions | None = None, seed: int = 0, overwrite: bool = False, dist: Dist | None = None,
-             world: DataConfig | None = None) -> dict | None:
+             world: DataConfig | None = None, known: int = 0) -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
     world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
     ranks other than 0 under torchrun, which only sample). An existing `out` is kept unless `overwrite`.
     `options`: how `pipe` samples (default: the model's own, pipe.options()).
     `world`: the world a folder's videos show (its frame size sets the pixels objects are measured in;
-    default: the shipped recipes' world, 32x32)."""
+    default: the shipped recipes' world, 32x32). known: `pipe` continues the first `known` frames of
+    held-out ground-truth clips instead (sources.continued_samples), scored against the simulator too."""
     if sum(x is not None for x in (videos, pipe, data)) != 1:
         raise VidiffError("give exactly one of: a videos folder, a model, or ground truth")
     if num < 1:
@@ -63,7 +72,9 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
     if any((out / name).exists() for name in REPORT_FILES) and not overwrite:
         raise VidiffError(f"'{out}' already holds a report; pass --overwrite to replace it, or choose another --out")
     dist = dist or init_distributed()
-    skipped, world = [], world if world is not None else DataConfig()
+    if known and pipe is None:
+        raise VidiffError("--known continues ground-truth clips with a model: give --model")
+    skipped, world, truths = [], world if world is not None else DataConfig(), None
     if videos is not None:
         names, clips, captions, skipped = sources.load_folder(videos)
         title = f"vidiff eval of {videos}"
@@ -72,14 +83,19 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         title, world = f"vidiff eval of {num} ground-truth clips", data
     else:
         o = options or pipe.options()
-        names, clips, captions = sources.model_samples(pipe, num, seed, o, out / "videos", dist)
+        if known:
+            names, clips, captions, truths = sources.continued_samples(pipe, num, seed, o, known, out / "videos", dist)
+        else:
+            names, clips, captions = sources.model_samples(pipe, num, seed, o, out / "videos", dist)
         if not dist.main:
             return None
-        title = f"vidiff eval ({o.sampler}, {o.steps} {o.spacing} steps, guidance {o.guidance:g})"
+        title = f"vidiff eval ({o.sampler}, {o.steps} {o.spacing} steps, guidance {o.guidance:g})" + \
+            (f", continuing {known} ground-truth frames" if known else "")
         # samples are made at the trained frame rate: compare them with that world's clips (stride 1)
         world = unit_stride(pipe.config.data)
     # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder
-    summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None)
+    summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None, known=known,
+                                truths=truths)
     for row, name in zip(rows, names):
         row["name"] = name
     if skipped:

@@ -11,16 +11,19 @@ from tqdm.auto import tqdm
 from ..data.io import tile, upscale
 from ..world import parse_caption
 from .temporal import temporal_scores
+from .law import Law
 from .world import score_video
 
 WORLD_METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px")
+LAW_METRICS = ("gravity_error_px", "velocity_error_px", "collision_error_px", "overlap_px", "energy_drift",
+               "truth_velocity_error_px", "collision_direction")
 VIEWER_METRICS = ("max_jump_px", "missing_frames", "extra_frames", "merged_frames")
 TEMPORAL_METRICS = ("warping_error", "flicker")
 HIGHER_IS_BETTER = {"fvd_shapes": False, "permanence": True, "fidelity": True, "shape_stability": True, "size_stability": True,
                     "physics_error_px": False, "dynamic_degree": True, "warping_error": False, "flicker": False,
                     "viewer_pass": True, "max_jump_px": False, "missing_frames": False, "extra_frames": False,
-                    "merged_frames": False}
-PER_VIDEO = WORLD_METRICS + VIEWER_METRICS + TEMPORAL_METRICS
+                    "merged_frames": False, **{m: False for m in LAW_METRICS}, "collision_direction": True}
+PER_VIDEO = WORLD_METRICS + LAW_METRICS + VIEWER_METRICS + TEMPORAL_METRICS
 # the best/worst sheet's ranking: the mean of the metrics that are shares in [0, 1], less 0.05 per pixel of
 # physics error (20 px, a lost track, when nothing could be fitted) and 1 for a clip that does not move
 RANKED_SHARES = ("permanence", "fidelity", "shape_stability", "size_stability")
@@ -37,13 +40,13 @@ def ranking_score(row: dict) -> float:
 
 
 def score_all(names: list[str], videos: list[np.ndarray], captions: list[str | None],
-              gravity_px: float = 0.0, progress: bool = True, size: int | None = None) -> list[dict]:
-    """Per-video rows; the world's metrics at `size` x `size` pixels (see world.score_video)."""
+              law: Law | None = None, progress: bool = True, size: int | None = None, known: int = 0) -> list[dict]:
+    """Per-video rows; the world's metrics at `size` x `size` pixels under its `law` (world.score_video)."""
     rows = []
     for name, video, caption in tqdm(list(zip(names, videos, captions)), desc="evaluate", disable=not progress):
         row = {"name": name}
         if caption and parse_caption(caption):   # the synthetic world's metrics need a parseable caption
-            row.update(score_video(video, caption, gravity_px, size))
+            row.update(score_video(video, caption, size=size, law=law, known=known))
         row.update(temporal_scores(video))
         rows.append(row)
     return rows
@@ -67,7 +70,8 @@ def summarize(rows: list[dict]) -> dict:
 
 def markdown_table(columns: dict[str, dict]) -> str:
     """Metrics as rows, one column per evaluated set (e.g. model vs ground truth)."""
-    metrics = [m for m in ("viewer_pass", *WORLD_METRICS, "dynamic_degree", *VIEWER_METRICS, *TEMPORAL_METRICS, "fvd_shapes")
+    metrics = [m for m in ("viewer_pass", *WORLD_METRICS, *LAW_METRICS, "dynamic_degree", *VIEWER_METRICS,
+                           *TEMPORAL_METRICS, "fvd_shapes")
                if any(m in c for c in columns.values())]
     lines = ["| metric (mean, median) | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for m in metrics:

@@ -68,16 +68,40 @@ def model_samples(pipe, num: int, seed: int, options: SampleOptions, save_to: Pa
 
     Under torchrun (`dist` from vidiff.distributed.init_distributed) rank r makes videos r, r + N, ...
     and every rank gets all of them back in order: the distributed sampler for evaluation."""
-    dist = dist or Dist()
     data = ShapesDataset(unit_stride(pipe.config.data))
     captions = [data[HELD_OUT + i]["caption"] for i in range(num)]
+    return _make(lambda i, g: pipe(captions[i], num_inference_steps=options.steps, guidance_scale=options.guidance,
+                                   sampler=options.sampler, spacing=options.spacing, eta=options.eta, generator=g,
+                                   progress=False).frames[0], num, seed, captions, save_to, dist)
+
+
+def continued_samples(pipe, num: int, seed: int, options: SampleOptions, known: int, save_to: Path | None = None,
+                      dist=None) -> tuple[list[str], list[np.ndarray], list[str], list]:
+    """The physics benchmark's protocol (Kang et al. 2025): the model is given the first `known` frames
+    of held-out ground-truth clips of its world and makes the rest (`VideoPipeline.extend`). Returns
+    model_samples' lists and each clip's ground-truth tracks (data.synthetic.ObjectTrack), to score
+    the continuation against the simulator."""
+    frames = pipe.config.data.frames
+    if not 1 <= known < frames:
+        raise VidiffError(f"--known takes 1 to {frames - 1} given frames (the model makes {frames}), got {known}")
+    data = ShapesDataset(unit_stride(pipe.config.data))
+    items = [data[HELD_OUT + i] for i in range(num)]
+    captions = [it["caption"] for it in items]
+    names, videos, captions = _make(
+        lambda i, g: pipe.extend(to_uint8(items[i]["video"])[:known], captions[i], frames, context=known,
+                                 num_inference_steps=options.steps, guidance_scale=options.guidance,
+                                 sampler=options.sampler, spacing=options.spacing, eta=options.eta,
+                                 generator=g, progress=False).frames[0], num, seed, captions, save_to, dist)
+    return names, videos, captions, [it["tracks"] for it in items]
+
+
+def _make(sample, num: int, seed: int, captions: list[str], save_to: Path | None, dist) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """sample(i, generator) for i < num, split over the processes and gathered in order; saved with captions."""
+    dist = dist or Dist()
     mine = []
     for i in tqdm(range(dist.rank, num, dist.world), desc="generate", leave=False, disable=not dist.main):
         # one generator per sample keeps each video independent of the batch size and process count
-        g = torch.Generator().manual_seed(seed + i)
-        mine.append((i, pipe(captions[i], num_inference_steps=options.steps, guidance_scale=options.guidance,
-                             sampler=options.sampler, spacing=options.spacing, eta=options.eta, generator=g,
-                             progress=False).frames[0]))
+        mine.append((i, sample(i, torch.Generator().manual_seed(seed + i))))
     videos = [video for _, video in sorted(gather_objects(mine, dist), key=lambda pair: pair[0])]
     names = [f"sample_{i:04d}.mp4" for i in range(num)]
     if save_to is not None and dist.main:

@@ -9,8 +9,9 @@
   shape_stability share of frames in which a track keeps its majority shape
   size_stability  1 - coefficient of variation of a track's area over time (clipped to [0, 1])
                   (shape, size and motion use only frames where the object touches no other object)
-  physics_error   RMS distance (px) between a track and its best-fit constant-velocity + elastic-bounce
-                  (+ gravity) trajectory
+  physics_error   RMS distance (px) between a track and its best fit of the world's law (constant
+                  velocity, gravity, wall bounces; split at contacts in a world with collisions); the
+                  law's other measures (gravity, velocities, collisions, energy): law.py
   moving          whether any object moves more than 1 px: a frozen video must not look consistent
 Pixels are those of the world's frame size (32 for the shipped recipes), whatever the file's scale.
 Per-video viewer checks and the pass/fail verdict: viewer.py.
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..world import parse_caption
 from ..data.objects import track
-from .physics import fit_physics
+from .law import Law, law_scores
 from .viewer import viewer_checks
 
 MIN_PRESENCE = 0.5   # a track counts as a found object if present in at least half of the frames
@@ -52,9 +53,12 @@ def at_world_size(video: np.ndarray, size: int | None) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in video])
 
 
-def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0, size: int | None = None) -> dict:
+def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0, size: int | None = None,
+                law: Law | None = None, known: int = 0) -> dict:
     """video: (T, H, W, 3) uint8, measured at `size` x `size` (the world's frame size; default: the
-    video's own). gravity_px: pixels per frame^2 at that size (data.shapes.gravity * data.size)."""
+    video's own). law: the world's dynamics at that size (Law.of(data); default: constant velocity with
+    `gravity_px`, pixels per frame^2, and elastic walls). known: conditioning frames, not scored by
+    velocity_error_px."""
     video = at_world_size(video, size)
     frames, size = video.shape[0], video.shape[1]
     expected = parse_caption(caption)
@@ -65,7 +69,7 @@ def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0, size: 
     matched = sum(1 for colour, shape in expected if colour in found and found[colour].majority_shape() == shape)
     fidelity = matched / max(len(expected), len(found), 1)
 
-    shape_stab, size_stab, physics, moving = [], [], [], False
+    shape_stab, size_stab, moving = [], [], False
     for tr in found.values():
         dets = tr.clear()
         if not dets:
@@ -74,19 +78,14 @@ def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0, size: 
         shape_stab.append(np.mean([d.shape == majority for d in dets]))
         areas = np.array([d.area for d in dets])
         size_stab.append(float(np.clip(1 - areas.std() / areas.mean(), 0, 1)))
-        usable = tr.usable()
-        positions = np.array([d.centroid if u else (np.nan, np.nan) for d, u in zip(tr.detections, usable)])
-        centres = positions[usable]
+        centres = np.array([d.centroid for d in dets])
         moving |= bool(np.max(np.linalg.norm(centres - centres[0], axis=1)) > MOVING_PX)
-        error, _ = fit_physics(positions, usable, tr.bounding_radius(), size, gravity_px)
-        if np.isfinite(error):
-            physics.append(error)
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")   # NaN: nothing to measure
     return {
         "caption": caption, "frames": frames,
         "permanence": float(permanence), "fidelity": float(fidelity),
         "shape_stability": mean(shape_stab), "size_stability": mean(size_stab),
-        "physics_error_px": mean(physics), "moving": moving,
+        "moving": moving, **law_scores(found, law or Law(gravity_px), size, known),
         "objects_found": len(found), "objects_prompted": len(expected),
         **viewer_checks(tracks, per_frame, expected, size),
     }
