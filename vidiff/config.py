@@ -199,6 +199,8 @@ class TrainConfig:
                               # from an image model (data.frames 1) the temporal layers start as identity (inflation)
     trainable: str = "all"    # all | temporal (the frame-mixing layers, AnimateDiff-style) | a glob of parameter names;
                               # the rest is frozen: bit-identical after training and not in the optimizer
+    overlap_weight: float = bounded(0.0, 0)   # shapes world: the loss counts pixels where two objects overlap
+                              # (and 1 px around) 1 + this many times: the world draws one in front, a blend is wrong
     frame_masks: FrameMaskConfig = field(default_factory=FrameMaskConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..config import DataConfig, ShapesConfig
 from ..world import COLOURS, make_caption
@@ -201,6 +202,18 @@ def render(tracks: list[ObjectTrack], frames: int, size: int) -> np.ndarray:
             video[t][mask] = colour
     video = video.reshape(frames, size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(2, 4))
     return np.round(video).astype(np.uint8)
+
+
+def overlap_mask(tracks: list[ObjectTrack], frames: int, size: int) -> np.ndarray:
+    """(T, H, W) bool: pixels covered by two or more objects, and one pixel around them (where an
+    occlusion's outline is drawn): the pixels a model that blends objects gets wrong."""
+    grid = np.arange(size) + 0.5
+    xs, ys = np.meshgrid(grid, grid)
+    out = np.zeros((frames, size, size), bool)
+    for t in range(frames):
+        count = sum(shape_mask(tr.shape, *tr.positions[t], tr.radius, xs, ys).astype(int) for tr in tracks)
+        out[t] = ndimage.binary_dilation(count >= 2) if len(tracks) > 1 else False
+    return out
 
 
 def caption(tracks: list[ObjectTrack]) -> str:

@@ -54,6 +54,16 @@ def change_shape(tracks: list[ObjectTrack], size: int, frames: np.ndarray) -> np
     return _splice(tracks, tracks[:-1] + [replace(tracks[-1], shape=other)], frames, size, len(tracks[0].positions))
 
 
+def blend_overlaps(tracks: list[ObjectTrack], size: int) -> np.ndarray:
+    """Where objects overlap they are drawn half and half (a two-tone blob) instead of one in front."""
+    frames = len(tracks[0].positions)
+    alone = [render([t], frames, size).astype(np.float32) for t in tracks]
+    covered = [a.max(axis=-1, keepdims=True) > 0 for a in alone]
+    count = np.maximum(sum(c.astype(np.float32) for c in covered), 1)
+    mixed = sum(alone) / count                          # overlaps: the mean of the colours drawn there
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
 def teleport(tracks: list[ObjectTrack], size: int, at: int, distance: float, gravity: float = 0.0) -> np.ndarray:
     """At frame `at` the last object jumps `distance` pixels towards the centre, then moves on lawfully
     (same velocity, same physics), so the jump is the only violation."""

@@ -17,12 +17,12 @@ from .world import score_video
 WORLD_METRICS = ("permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px")
 LAW_METRICS = ("gravity_error_px", "velocity_error_px", "collision_error_px", "overlap_px", "energy_drift",
                "truth_velocity_error_px", "collision_direction")
-VIEWER_METRICS = ("max_jump_px", "missing_frames", "extra_frames", "merged_frames")
+VIEWER_METRICS = ("max_jump_px", "missing_frames", "extra_frames", "merged_frames", "blend_share")
 TEMPORAL_METRICS = ("warping_error", "flicker")
 HIGHER_IS_BETTER = {"fvd_shapes": False, "permanence": True, "fidelity": True, "shape_stability": True, "size_stability": True,
                     "physics_error_px": False, "dynamic_degree": True, "warping_error": False, "flicker": False,
                     "viewer_pass": True, "max_jump_px": False, "missing_frames": False, "extra_frames": False,
-                    "merged_frames": False, **{m: False for m in LAW_METRICS}, "collision_direction": True}
+                    "merged_frames": False, "blend_share": False, **{m: False for m in LAW_METRICS}, "collision_direction": True}
 PER_VIDEO = WORLD_METRICS + LAW_METRICS + VIEWER_METRICS + TEMPORAL_METRICS
 # the best/worst sheet's ranking: the mean of the metrics that are shares in [0, 1], less 0.05 per pixel of
 # physics error (20 px, a lost track, when nothing could be fitted) and 1 for a clip that does not move

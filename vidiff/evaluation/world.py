@@ -13,6 +13,8 @@
                   velocity, gravity, wall bounces; split at contacts in a world with collisions); the
                   law's other measures (gravity, velocities, collisions, energy): law.py
   moving          whether any object moves more than 1 px: a frozen video must not look consistent
+  blend_share     share of the frames where two objects meet that blend them into one two-tone blob
+                  (occlusion.py; the world draws one in front of the other)
 Pixels are those of the world's frame size (32 for the shipped recipes), whatever the file's scale.
 Per-video viewer checks and the pass/fail verdict: viewer.py.
 """
@@ -24,6 +26,7 @@ import numpy as np
 from ..world import parse_caption
 from ..data.objects import track
 from .law import Law, law_scores
+from .occlusion import blend_share
 from .viewer import viewer_checks
 
 MIN_PRESENCE = 0.5   # a track counts as a found object if present in at least half of the frames
@@ -86,6 +89,7 @@ def score_video(video: np.ndarray, caption: str, gravity_px: float = 0.0, size: 
         "permanence": float(permanence), "fidelity": float(fidelity),
         "shape_stability": mean(shape_stab), "size_stability": mean(size_stab),
         "moving": moving, **law_scores(found, law or Law(gravity_px), size, known),
+        "blend_share": blend_share(video, tracks, [c for c, _ in expected])[0],
         "objects_found": len(found), "objects_prompted": len(expected),
         **viewer_checks(tracks, per_frame, expected, size),
     }

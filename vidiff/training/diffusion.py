@@ -6,12 +6,15 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import load_codec, load_vae, resolve_checkpoint, vae_metadata
 from ..config import Config
 from ..data import build_dataset, collate
+from ..data.synthetic import overlap_mask
 from ..data.splits import HELD_OUT, LATENT_SCALE
 from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
 from ..devices import generator_on, randn
@@ -43,7 +46,7 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator, pa
 
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_ids: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None,
-                  stride: Tensor | int = 1) -> Tensor:
+                  stride: Tensor | int = 1, weights: Tensor | None = None) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
     The small draws (times, caption dropout, frame masks) come from it on the CPU; the full-size noise
@@ -54,7 +57,9 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt.
     A frame-conditioned model (model.frame_conditioning) is also shown, per sample, some frames of
     x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others.
-    stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning)."""
+    stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning).
+    weights: (B, 1, T, H, W) per-pixel loss weights at the clips' pixel size (train.overlap_weight),
+    max-pooled to x0's size (a latent pixel holding an overlap pixel gets its weight)."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     device = x0.device
@@ -66,6 +71,9 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device, non_blocking=True)
     x_t = add_noise(x0, noise, log_snr)
     frames, where = frame_inputs(cfg, x0, b, generator, part, noise_generator)
+    if weights is not None:
+        weights = F.adaptive_max_pool3d(weights.to(device, x0.dtype), x0.shape[2:])
+        where = weights if where is None else weights * where
     with autocast if autocast is not None else nullcontext():
         output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames,
                        ids=ids.to(device, non_blocking=True), stride=stride)
@@ -141,8 +149,17 @@ class DiffusionTask(Task):
         ids = tokenizer.encode(batch["caption"])
         stride = torch.tensor(batch["stride"]) if "stride" in batch else 1
         loss = training_loss(net, self.cfg, self.to_model_space(batch), ids, tokenizer.empty(1), generator, part, autocast,
-                             stride)
+                             stride, self.overlap_weights(batch))
         return loss, {}
+
+    def overlap_weights(self, batch: dict) -> Tensor | None:
+        """1 + train.overlap_weight on each clip's overlap pixels (data.synthetic.overlap_mask), else None."""
+        w = self.cfg.train.overlap_weight
+        if not w or "tracks" not in batch:
+            return None
+        _, _, frames, height, _ = batch["video"].shape
+        masks = np.stack([overlap_mask(tracks, frames, height) for tracks in batch["tracks"]])
+        return 1.0 + w * torch.from_numpy(masks[:, None]).float()
 
     def extra_weights(self) -> dict:
         return {"vae": self.codec.vae} if self.codec.latent else {}
