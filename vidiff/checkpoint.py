@@ -20,9 +20,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import Config, VAEConfig, build_section, config_from_dict
+from .config import Config, LoRAConfig, VAEConfig, build_section, config_from_dict
 from .errors import VidiffError
 from .models import LatentCodec, TextToVideoModel, VideoVAE, build_model, build_vae
+from .models.lora import add_lora, merge_lora as fold_lora
 
 FORMAT = "vidiff-checkpoint-1"
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default"   # the embedded model; `default` names it
@@ -205,9 +206,19 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[TextToVideoModel, Co
     folder = resolve_checkpoint(path)
     config = read_config(folder)
     model = build_model(config.model, config.trained_words())
+    add_trained_lora(model, config)         # a LoRA run's checkpoint: the base and its adapter, applied
     weights = folder / "ema.safetensors"
     load_weights(model, weights if ema and weights.is_file() else folder / "model.safetensors", config.model.type)
     return model, config, folder
+
+
+LORA_NAME = "default"   # the adapter a `train.lora` run trains (peft's default adapter name)
+
+
+def add_trained_lora(model: nn.Module, config: Config) -> list[str]:
+    """The adapter of train.lora (empty, to be trained or loaded), if the config has one."""
+    lora = config.train.lora
+    return add_lora(model, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora.targets) if lora.rank else []
 
 
 VAE_TYPE = "vae"
@@ -251,11 +262,21 @@ def load_codec(folder: Path, device: str | torch.device = "cpu") -> LatentCodec:
     return LatentCodec(vae.to(device).eval().requires_grad_(False), scale, config=vae_cfg)
 
 
-def export_pretrained(source: str | Path, folder: str | Path, vae: str | Path | None = None) -> Path:
+def export_pretrained(source: str | Path, folder: str | Path, vae: str | Path | None = None,
+                      merge_lora: bool = False) -> Path:
     """Write an inference-only checkpoint (config.json + the EMA weights as model.safetensors, + the VAE).
     vae: a VAE to decode with instead of the model's own, whose encoder must be the model's, weight for
-    weight (a decoder fine-tune: the latents keep their meaning and scale)."""
+    weight (a decoder fine-tune: the latents keep their meaning and scale). merge_lora: a LoRA run's
+    adapter folded into the weights (a plain model; the adapter alone is the run's lora.safetensors)."""
     model, config, source = load_model(source)
+    if config.train.lora.rank:
+        if not merge_lora:
+            raise VidiffError(f"'{source}' is a LoRA run: pass --merge-lora for a full model, or use its adapter "
+                              f"'{source / 'lora.safetensors'}' with `vidiff generate --lora`")
+        fold_lora(model)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, lora=LoRAConfig()))
+    elif merge_lora:
+        raise VidiffError(f"'{source}' has no LoRA adapter to merge (it was not trained with train.lora)")
     codec = load_codec(source)          # also upgrades a VAE stored before its metadata carried config and scale
     if vae is not None:
         codec = swap_decoder(codec, vae)

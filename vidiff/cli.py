@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -105,16 +105,23 @@ def tune(video: Path = typer.Argument(..., help="the one clip to learn the motio
          out: Path = typer.Option(..., help="run folder of the tuned model"),
          model: str = typer.Option("default", help="the model to tune: run, checkpoint or 'default'"),
          steps: int = typer.Option(300, help="training steps"),
-         lr: float = typer.Option(1e-4, help="learning rate"),
+         lr: Optional[float] = typer.Option(None, help="learning rate (default 1e-4; 1e-3 with --lora: a "
+                                                       "zero-initialised low-rank update needs larger steps)"),
+         lora: int = typer.Option(0, "--lora", help="train a LoRA adapter of this rank on the same layers instead "
+                                                    "(a file of kilobytes: RUN/latest/lora.safetensors)"),
          progress: bool = typer.Option(True, help="show a progress bar")):
     """One-shot tuning (Tune-A-Video): fine-tune temporal layers and attention queries on one clip."""
     from .training import DiffusionTask
     from .training.tune import tune_config
+    lr = lr if lr is not None else 1e-3 if lora else 1e-4
     if steps < 1 or not lr > 0:
         raise VidiffError("--steps must be at least 1 and --lr positive")
     if (out / "latest").is_file():
         raise VidiffError(f"'{out}' already holds a tuned run; choose another --out")
-    run_training(DiffusionTask, None, out, False, None, None, progress, tune_config(video, caption, model, out, steps, lr))
+    if lora < 0:
+        raise VidiffError("--lora takes the adapter's rank, at least 1")
+    run_training(DiffusionTask, None, out, False, None, None, progress,
+                 tune_config(video, caption, model, out, steps, lr, lora))
 
 
 def _outputs(out: Path, sheet: bool, overwrite: bool, scale: int, fps: int) -> list[Path]:
@@ -183,7 +190,11 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
              steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: Optional[str] = SAMPLER,
              spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE,
-             sheet: bool = SHEET, overwrite: bool = OVERWRITE, dtype: str = DTYPE, compile: bool = COMPILE):
+             sheet: bool = SHEET, overwrite: bool = OVERWRITE, dtype: str = DTYPE, compile: bool = COMPILE,
+             lora: Optional[List[Path]] = typer.Option(None, help="apply this LoRA adapter (lora.safetensors, or a "
+                                                                  "LoRA run); repeat to stack several"),
+             lora_scale: Optional[List[float]] = typer.Option(None, help="strength of each --lora, in order "
+                                                                         "(default 1; one value applies to all)")):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
     import torch
 
@@ -195,7 +206,12 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     except ValueError:
         raise VidiffError(f"--motion takes DX,DY in pixels a frame, e.g. 1,0; got '{motion}'") from None
     outputs = _outputs(out, sheet, overwrite, scale, fps)
+    lora, scales = lora or [], lora_scale or []
+    if scales and len(scales) not in (1, len(lora)):
+        raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
     pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
+    for i, path in enumerate(lora):
+        pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
     video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
                  guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
                  spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
@@ -336,10 +352,11 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
 def export(source: Path = typer.Argument(..., help="run folder or checkpoint folder"),
            out: Path = typer.Argument(..., help="new folder for the inference checkpoint"),
            vae: Optional[Path] = typer.Option(None, help="decode with this VAE (run or checkpoint) instead: a "
-                                                          "decoder fine-tune of the model's own, same encoder")):
+                                                          "decoder fine-tune of the model's own, same encoder"),
+           merge_lora: bool = typer.Option(False, help="a LoRA run: fold its adapter into the weights")):
     """Export a checkpoint's EMA weights as an inference-only model folder."""
     from .checkpoint import export_pretrained
-    typer.echo(f"wrote {export_pretrained(source, out, vae)}")
+    typer.echo(f"wrote {export_pretrained(source, out, vae, merge_lora)}")
 
 
 @app.command("train-vae")

@@ -171,6 +171,16 @@ class DistillConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """train.lora: train low-rank adapters (vidiff/models/lora.py) on the frozen model instead of its weights."""
+    rank: int = bounded(0, 0)       # 0: off
+    alpha: float = bounded(0.0, 0)  # the update is scaled by alpha / rank (0: alpha = rank)
+    targets: list[str] = field(default_factory=lambda: ["backbone.*.to_q", "backbone.*.to_kv", "backbone.*.to_out"])
+                                    # globs over module names (linear layers); `temporal`: the frame-mixing
+                                    # layers only, as AnimateDiff's motion LoRAs
+
+
+@dataclass
 class TrainConfig:
     steps: int = bounded(1000, 1)
     time_limit_minutes: float = bounded(0.0, 0)   # also stop (and checkpoint) after this much training time; 0 = off
@@ -202,6 +212,7 @@ class TrainConfig:
     overlap_weight: float = bounded(0.0, 0)   # shapes world: the loss counts pixels where two objects overlap
                               # (and 1 px around) 1 + this many times: the world draws one in front, a blend is wrong
     frame_masks: FrameMaskConfig = field(default_factory=FrameMaskConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint import DEFAULT_MODEL, load_codec, load_model
+from ..checkpoint import DEFAULT_MODEL, load_codec, load_model, resolve_checkpoint
 from ..config import Config
 from ..data.io import save_video, to_uint8, upscale
 from ..data.objects import caption_frames
@@ -25,6 +25,7 @@ from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..world import parse_caption
 from ..models import LatentCodec, TextToVideoModel, input_multiples
+from ..models.lora import load_lora, merge_lora
 from ..models.vae import latent_frames
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
@@ -92,6 +93,22 @@ class VideoPipeline:
         if compile:
             compile_module(pipe.model.backbone)
         return pipe
+
+    def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
+        """Apply the LoRA adapter in `path` (a lora.safetensors file, or a folder holding one) at `scale`,
+        on top of any adapters already loaded; returns its name. One made for another base model is a
+        one-line error. `vidiff generate --lora PATH --lora-scale S`."""
+        if not np.isfinite(scale):
+            raise VidiffError(f"--lora-scale must be a number, got {scale}")
+        path = Path(path)
+        if path.is_dir() and not (path / "lora.safetensors").is_file():
+            path = resolve_checkpoint(path)          # a LoRA run folder: its latest checkpoint's adapter
+        return load_lora(self.model, path, scale, name)
+
+    def merge_lora(self) -> int:
+        """Fold the loaded adapters into the weights (diffusers' fuse_lora): the same videos, no
+        adapter cost per step. Returns the number of layers changed."""
+        return merge_lora(self.model)
 
     @property
     def window(self) -> int:

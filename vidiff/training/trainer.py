@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import initialize_from, load_weights, read_config, resolve_checkpoint
+from ..checkpoint import LORA_NAME, add_trained_lora, initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -32,6 +32,7 @@ from ..distributed import mean as dist_mean
 from ..distributed import mean_tensor
 from ..devices import allow_tf32, compile_module
 from ..errors import VidiffError
+from ..models.lora import save_lora
 from .diffusion import DiffusionTask
 from .ema import EMA
 from .freeze import freeze_except
@@ -96,7 +97,10 @@ class Trainer:
         # parameters train.init_from's checkpoint did not have
         self.added = self._initialize_from(cfg.train.init_from) if folder is None and cfg.train.init_from else []
         image_model = self._image_model(fresh=folder is None)
-        self.trainable = freeze_except(self.model, cfg.train.trainable, "temporal" if image_model else None)
+        # train.lora: adapters on the frozen model, and nothing else trains
+        lora = add_trained_lora(self.model, cfg) if task is DiffusionTask else []
+        self.trainable = freeze_except(self.model, "*.lora.*" if lora else cfg.train.trainable,
+                                       "temporal" if image_model else None)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
@@ -264,6 +268,8 @@ class Trainer:
             folder = self.run.save(self.step, self.cfg, self.cfg.train.keep_last, model=model, ema=ema,
                                    optimizer=optimizer, state=state, model_type=self.task.model_type,
                                    extra=self.task.extra_weights() or None, extra_metadata=self.task.extra_metadata())
+            if self.cfg.train.lora.rank:     # the adapter alone, kilobytes: `vidiff generate --lora`
+                save_lora(self.ema.model, LORA_NAME, folder / "lora.safetensors", self.cfg.train.lora.targets)
             self.run.plot(self.history)
         barrier(self.dist)
         return folder

@@ -9,13 +9,17 @@ import shutil
 from pathlib import Path
 
 from ..checkpoint import read_config, resolve_checkpoint
-from ..config import Config, FolderConfig
+from ..config import Config, FolderConfig, LoRAConfig
 from ..errors import VidiffError
 
 TRAINABLE = "temporal,backbone.*.to_q.*"     # Tune-A-Video: temporal attention and the attention queries
+LORA_TARGETS = ["temporal", "backbone.*.to_q"]  # the same layers, as LoRA targets (module names)
 
 
-def tune_config(video: Path, caption: str, model: str, out: Path, steps: int = 300, lr: float = 1e-4) -> Config:
+def tune_config(video: Path, caption: str, model: str, out: Path, steps: int = 300, lr: float = 1e-4,
+                lora: int = 0) -> Config:
+    """The tuning run's config; lora > 0: a LoRA adapter of that rank on the same layers instead (the
+    model's weights stay frozen; the run's lora.safetensors is the result)."""
     if not video.is_file():
         raise VidiffError(f"video '{video}' not found")
     if not caption.strip():
@@ -35,4 +39,6 @@ def tune_config(video: Path, caption: str, model: str, out: Path, steps: int = 3
     t.sample_every = t.checkpoint_every = max(1, steps // 3)
     t.batch_size, t.grad_accum = 2, 1
     t.distill.teacher = ""
+    if lora:
+        t.lora = LoRAConfig(rank=lora, alpha=float(lora), targets=LORA_TARGETS)
     return cfg
