@@ -151,29 +151,32 @@ def reflect(p: np.ndarray, v: np.ndarray, lo: float, hi: float, restitution: flo
                 break
 
 
+def touching(p: list[np.ndarray], tracks: list[ObjectTrack]):
+    """Each pair (a, b) whose bounding circles overlap, with the unit normal from a to b and the depth."""
+    for a in range(len(p)):
+        for b in range(a + 1, len(p)):
+            d = p[b] - p[a]
+            dist, reach = float(np.hypot(*d)), tracks[a].radius + tracks[b].radius
+            if dist < reach and dist != 0.0:
+                yield a, b, d / dist, reach - dist
+
+
 def collide(p: list[np.ndarray], v: list[np.ndarray], tracks: list[ObjectTrack], restitution: float) -> list[tuple[int, int]]:
     """In place: every pair of overlapping, approaching bounding circles exchanges momentum along the
     line of centres (Newton's law of restitution: the normal relative speed reverses, times the
     restitution; masses proportional to area, so total momentum is conserved), and the overlap is
     undone in inverse proportion to mass. Returns the pairs that collided."""
     pairs = []
-    for a in range(len(p)):
-        for b in range(a + 1, len(p)):
-            d = p[b] - p[a]
-            dist, reach = float(np.hypot(*d)), tracks[a].radius + tracks[b].radius
-            if dist >= reach or dist == 0.0:
-                continue
-            normal = d / dist
-            closing = float(np.dot(v[a] - v[b], normal))
-            ma, mb = tracks[a].mass, tracks[b].mass
-            if closing > 0:                               # approaching: exchange momentum
-                impulse = (1 + restitution) * closing * ma * mb / (ma + mb)
-                v[a] -= impulse / ma * normal
-                v[b] += impulse / mb * normal
-                pairs.append((a, b))
-            overlap = reach - dist                        # undo the overlap, the lighter object moving more
-            p[a] -= overlap * mb / (ma + mb) * normal
-            p[b] += overlap * ma / (ma + mb) * normal
+    for a, b, normal, overlap in touching(p, tracks):
+        closing = float(np.dot(v[a] - v[b], normal))
+        ma, mb = tracks[a].mass, tracks[b].mass
+        if closing > 0:                               # approaching: exchange momentum
+            impulse = (1 + restitution) * closing * ma * mb / (ma + mb)
+            v[a] -= impulse / ma * normal
+            v[b] += impulse / mb * normal
+            pairs.append((a, b))
+        p[a] -= overlap * mb / (ma + mb) * normal     # undo the overlap, the lighter object moving more
+        p[b] += overlap * ma / (ma + mb) * normal
     return pairs
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..world import COLOURS
-from ..data.synthetic import ObjectTrack, render, step_physics, step_world
+from ..data.synthetic import ObjectTrack, render, step_physics, step_world, touching
 from .law import Law
 
 
@@ -120,18 +120,12 @@ def no_momentum_exchange(tracks: list[ObjectTrack], size: int, law: Law) -> np.n
 
 def _bounce_apart(p, v, tracks, restitution):
     pairs = []
-    for a in range(len(p)):
-        for b in range(a + 1, len(p)):
-            d = p[b] - p[a]
-            dist, reach = float(np.hypot(*d)), tracks[a].radius + tracks[b].radius
-            if dist >= reach or dist == 0.0:
-                continue
-            n = d / dist
-            for k, towards in ((a, 1.0), (b, -1.0)):       # each object's speed into the other reverses
-                into = towards * float(np.dot(v[k], n))
-                if into > 0:
-                    v[k] -= 2 * towards * into * n
-            p[a] -= (reach - dist) / 2 * n
-            p[b] += (reach - dist) / 2 * n
-            pairs.append((a, b))
+    for a, b, n, overlap in touching(p, tracks):
+        for k, towards in ((a, 1.0), (b, -1.0)):       # each object's speed into the other reverses
+            into = towards * float(np.dot(v[k], n))
+            if into > 0:
+                v[k] -= 2 * towards * into * n
+        p[a] -= overlap / 2 * n
+        p[b] += overlap / 2 * n
+        pairs.append((a, b))
     return pairs
