@@ -92,11 +92,24 @@ def test_eval_ground_truth_writes_the_report(tmp_path):
     assert {p.name for p in (tmp_path / "ev").iterdir()} >= {"report.json", "report.md", "best_worst.png", "metrics.png"}
 
 
+def test_eval_known_continues_true_frames_and_scores_against_the_simulator(tmp_path):
+    import json
+    r = vidiff("eval", "--model", "default", "--known", 4, "--num", 2, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    summary = report.get("summary", report)
+    # the default model continues its own world's clips: within a pixel a frame of the simulator
+    assert 0 <= summary["truth_velocity_error_px"] < 1.0 and "continuing 4 ground-truth frames" in \
+        (tmp_path / "ev" / "report.md").read_text()
+
+
 @pytest.mark.parametrize("args,message", [
     (["eval", "--out", "{tmp}/ev"], "exactly one of"),
     (["eval", "{tmp}", "--ground-truth", "--out", "{tmp}/ev"], "exactly one of"),
     (["eval", "{tmp}/nowhere", "--out", "{tmp}/ev"], "not a folder"),
     (["eval", "--ground-truth", "--num", "0", "--out", "{tmp}/ev"], "at least 1"),
+    (["eval", "--ground-truth", "--known", "4", "--out", "{tmp}/ev"], "give --model"),
+    (["eval", "--model", "default", "--known", "16", "--num", "1", "--out", "{tmp}/ev"], "1 to 15 given frames"),
     (["reconstruct", "{tmp}", "{tmp}/out.mp4", "--vae", "{tmp}"], "is a folder; give a video file"),
 ])
 def test_eval_bad_input(tmp_path, args, message):
