@@ -43,6 +43,7 @@ from results import RESULTS, publish, sample_sheet                   # noqa: E40
 from vidiff.config import DataConfig, load_config                   # noqa: E402
 from vidiff.data import ShapesDataset                               # noqa: E402
 from vidiff.data.io import to_uint8                                 # noqa: E402
+from vidiff.data.synthetic import render, step_world                # noqa: E402
 from vidiff.data.splits import HELD_OUT                             # noqa: E402
 from vidiff.evaluation.evaluate import score_clips                  # noqa: E402
 from vidiff.pipeline import VideoPipeline                           # noqa: E402
@@ -101,6 +102,21 @@ def train(arm: str, run: Path, minutes: float) -> dict:
     if trainer.seconds < minutes * 60:       # a finished run is only re-scored
         trainer.train()
     return {"steps": trainer.step, "minutes": trainer.seconds / 60}
+
+
+def inertia(items: list[dict], known: int, size: int) -> list[np.ndarray]:
+    """The no-learning baseline: after the given frames each object keeps its last velocity, bouncing
+    off the walls, with no gravity and no collisions."""
+    clips = []
+    for it in items:
+        frames = len(it["tracks"][0].positions)
+        starts = [replace(t, positions=t.positions[known - 1:known],
+                          velocities=t.positions[known - 1:known] - t.positions[known - 2:known - 1]) for t in it["tracks"]]
+        moved = step_world(starts, size, frames - known + 1, 0.0)
+        tracks = [replace(t, positions=np.concatenate([t.positions[:known], m.positions[1:]]))
+                  for t, m in zip(it["tracks"], moved)]
+        clips.append(render(tracks, frames, size))
+    return clips
 
 
 def continue_clips(pipe: VideoPipeline, items: list[dict], known: int) -> list[np.ndarray]:
@@ -164,6 +180,13 @@ def write(results: dict, truth: dict, sets: dict, work: Path, args) -> None:
     cell = lambda r, k: "–" if not np.isfinite(r.get(k, np.nan)) else f"{r[k]:.2f}"
     for name in SETS:
         lines.append(f"| ground truth | | {name} | | " + " | ".join(cell(truth[name], k) for k, _ in COLUMNS) + " |")
+    start = VideoPipeline.from_pretrained()         # where the U-Net arms start: no physics training
+    for name in SETS:
+        base = score(inertia(sets[name], KNOWN[0], world(name).size), sets[name], name, KNOWN[0])
+        lines.append(f"| inertia (no learning) | | {name} | {KNOWN[0]} | " + " | ".join(cell(base, k) for k, _ in COLUMNS) + " |")
+        base = score(continue_clips(start, sets[name], KNOWN[0]), sets[name], name, KNOWN[0])
+        lines.append(f"| default model (no physics) | | {name} | {KNOWN[0]} | "
+                     + " | ".join(cell(base, k) for k, _ in COLUMNS) + " |")
     for arm, r in results.items():
         for key, s in r.items():
             if isinstance(s, dict):
@@ -183,7 +206,10 @@ def write(results: dict, truth: dict, sets: dict, work: Path, args) -> None:
             "is against the simulator over the frames after the K given; `collisions right`: the share of the "
             "truth's collisions after them whose objects leave within 30° of the truth's directions; "
             "`collision err`: the outgoing velocities against the law applied to the video's own incoming "
-            "motion; `gravity err`: the fitted gravity against the world's 0.128 px/frame².\n\n"
+            "motion; `gravity err`: the fitted gravity against the world's 0.128 px/frame². `inertia`: the "
+            "baseline that learns nothing: after the given frames each object keeps its last velocity (walls "
+            "only, no gravity, no collisions). `default model`: the embedded model the U-Net arms start from, "
+            "which knows the world without gravity and collisions.\n\n"
             + "\n".join(lines)
             + "\n\n![in-distribution continuations](physics_generalization.png) — frames 3 (the last given), 6, "
               "9, 12, 15 (down) of 6 in-distribution clips (across): the truth, then each arm's continuation.\n\n"
