@@ -195,7 +195,8 @@ class TrainConfig:
     cfg_dropout: float = bounded(0.1, 0, 1, open_high=True)   # share of captions replaced by the empty prompt
     precision: str = "auto"   # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False     # torch.compile the backbone (minutes of compiling first; then faster steps on a GPU)
-    parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global
+    parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global |
+                              # sequence (a DiT: each clip's frames split across the processes, 1/N of its activations each)
     vae: str = ""             # a `vidiff train-vae` run: train on its latents (latent diffusion)
     seed: int = 0
     data_offset: int = bounded(0, 0)   # the training stream starts at micro-batch N: a continued run sees new clips

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .layers import Attention, NoiseLevelEmbedding, rotary_axis_angles, sinusoidal_embedding
+from .sequence_parallel import SequenceGroup, check_split, gather, temporal_attention, ulysses_attention
 
 ATTENTION_MODES = ("full", "factorized")
 POSITION_FEATURES = 32   # sin/cos features per spatial axis
@@ -79,7 +80,10 @@ class DiTBlock(nn.Module):
         return slice(i * dim, (i + 1) * dim)
 
     def forward(self, x: Tensor, cond: Tensor, context: Tensor, mask: Tensor, grid: tuple[int, int, int],
-                rope: tuple[Tensor, Tensor], rope_s: tuple[Tensor, Tensor], rope_t: tuple[Tensor, Tensor]) -> Tensor:
+                rope: tuple[Tensor, Tensor], rope_s: tuple[Tensor, Tensor], rope_t: tuple[Tensor, Tensor],
+                sequence: SequenceGroup | None = None) -> Tensor:
+        """grid: this process's (frames, rows, columns) of tokens; with `sequence`, x holds only those
+        frames, and attention across frames goes through the group (sequence_parallel.py)."""
         b = x.shape[0]
         t, h, w = grid
         m = self.modulation(cond)
@@ -88,11 +92,17 @@ class DiTBlock(nn.Module):
             y = rearrange(y, "b (t p) d -> (b t) p d", t=t)
             y = rearrange(self.attn(y, rope=rope_s), "(b t) p d -> b (t p) d", b=b)
             x = x + m["gate_msa"][:, None] * y
-            y = rearrange(modulate(self.norm_t(x), m["shift_t"], m["scale_t"]), "b (t p) d -> (b p) t d", t=t)
-            y = rearrange(self.attn_t(y, rope=rope_t), "(b p) t d -> b (t p) d", b=b)
+            y = modulate(self.norm_t(x), m["shift_t"], m["scale_t"])
+            if sequence is None:
+                y = rearrange(y, "b (t p) d -> (b p) t d", t=t)
+                y = rearrange(self.attn_t(y, rope=rope_t), "(b p) t d -> b (t p) d", b=b)
+            else:
+                y = temporal_attention(self.attn_t, y, t, rope_t, sequence)
             x = x + m["gate_t"][:, None] * y
-        else:
+        elif sequence is None:
             x = x + m["gate_msa"][:, None] * self.attn(y, rope=rope)
+        else:
+            x = x + m["gate_msa"][:, None] * ulysses_attention(self.attn, y, rope, sequence)
         x = x + self.cross(self.norm_cross(x), context, mask)
         return x + m["gate_mlp"][:, None] * self.mlp(modulate(self.norm2(x), m["shift_mlp"], m["scale_mlp"]))
 
@@ -108,6 +118,7 @@ class DiT3D(nn.Module):
             raise ValueError(f"unknown DiT attention '{attention}'; choose one of: {', '.join(ATTENTION_MODES)}")
         self.patch, self.head_dim, self.in_channels = tuple(patch), head_dim, in_channels
         self.checkpointing = activation_checkpointing
+        self.sequence: SequenceGroup | None = None    # set for sequence parallelism (sequence_parallel.py)
         self.embed = nn.Conv3d(in_channels, width, self.patch, stride=self.patch)
         # the frame condition (known frames + mask) gets its own zero-initialised patch embedding, added
         # to the main one: concatenation to x, but text-to-video weights load and start unchanged
@@ -186,14 +197,22 @@ class DiT3D(nn.Module):
         rope = rotary_3d(t, h, w, self.head_dim, x.device)
         rope_s = rotary_3d(1, h, w, self.head_dim, x.device)
         rope_t = rotary_3d(t, 1, 1, self.head_dim, x.device)
+        sp = self.sequence
+        if sp is not None:                       # keep this process's frames; attention across them goes through sp
+            check_split(sp, t, h * w, self.blocks[0].attn.heads, self.blocks[0].factorized)
+            mine = sp.local(t)
+            tokens = tokens[:, mine.start * h * w:mine.stop * h * w]
+            grid = (mine.stop - mine.start, h, w)
         for block in self.blocks:
-            args = (tokens, cond, context, mask, grid, rope, rope_s, rope_t)
+            args = (tokens, cond, context, mask, grid, rope, rope_s, rope_t, sp)
             if self.checkpointing and self.training and torch.is_grad_enabled():
                 tokens = checkpoint(block, *args, use_reentrant=False)   # recompute activations in backward
             else:
                 tokens = block(*args)
         shift, scale = self.ada_out(cond).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))
+        if sp is not None:
+            out = gather(out, 1, sp)             # every frame, on every process
         pt, ph, pw = self.patch
         return rearrange(out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
                          t=t, h=h, w=w, pt=pt, ph=ph, pw=pw)

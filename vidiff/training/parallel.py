@@ -6,7 +6,7 @@ from torch import nn
 from ..distributed import Dist
 from ..models import BLOCK_TYPES
 
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = ("ddp", "fsdp", "sequence")   # sequence: DDP over processes that share each clip (sequence_parallel.py)
 
 
 def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
@@ -15,7 +15,7 @@ def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
     for models that do not fit on one device. `model` itself is sharded in place by FSDP."""
     if not d.enabled:
         return model
-    if strategy == "ddp":
+    if strategy in ("ddp", "sequence"):
         return nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     from torch.distributed.fsdp import fully_shard
     for module in model.modules():        # shard per backbone block and the text encoder, then the rest at the root

@@ -32,7 +32,9 @@ from ..distributed import mean as dist_mean
 from ..distributed import mean_tensor
 from ..devices import allow_tf32, compile_module
 from ..errors import VidiffError
+from ..models.dit import DiT3D
 from ..models.lora import save_lora
+from ..models.sequence_parallel import check_split, sequence_group
 from .diffusion import DiffusionTask
 from .ema import EMA
 from .freeze import freeze_except
@@ -85,7 +87,9 @@ class Trainer:
         self.dist = init_distributed()
         self.progress = progress and self.dist.main
         self.device = self.dist.device
-        self.part = self.dist.part(cfg.train.batch_size)
+        # sequence parallelism: every process takes the whole batch, and each clip's frames are split instead
+        self.sequence = self.dist.enabled and cfg.train.parallel == "sequence"
+        self.part = slice(0, cfg.train.batch_size) if self.sequence else self.dist.part(cfg.train.batch_size)
         self.fsdp = self.dist.enabled and cfg.train.parallel == "fsdp"
         self.run = RunFolder(run_dir, self.dist.main)
         folder = self.run.start(resume)
@@ -156,11 +160,28 @@ class Trainer:
         if tc.compile:          # in place: parameter names, and so checkpoints, stay those of the plain model
             backbone = self.task.backbone()
             compile_module(backbone if backbone is not None else self.model)
+        if self.sequence:
+            self._split_sequences()
         self.net = wrap(self.model, tc.parallel, self.dist)
         if self.fsdp:
             wrap(self.ema.model, "fsdp", self.dist)          # the average is sharded like the weights
         self.optimizer = fused_adamw([p for p in self.model.parameters() if p.requires_grad], tc.lr,
                                      weight_decay=tc.weight_decay)
+
+    def _split_sequences(self) -> None:
+        """train.parallel: sequence: the DiT's clips split by frames across the processes (the EMA copy,
+        which samples on one process, keeps whole clips). Clips the processes cannot split: one-line error."""
+        backbone = self.task.backbone()
+        if not isinstance(backbone, DiT3D):
+            raise VidiffError("train.parallel: sequence splits a DiT's tokens across processes; this model is a "
+                              f"{type(backbone).__name__} (use ddp or fsdp)")
+        d, m = self.cfg.data, self.cfg.model
+        _, frames, height, width = self.task.codec.shape(m.in_channels, d.frames, d.size, d.size)
+        pt, ph, pw = m.dit.patch
+        group = sequence_group()
+        check_split(group, frames // pt, (height // ph) * (width // pw), m.dit.width // m.dit.head_dim,
+                    m.dit.attention == "factorized")
+        backbone.sequence = group
 
     def _resume_optimizers(self, folder: Path) -> None:
         try:

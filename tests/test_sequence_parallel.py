@@ -1,0 +1,63 @@
+"""Sequence parallelism (vidiff/models/sequence_parallel.py): two CPU processes (gloo) that split each clip's
+frames compute the one-process DiT's output and gradients, for factorized and full attention, and train
+like one process; clips they cannot split, and backbones without it, are one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_config_dict
+from test_distributed import final_state, torchrun
+from vidiff.config import config_from_dict
+from vidiff.training import Trainer
+
+WORKER = Path(__file__).parent / "sequence_parallel_worker.py"
+
+
+def two_processes(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("attention", ["factorized", "full"])
+def test_split_frames_give_the_one_process_output_and_gradients(tmp_path, attention):
+    two_processes(attention, 4, tmp_path / "r.json")
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["out"] <= 1e-5 * r["scale"] and r["grad"] < 1e-4
+    assert r["partial"] > 1e-2          # each process alone holds only part of the gradient: the split is real
+
+
+def test_a_frame_count_the_processes_do_not_divide_is_a_one_line_error(tmp_path):
+    two_processes("factorized", 3, tmp_path / "r.json")
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert "token frame count they divide" in r["error"] and "\n" not in r["error"]
+
+
+def dit_values(**train):
+    values = tiny_config_dict(steps=3, batch_size=2, checkpoint_every=3, **train)
+    values["model"] = {"type": "dit", "dit": {"width": 32, "depth": 2, "head_dim": 16, "patch": [1, 4, 4]},
+                       "text": values["model"]["text"]}
+    return values
+
+
+def test_training_with_split_clips_matches_one_process(tmp_path):
+    Trainer(config_from_dict(dit_values()), tmp_path / "one", progress=False).train()
+    (tmp_path / "sp.yaml").write_text(yaml.safe_dump(dit_values(parallel="sequence")))
+    torchrun(tmp_path / "sp.yaml", tmp_path / "two")
+    (_, one), (_, two) = final_state(tmp_path / "one"), final_state(tmp_path / "two")
+    assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], rel=1e-4)
+
+
+def test_sequence_parallel_needs_a_dit(tmp_path):
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump(tiny_config_dict(steps=1, parallel="sequence")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                        "vidiff", "train", "--config", str(tmp_path / "u.yaml"), "--out", str(tmp_path / "run"),
+                        "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode != 0 and "splits a DiT's tokens" in r.stderr
