@@ -40,7 +40,7 @@ def test_a_frame_count_the_processes_do_not_divide_is_a_one_line_error(tmp_path)
 
 
 def dit_values(**train):
-    values = tiny_config_dict(steps=3, batch_size=2, checkpoint_every=3, **train)
+    values = tiny_config_dict(**{"steps": 3, "batch_size": 2, "checkpoint_every": 3, **train})
     values["model"] = {"type": "dit", "dit": {"width": 32, "depth": 2, "head_dim": 16, "patch": [1, 4, 4]},
                        "text": values["model"]["text"]}
     return values
@@ -61,3 +61,20 @@ def test_sequence_parallel_needs_a_dit(tmp_path):
                         "vidiff", "train", "--config", str(tmp_path / "u.yaml"), "--out", str(tmp_path / "run"),
                         "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode != 0 and "splits a DiT's tokens" in r.stderr
+
+
+def test_generate_under_torchrun_makes_the_one_process_video(tmp_path):
+    import numpy as np
+    from vidiff.data.io import read_video
+    Trainer(config_from_dict(dit_values(steps=1, checkpoint_every=1)), tmp_path / "run", progress=False).train()
+    args = ["generate", "a red circle bouncing", "--model", str(tmp_path / "run"), "--frames", "8", "--steps", "3",
+            "--seed", "4", "--scale", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "vidiff", *args, "--out", str(tmp_path / "one.gif")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                          "vidiff", *args, "--out", str(tmp_path / "two.gif")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    a, b = read_video(tmp_path / "one.gif"), read_video(tmp_path / "two.gif")
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1

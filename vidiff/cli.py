@@ -209,14 +209,21 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     lora, scales = lora or [], lora_scale or []
     if scales and len(scales) not in (1, len(lora)):
         raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
-    pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
+    from .distributed import init_distributed, shutdown
+    dist = init_distributed()            # under torchrun: the processes share each clip (a DiT's sequence parallelism)
+    pipe = VideoPipeline.from_pretrained(model, device=dist.device, torch_dtype=dtype, compile=compile)
+    if dist.enabled:
+        from .models.sequence_parallel import sequence_group
+        pipe.split_sequences(sequence_group())
     for i, path in enumerate(lora):
         pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
     video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
                  guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
                  spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
                  motion=(dx, dy), stride=stride)
-    _save(video, outputs, fps, scale, overwrite)
+    if dist.main:
+        _save(video, outputs, fps, scale, overwrite)
+    shutdown()
 
 
 @app.command()

@@ -105,6 +105,15 @@ class VideoPipeline:
             path = resolve_checkpoint(path)          # a LoRA run folder: its latest checkpoint's adapter
         return load_lora(self.model, path, scale, name)
 
+    def split_sequences(self, group) -> None:
+        """Sequence parallelism for sampling under torchrun: every process makes the same video, each
+        holding 1/N of a clip's DiT tokens (frames split; models/sequence_parallel.py), so a window of
+        N times more frames fits. `group`: a SequenceGroup (models.sequence_parallel.sequence_group())."""
+        backbone = self.model.backbone
+        if not hasattr(backbone, "sequence"):
+            raise VidiffError(f"sequence parallelism splits a DiT's tokens; this model is a {type(backbone).__name__}")
+        backbone.sequence = group
+
     def merge_lora(self) -> int:
         """Fold the loaded adapters into the weights (diffusers' fuse_lora): the same videos, no
         adapter cost per step. Returns the number of layers changed."""
