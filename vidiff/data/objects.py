@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .synthetic import AREA_PER_R2, shape_mask
-from ..world import COLOURS, SHAPES, make_caption
+from ..world import COLOURS, make_caption
 
 MIN_AREA_FRACTION = 0.004   # of the frame: 4 px at 32x32
 TEMPLATE_SUPERSAMPLE = 4

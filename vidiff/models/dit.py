@@ -15,7 +15,6 @@ tables of a trained length, so the model runs at frame counts and sizes it was n
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
