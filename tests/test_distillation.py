@@ -2,6 +2,8 @@
 data. The exact two-step DDIM map is affine in z_t, so a student with one affine map per step can
 match it exactly; training must find it, and the distilled student in N steps must land where the
 teacher lands in 2N (and far closer than the teacher itself does in N)."""
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -127,3 +129,26 @@ def test_distill_command_makes_a_student_that_samples_in_its_own_steps(tmp_path)
     r = cli("distill", "--model", str(tmp_path / "student"), "--out", str(tmp_path / "s3"), "--steps", "1",
             "--teacher-steps", "2", "--train-steps", "2", "--no-progress")
     assert r.returncode == 2 and "already a distilled student" in r.stderr
+
+
+def test_each_round_trains_its_share_of_steps_also_across_a_resume(tmp_path):
+    """6 steps over two rounds (8 -> 4 -> 2 teacher steps): three steps each, the guided round 0
+    included; a run resumed from step 4 continues the same schedule."""
+    import shutil
+    from conftest import tiny_config_dict
+    from vidiff.config import config_from_dict
+    from vidiff.training import Trainer
+    from vidiff.training.distill import DistillTask, distill_config
+    Trainer(config_from_dict(tiny_config_dict(steps=1)), tmp_path / "teacher", progress=False).train()
+    cfg = distill_config(str(tmp_path / "teacher"), steps=2, teacher_steps=8, train_steps=6)
+    cfg.train.log_every, cfg.train.checkpoint_every, cfg.train.keep_last = 1, 2, 10
+    cfg.train.sample_every = 1000
+    Trainer(cfg, tmp_path / "run", progress=False, task=DistillTask).train()
+    schedule = lambda run: [h["teacher_steps"] for h in
+                            json.loads((run / "checkpoints" / "step_00000006" / "state.json").read_text())["history"]]
+    assert schedule(tmp_path / "run") == [8, 8, 8, 4, 4, 4]
+    shutil.copytree(tmp_path / "run", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_00000006")
+    (tmp_path / "resumed" / "latest").write_text("step_00000004")
+    Trainer(cfg, tmp_path / "resumed", resume=True, progress=False, task=DistillTask).train()
+    assert schedule(tmp_path / "resumed") == [8, 8, 8, 4, 4, 4]

@@ -89,3 +89,9 @@ def rounds(teacher_steps: int, student_steps: int) -> list[int]:
         out.append(n)
         n //= 2
     return out
+
+
+def round_at(completed_steps: int, steps_per_round: int, num_rounds: int) -> int:
+    """The round a run is in after `completed_steps` optimizer steps: each round trains for
+    steps_per_round steps (the last one takes any remainder). One formula for training and resume."""
+    return min(completed_steps // steps_per_round, num_rounds - 1)

@@ -18,7 +18,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from ..checkpoint import load_model, load_weights
 from ..config import Config
 from ..diffusion import SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
-from ..diffusion.distillation import distillation_loss, rounds
+from ..diffusion.distillation import distillation_loss, round_at, rounds
 from ..errors import VidiffError
 from ..pipeline import SampleOptions
 from .diffusion import DiffusionTask, frame_inputs
@@ -68,9 +68,10 @@ class DistillTask(DiffusionTask):
 
     def after_step(self, step: int) -> dict:
         """At the end of a round the student becomes the teacher (its raw weights: the EMA still
-        remembers the previous round)."""
-        if step % self.per_round == 0 and self.round < len(self.rounds) - 1:
-            self.round += 1
+        remembers the previous round). `step` is the 0-based step just taken."""
+        now = round_at(step + 1, self.per_round, len(self.rounds))
+        if now != self.round:
+            self.round = now
             # full tensors on every rank (a collective under FSDP, whose own state dict holds this rank's shards)
             self.teacher.load_state_dict(get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True)))
         return {}
@@ -80,7 +81,7 @@ class DistillTask(DiffusionTask):
 
     def resume(self, folder: Path, optimizers: dict) -> None:
         from .run_folder import RunFolder
-        self.round = min(RunFolder.state(folder)["step"] // self.per_round, len(self.rounds) - 1)
+        self.round = round_at(RunFolder.state(folder)["step"], self.per_round, len(self.rounds))
         load_weights(self.teacher, folder / f"{TEACHER}.safetensors", TEACHER)
 
     def sample_options(self) -> SampleOptions:
