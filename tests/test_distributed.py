@@ -3,6 +3,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,12 +27,12 @@ def config_file(tmp_path, parallel: str):
     return path, config_from_dict(values)
 
 
-def torchrun(config, out, *extra, command=("train", "--config")):
+def torchrun(config, out, *extra, command=("train", "--config"), program=("-m", "vidiff"), check=True, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "vidiff", *command, str(config), "--out", str(out), "--no-progress", *extra]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+           *program, *command, str(config), "--out", str(out), "--no-progress", *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    assert result.returncode == 0 or not check, result.stderr[-3000:]
     return result
 
 
@@ -72,6 +74,26 @@ def test_fsdp_checkpoint_resumes_and_loads_in_one_process(tmp_path):
     pipe = VideoPipeline.from_pretrained(tmp_path / "run", device="cpu")
     video = pipe("a red circle bouncing", num_inference_steps=2, progress=False)
     assert video.frames.shape == (1, 4, 16, 16, 3)
+
+
+def test_a_failing_rank_ends_the_run_with_its_error_instead_of_hanging(tmp_path):
+    """Rank 1 raises while rank 0 is inside an FSDP all-gather: rank 1 must not wait at a barrier that
+    rank 0 never reaches; it leaves, and torchrun stops rank 0."""
+    config, _ = config_file(tmp_path, "fsdp")
+    worker = str(Path(__file__).with_name("failing_rank_worker.py"))
+    start = time.monotonic()
+    result = torchrun(config, tmp_path / "run", program=(worker,), check=False, timeout=120)
+    assert result.returncode != 0 and "rank 1 fails on purpose" in result.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_fsdp_trains_a_lora_adapter_and_writes_its_samples(tmp_path):
+    """The sharded EMA is gathered into a fresh model for the samples: it needs the adapters too."""
+    values = tiny_config_dict(steps=2, batch_size=4, parallel="fsdp", lora={"rank": 2})
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(values))
+    torchrun(tmp_path / "lora.yaml", tmp_path / "run")
+    folder = tmp_path / "run" / "checkpoints" / "step_00000002"
+    assert (folder / "lora.safetensors").is_file() and any((tmp_path / "run" / "samples").iterdir())
 
 
 def test_global_batch_must_split_evenly():

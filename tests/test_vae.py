@@ -155,3 +155,11 @@ def test_adversarial_vae_training_checkpoints_and_resumes_exactly(tmp_path):
     values["vae"]["adversarial_weight"] = -1.0
     with pytest.raises(VidiffError, match="adversarial_weight"):
         Trainer(config_from_dict(values), tmp_path / "bad", progress=False, task=VAETask)
+
+
+def test_train_lora_on_a_vae_run_is_refused_before_anything_trains(tmp_path):
+    from vidiff.config import config_from_dict
+    from vidiff.training import Trainer, VAETask
+    with pytest.raises(VidiffError, match="train.lora adapts text-to-video models"):
+        Trainer(config_from_dict(vae_values(lora={"rank": 2})), tmp_path / "vae", progress=False, task=VAETask)
+    assert not (tmp_path / "vae").exists()

@@ -57,16 +57,14 @@ def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[
 def run_training(task, config: Optional[Path], out: Path, resume: bool, steps: Optional[int],
                  minutes: Optional[float], progress: bool, recipe=None) -> None:
     """`vidiff train`, `train-vae` and `distill`: one task's Trainer, the summary printed as JSON by rank 0."""
-    from .distributed import shutdown
+    from .distributed import process_group
     from .training import Trainer
     cfg = run_config(config, out, resume, steps, minutes, recipe)
-    try:
+    with process_group():
         trainer = Trainer(cfg, out, resume=resume, progress=progress, task=task)
         summary = trainer.train()
         if trainer.dist.main:
             typer.echo(json.dumps(summary))
-    finally:
-        shutdown()
 
 
 @app.command()
@@ -209,21 +207,20 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     lora, scales = lora or [], lora_scale or []
     if scales and len(scales) not in (1, len(lora)):
         raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
-    from .distributed import init_distributed, shutdown
-    dist = init_distributed()            # under torchrun: the processes share each clip (a DiT's sequence parallelism)
-    pipe = VideoPipeline.from_pretrained(model, device=dist.device, torch_dtype=dtype, compile=compile)
-    if dist.enabled:
-        from .models.sequence_parallel import sequence_group
-        pipe.split_sequences(sequence_group())
-    for i, path in enumerate(lora):
-        pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
-    video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                 guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
-                 spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
-                 motion=(dx, dy), stride=stride)
-    if dist.main:
-        _save(video, outputs, fps, scale, overwrite)
-    shutdown()
+    from .distributed import process_group
+    with process_group() as dist:     # under torchrun: the processes share each clip (a DiT's sequence parallelism)
+        pipe = VideoPipeline.from_pretrained(model, device=dist.device, torch_dtype=dtype, compile=compile)
+        if dist.enabled:
+            from .models.sequence_parallel import sequence_group
+            pipe.split_sequences(sequence_group())
+        for i, path in enumerate(lora):
+            pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
+        video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
+                     guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
+                     spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
+                     motion=(dx, dy), stride=stride)
+        if dist.main:
+            _save(video, outputs, fps, scale, overwrite)
 
 
 @app.command()
@@ -327,14 +324,14 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
                                                "clips and score the rest against the simulator (physics benchmark)"),
              dtype: str = DTYPE, compile: bool = COMPILE):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
-    from .distributed import init_distributed, shutdown
+    from .distributed import process_group
     from .evaluation.evaluate import evaluate as run_evaluation
     from .evaluation.evaluate import world_of
     from .evaluation.report import markdown_table
     if sum(x is not None and x is not False for x in (videos, model, ground_truth or None)) != 1:
         raise VidiffError("give exactly one of: a videos folder, --model PATH|default, or --ground-truth")
-    pipe, dist = None, init_distributed()
-    try:
+    pipe = None
+    with process_group() as dist:
         world = world_of(config, gravity)
         options = None
         if model is not None:
@@ -345,8 +342,6 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=world if ground_truth else None, num=num,
                                  options=options, seed=seed, overwrite=overwrite, dist=dist, world=world,
                                  known=known)
-    finally:
-        shutdown()
     if summary is None:
         return
     for name, reason in summary.pop("skipped"):

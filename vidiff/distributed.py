@@ -8,7 +8,9 @@ trains on its contiguous slice of it, so one config trains the same model on 1 o
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -52,15 +54,33 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu"))
 
 
-def shutdown() -> None:
+def shutdown(failed: bool = False) -> None:
     """Leave the process group together. Ranks finish at different times (rank 0 still writes the last
     checkpoint and samples); a rank that tears down its gloo transport and exits while a peer is still
     talking to it, or while its own background work is still pending, can die in gloo's C++ threads
     ("terminate called without an active exception", SIGABRT), which a loaded machine makes likelier.
-    The barrier drains both before anyone destroys anything."""
+    The barrier drains both before anyone destroys anything.
+
+    failed: this rank is leaving on an error. Its peers are then inside some other collective and would
+    never reach a barrier, so it must not wait for them: it leaves at once, and its exit tells torchrun
+    to stop the others."""
     if dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group() -> Iterator[Dist]:
+    """The process group of a command (one process without torchrun), left together on success and
+    at once on an error, which then propagates."""
+    d = init_distributed()
+    try:
+        yield d
+    except BaseException:
+        shutdown(failed=True)
+        raise
+    shutdown()
 
 
 def mean(value: float, d: Dist) -> float:

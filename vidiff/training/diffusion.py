@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_codec, load_vae, resolve_checkpoint, vae_metadata
+from ..checkpoint import add_trained_lora, load_codec, load_vae, resolve_checkpoint, vae_metadata
 from ..config import Config
 from ..data import build_dataset, collate
 from ..data.synthetic import overlap_mask
@@ -83,6 +83,7 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
 
 class DiffusionTask(Task):
     sections = ("model", "diffusion", "data")
+    lora = True
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
@@ -92,7 +93,9 @@ class DiffusionTask(Task):
         self.model = self.new_model().to(device)
 
     def new_model(self) -> TextToVideoModel:
-        return build_model(self.cfg.model, self.cfg.trained_words())
+        model = build_model(self.cfg.model, self.cfg.trained_words())
+        add_trained_lora(model, self.cfg)     # train.lora: empty adapters, the only parameters that will train
+        return model
 
     def backbone(self) -> nn.Module:
         return self.model.backbone

@@ -15,9 +15,11 @@ class Task:
     sections: tuple[str, ...]       # config sections a resumed run must not change
     model: nn.Module                # the network the optimizer trains
     dataset: object                 # item(micro_index, position, batch_size) -> one clip's dict
+    lora: bool = False              # does new_model() carry train.lora's adapters (else train.lora is refused)
 
     def new_model(self) -> nn.Module:
-        """A fresh, unsharded copy of the network (to gather a sharded EMA into, for samples)."""
+        """A fresh, unsharded copy of the network (to gather a sharded EMA into, for samples), with every
+        module the trained one has (train.lora's adapters included)."""
         raise NotImplementedError
 
     def loss(self, net: nn.Module, batch: dict, generator: torch.Generator, part: slice, autocast) -> tuple[Tensor, dict]:

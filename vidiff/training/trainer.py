@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import LORA_NAME, add_trained_lora, initialize_from, load_weights, read_config, resolve_checkpoint
+from ..checkpoint import LORA_NAME, initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -84,6 +84,9 @@ class Trainer:
         """task(cfg, device, resume_folder) builds the objective: DiffusionTask (`vidiff train`) or
         VAETask (`vidiff train-vae`)."""
         self.cfg = validate_training(cfg)
+        if cfg.train.lora.rank and not task.lora:
+            raise VidiffError(f"train.lora adapts text-to-video models (vidiff train, tune, distill); a {task.model_type} "
+                              "run trains the whole network: remove train.lora from the config")
         self.dist = init_distributed()
         self.progress = progress and self.dist.main
         self.device = self.dist.device
@@ -101,9 +104,8 @@ class Trainer:
         # parameters train.init_from's checkpoint did not have
         self.added = self._initialize_from(cfg.train.init_from) if folder is None and cfg.train.init_from else []
         image_model = self._image_model(fresh=folder is None)
-        # train.lora: adapters on the frozen model, and nothing else trains
-        lora = add_trained_lora(self.model, cfg) if task is DiffusionTask else []
-        self.trainable = freeze_except(self.model, "*.lora.*" if lora else cfg.train.trainable,
+        # train.lora: the task's model carries adapters; on the frozen model nothing else trains
+        self.trainable = freeze_except(self.model, "*.lora.*" if cfg.train.lora.rank else cfg.train.trainable,
                                        "temporal" if image_model else None)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
@@ -290,21 +292,28 @@ class Trainer:
                                    optimizer=optimizer, state=state, model_type=self.task.model_type,
                                    extra=self.task.extra_weights() or None, extra_metadata=self.task.extra_metadata())
             if self.cfg.train.lora.rank:     # the adapter alone, kilobytes: `vidiff generate --lora`
-                save_lora(self.ema.model, LORA_NAME, folder / "lora.safetensors", self.cfg.train.lora.targets)
+                save_lora(self.unsharded(self.ema.model, ema), LORA_NAME, folder / "lora.safetensors",
+                          self.cfg.train.lora.targets)
             self.run.plot(self.history)
         barrier(self.dist)
         return folder
 
+    def unsharded(self, model: torch.nn.Module, full_state: dict) -> torch.nn.Module:
+        """`model` as one plain module on rank 0: under FSDP a fresh copy holding `full_state` (its
+        gathered weights), since reading a sharded module's tensors on one rank is a collective the
+        other ranks never join."""
+        if not self.fsdp:
+            return model
+        fresh = self.task.new_model().to(self.device).eval()
+        fresh.load_state_dict(full_state)
+        return fresh
+
     def write_samples(self) -> None:
         """The task's sample pictures from the EMA weights, on rank 0 (a sharded EMA is gathered first)."""
-        model = self.ema.model
-        if self.fsdp:
-            state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            if self.dist.main:
-                model = self.task.new_model().to(self.device).eval()
-                model.load_state_dict(state)
+        state = get_model_state_dict(self.ema.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)) \
+            if self.fsdp else {}
         if self.dist.main:
-            self.task.write_samples(model, self.run, self.step)
+            self.task.write_samples(self.unsharded(self.ema.model, state), self.run, self.step)
 
     def time_up(self, limit: float, log: bool) -> bool:
         """Has the run used train.time_limit_minutes? One process checks after every step; under torchrun
