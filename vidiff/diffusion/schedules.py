@@ -43,6 +43,22 @@ def rectified_log_snr(t: Tensor, log_snr_min: float = LOG_SNR_MIN, log_snr_max: 
     return (2.0 * (torch.log1p(-s) - torch.log(s))).to(t.dtype)
 
 
+def shifted(schedule: Schedule, shift: float) -> Schedule:
+    """A flow model's time shift (SD3, Esser et al. 2024, eq. 23; Wan's flow_shift): its noise level
+    sigma' = k sigma / (1 + (k - 1) sigma) is sigma' / (1 - sigma') = k sigma / (1 - sigma), i.e. the
+    log-SNR lowered by 2 log k at every time."""
+    offset = 2.0 * math.log(shift)
+    return lambda t: schedule(t) - offset
+
+
+def flow_sigmas_log_snr(sigmas: Tensor) -> Tensor:
+    """A flow scheduler's noise levels sigma in [0, 1] (z = (1 - sigma) x0 + sigma eps) as log-SNRs,
+    log_snr = 2 log((1 - sigma) / sigma), kept inside [LOG_SNR_MIN, LOG_SNR_MAX] so the ends (pure noise
+    and clean data) stay finite."""
+    s = sigmas.double()
+    return (2.0 * (torch.log1p(-s) - torch.log(s))).clamp(LOG_SNR_MIN, LOG_SNR_MAX)
+
+
 SCHEDULES: dict[str, Schedule] = {"cosine": cosine_log_snr, "linear": linear_log_snr, "rectified": rectified_log_snr}
 
 

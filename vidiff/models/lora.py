@@ -133,18 +133,22 @@ def probe(layer: nn.Module) -> list[float]:
     return layer.weight.detach().flatten()[:PROBE].float().cpu().tolist()
 
 
-def save_lora(model: nn.Module, name: str, path: str | Path, targets: list[str]) -> Path:
-    """Adapter `name` as a safetensors file in peft's key naming; metadata: rank, alpha, targets and
-    the base probe."""
+def save_lora(model: nn.Module, name: str, path: str | Path, targets: list[str], prefix: str = PREFIX) -> Path:
+    """Adapter `name` as a safetensors file, keys `<prefix><module>.lora_A.weight` (peft's naming by
+    default; diffusers' is `transformer.`). alpha / r is folded into B, so the file holds alpha = r:
+    a loader that reads no alpha (diffusers infers r from the shapes and takes alpha = r) computes the
+    same update. Metadata: rank, alpha, targets and the base probe."""
     layers = {n: m for n, m in adapted(model).items() if name in m.lora}
     if not layers:
         raise VidiffError(f"the model has no LoRA adapter named '{name}'")
     first = next(iter(layers.values())).lora[name]
     tensors = {}
     for n, layer in layers.items():
-        tensors[f"{PREFIX}{n}.lora_A.weight"] = layer.lora[name].down.weight.detach().float().cpu().contiguous()
-        tensors[f"{PREFIX}{n}.lora_B.weight"] = layer.lora[name].up.weight.detach().float().cpu().contiguous()
-    metadata = {"format": "pt", "r": str(first.rank), "lora_alpha": str(first.alpha), "target_modules": json.dumps(targets),
+        adapter = layer.lora[name]
+        tensors[f"{prefix}{n}.lora_A.weight"] = adapter.down.weight.detach().float().cpu().contiguous()
+        tensors[f"{prefix}{n}.lora_B.weight"] = (adapter.up.weight.detach().float().cpu()
+                                                 * (adapter.alpha / adapter.rank)).contiguous()
+    metadata = {"format": "pt", "r": str(first.rank), "lora_alpha": str(first.rank), "target_modules": json.dumps(targets),
                 "vidiff_base_probe": json.dumps({n: probe(layer) for n, layer in layers.items()})}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -153,27 +157,71 @@ def save_lora(model: nn.Module, name: str, path: str | Path, targets: list[str])
     return path
 
 
-def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
+def save_peft_adapter(model: nn.Module, name: str, folder: str | Path, targets: list[str]) -> Path:
+    """Adapter `name` as a peft adapter folder (adapter_config.json + adapter_model.safetensors) that
+    `PeftModel.from_pretrained(model, folder)` loads onto the same model."""
+    from peft import LoraConfig
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = sorted({n for n, m in adapted(model).items() if name in m.lora})
+    first = next(m for m in adapted(model).values() if name in m.lora).lora[name]
+    save_lora(model, name, folder / "adapter_model.safetensors", targets)
+    LoraConfig(r=first.rank, lora_alpha=first.rank, target_modules=layers).save_pretrained(str(folder))
+    return folder
+
+
+def _rank_alpha(meta: dict, tensors: dict, path: Path) -> tuple[int, float]:
+    """The adapter's rank and alpha: vidiff's metadata, diffusers' lora_adapter_metadata, a peft
+    adapter_config.json beside the file, or else (as diffusers does) the rank of A and alpha = rank."""
+    if "r" in meta:
+        return int(meta["r"]), float(meta["lora_alpha"])
+    if "lora_adapter_metadata" in meta:
+        config = {k.rsplit(".", 1)[-1] if k.startswith("transformer.") else k: v
+                  for k, v in json.loads(meta["lora_adapter_metadata"]).items()}
+        if "r" in config:
+            return int(config["r"]), float(config.get("lora_alpha") or config["r"])
+    peft_config = path.with_name("adapter_config.json")
+    if peft_config.is_file():
+        config = json.loads(peft_config.read_text())
+        return int(config["r"]), float(config.get("lora_alpha") or config["r"])
+    rank = next(t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A.weight"))
+    return rank, float(rank)
+
+
+def _strip(key: str, prefixes: tuple[str, ...]) -> str | None:
+    return next((key[len(p):] for p in prefixes if key.startswith(p)), None)
+
+
+def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str | None = None,
+              prefixes: tuple[str, ...] = (PREFIX,)) -> str:
     """Add the adapter in `path` to `model` (stacking on any already there) at `scale`; returns its name.
-    An adapter whose layers, shapes or base weights are not this model's is a one-line error."""
+    Keys are `<prefix><module>.lora_A.weight` for one of `prefixes` (a diffusers-format model's
+    transformer takes diffusers' `transformer.` and peft's `base_model.model.`). A folder: its
+    lora.safetensors, or a peft adapter's adapter_model.safetensors. An adapter whose layers, shapes or
+    base weights are not this model's is a one-line error."""
     path = Path(path)
     if path.is_dir():
-        path = path / "lora.safetensors"
+        path = path / ("adapter_model.safetensors" if (path / "adapter_model.safetensors").is_file()
+                       else "lora.safetensors")
     if not path.is_file():
         raise VidiffError(f"LoRA adapter '{path}' not found")
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        rank, alpha = int(meta["r"]), float(meta["lora_alpha"])
+        tensors = {_strip(k, prefixes): t for k, t in tensors.items() if _strip(k, prefixes) is not None}
+        names = sorted({k[:-len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight")})
+        if not names:
+            raise VidiffError(f"'{path}' holds no LoRA weights for this model (keys like "
+                              f"'{prefixes[0]}<layer>.lora_A.weight')")
+        rank, alpha = _rank_alpha(meta, tensors, path)
         probes = json.loads(meta.get("vidiff_base_probe", "{}"))
     except (KeyError, ValueError, OSError, RuntimeError, SafetensorError) as e:
         raise VidiffError(f"'{path}' is not a LoRA adapter file ({type(e).__name__}: {e})") from None
     layers = dict(model.named_modules())
-    names = sorted({k[len(PREFIX):-len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight")})
     for n in names:
         layer = layers.get(n)
-        a, b = tensors.get(f"{PREFIX}{n}.lora_A.weight"), tensors.get(f"{PREFIX}{n}.lora_B.weight")
+        a, b = tensors.get(f"{n}.lora_A.weight"), tensors.get(f"{n}.lora_B.weight")
         fresh = Adapter(layer, rank, alpha) if layer is not None and adaptable(layer) else None
         if fresh is None or a is None or b is None or a.shape != fresh.down.weight.shape \
                 or b.shape != fresh.up.weight.shape:
@@ -181,8 +229,6 @@ def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str 
         if n in probes and not torch.allclose(torch.tensor(probe(layer)), torch.tensor(probes[n]),
                                               rtol=PROBE_TOLERANCE, atol=1e-3):
             raise VidiffError(f"LoRA adapter '{path.name}' was trained on another base model: the weights of '{n}' differ")
-    if not names:
-        raise VidiffError(f"'{path}' holds no LoRA weights (keys like '{PREFIX}<layer>.lora_A.weight')")
     name = re.sub(r"\W", "_", name or path.stem)           # a module name: no dots
     existing = set(adapter_names(model))
     while name in existing:
@@ -194,7 +240,7 @@ def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str 
             layer.register_forward_hook(_hook)
         adapter = Adapter(layer, rank, alpha, scale)
         with torch.no_grad():
-            adapter.down.weight.copy_(tensors[f"{PREFIX}{n}.lora_A.weight"])
-            adapter.up.weight.copy_(tensors[f"{PREFIX}{n}.lora_B.weight"])
+            adapter.down.weight.copy_(tensors[f"{n}.lora_A.weight"])
+            adapter.up.weight.copy_(tensors[f"{n}.lora_B.weight"])
         layer.lora[name] = adapter
     return name

@@ -1,0 +1,94 @@
+"""Other people's models, in diffusers format, behind vidiff's interfaces. One adapter file per family
+(wan.py) wraps the library's own modules as a backbone, a codec and a text encoder; this registry is
+keyed by the pipeline class that the directory's model_index.json names. Above models/, nothing knows
+a family's name. diffusers and transformers come with the optional extra `vidiff[diffusers]`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import VidiffError
+
+FAMILIES = {"WanPipeline": "wan"}           # model_index.json's _class_name -> adapter module
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
+                "model.safetensors.index.json", "diffusion_pytorch_model.bin", "pytorch_model.bin")
+EXTRA = 'pip install -e ".[diffusers]"'
+
+
+@dataclass
+class OpenModel:
+    """A loaded diffusers-format model: what vidiff's pipeline needs of it."""
+    folder: Path
+    family: str
+    backbone: nn.Module          # forward(z, timestep, context) -> the family's prediction; timestep(log_snr)
+    codec: object                # shape(frames, h, w), encode(pixels), decode(latents, tiled)
+    text: object                 # encode(prompts) -> context
+    scheduler: object            # the diffusers scheduler the directory names (its default sampler)
+    defaults: dict               # num_frames, height, width, steps, guidance of the family's pipeline
+
+    @property
+    def flow_shift(self) -> float:
+        """The time shift of the directory's flow schedule (sigma' = k sigma / (1 + (k - 1) sigma))."""
+        c = self.scheduler.config
+        return float(c.get("flow_shift") or c.get("shift") or 1.0)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"text_encoder": self.text.encoder, "transformer": self.backbone, "vae": self.codec.vae}
+
+
+def is_open_model(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "model_index.json").is_file()
+
+
+def _index(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "model_index.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise VidiffError(f"'{folder / 'model_index.json'}' is not readable JSON ({e})") from None
+
+
+def check_components(folder: Path, index: dict, family_components: dict) -> None:
+    """Every component the family needs is in the directory, with weights where it has any."""
+    for name in family_components:
+        sub = folder / name
+        if name not in index or not sub.is_dir():
+            raise VidiffError(f"'{folder}' has no '{name}' component (model_index.json and the folder '{name}/' "
+                              "are both needed)")
+        if name in ("transformer", "vae", "text_encoder") and not any((sub / f).is_file() for f in WEIGHT_FILES):
+            raise VidiffError(f"'{sub}' has no weights file ({' or '.join(WEIGHT_FILES[:2])})")
+
+
+def load_scheduler(folder: Path):
+    try:
+        import diffusers
+        cls_name = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+        return getattr(diffusers, cls_name).from_pretrained(folder / "scheduler")
+    except (OSError, KeyError, AttributeError, json.JSONDecodeError) as e:
+        raise VidiffError(f"cannot load the scheduler in '{folder / 'scheduler'}' ({type(e).__name__}: {e})") from None
+
+
+def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> OpenModel:
+    """A diffusers-format directory of a supported family, its components wrapped; one-line errors for
+    a missing extra, an unsupported pipeline class and a missing component or weights file."""
+    folder = Path(path)
+    index = _index(folder)
+    name = index.get("_class_name")
+    if name not in FAMILIES:
+        raise VidiffError(f"'{folder}' holds a {name or 'unnamed'} pipeline; vidiff runs these diffusers pipelines: "
+                          f"{', '.join(FAMILIES)}")
+    try:
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise VidiffError(f"'{folder}' is a diffusers-format {name} model: install the extra ({EXTRA})") from None
+    from importlib import import_module
+    family = import_module(f".{FAMILIES[name]}", __name__)
+    check_components(folder, index, family.COMPONENTS)
+    parts = family.load(folder, dtype)
+    return OpenModel(folder, FAMILIES[name], parts["backbone"], parts["codec"], parts["text"], load_scheduler(folder),
+                     parts["defaults"])

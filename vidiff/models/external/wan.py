@@ -1,0 +1,123 @@
+"""Wan 2.1 text-to-video (diffusers format) behind vidiff's three interfaces: a backbone, a codec and
+a text encoder. The modules are diffusers' and transformers' own; this file only adapts their calls.
+
+Wan is a rectified-flow model: z_s = (1 - s) x0 + s eps, its transformer predicts the velocity
+eps - x0 from z_s and the timestep 1000 s. In vidiff's log-SNR view s = sigmoid(-log_snr / 2), so
+vidiff's samplers run it as `prediction: flow` through `timestep()`.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ...errors import VidiffError
+
+TRAIN_TIMESTEPS = 1000
+MAX_TEXT_TOKENS = 512          # WanPipeline's max_sequence_length
+DEFAULTS = {"num_frames": 81, "height": 480, "width": 832, "steps": 50, "guidance": 5.0}   # WanPipeline's
+
+
+class WanBackbone(nn.Module):
+    """forward(z, timestep, context) -> velocity, with Wan's own time convention (0..1000)."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    @staticmethod
+    def timestep(log_snr: Tensor) -> Tensor:
+        """vidiff's log-SNR -> Wan's timestep: 1000 times the flow time s = sigma / (alpha + sigma)."""
+        return torch.sigmoid(-log_snr.double() / 2) * TRAIN_TIMESTEPS
+
+    def forward(self, z: Tensor, timestep: Tensor, context: Tensor) -> Tensor:
+        dtype = self.transformer.dtype
+        out = self.transformer(hidden_states=z.to(dtype), timestep=timestep.expand(z.shape[0]),
+                               encoder_hidden_states=context.to(dtype), return_dict=False)[0]
+        return out
+
+    @property
+    def multiples(self) -> tuple[int, int, int]:
+        """(frames, height, width) of latent a patch spans."""
+        return tuple(self.transformer.config.patch_size)
+
+
+class WanCodec:
+    """Pixels in [-1, 1] <-> Wan's normalised latents ((z - mean) / std, as WanPipeline does)."""
+
+    def __init__(self, vae: nn.Module):
+        self.vae = vae
+        c = vae.config
+        self.mean = torch.tensor(c.latents_mean).view(1, c.z_dim, 1, 1, 1)
+        self.std = torch.tensor(c.latents_std).view(1, c.z_dim, 1, 1, 1)
+        self.time_factor, self.spatial_factor = c.scale_factor_temporal, c.scale_factor_spatial
+        self.channels = c.z_dim
+        self.latent = True
+
+    def shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        return (self.channels, (frames - 1) // self.time_factor + 1, height // self.spatial_factor,
+                width // self.spatial_factor)
+
+    def _param(self) -> Tensor:
+        return next(self.vae.parameters())
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> float32 latents: the posterior mean, normalised."""
+        p = self._param()
+        z = self.vae.encode(video.to(p.device, p.dtype)).latent_dist.mean.float()
+        return (z - self.mean.to(z.device)) / self.std.to(z.device)
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, tiled: bool = False) -> Tensor:
+        p = self._param()
+        (self.vae.enable_tiling if tiled else self.vae.disable_tiling)()
+        z = z.to(p.device, p.dtype) * self.std.to(p.device, p.dtype) + self.mean.to(p.device, p.dtype)
+        return self.vae.decode(z, return_dict=False)[0].float().clamp(-1, 1)
+
+
+class WanText:
+    """Prompts -> (B, 512, D) UMT5 states, zero past each prompt's tokens (as WanPipeline pads them)."""
+
+    def __init__(self, tokenizer, encoder: nn.Module, max_length: int = MAX_TEXT_TOKENS):
+        self.tokenizer, self.encoder, self.max_length = tokenizer, encoder, max_length
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> Tensor:
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean   # WanPipeline's own cleaning
+        prompts = [prompt_clean(p) for p in prompts]
+        for p in prompts:
+            n = len(self.tokenizer(p, add_special_tokens=True).input_ids)
+            if n > self.max_length:
+                warnings.warn(f"the prompt has {n} tokens; the text encoder reads the first {self.max_length}")
+        t = self.tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
+                           add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        device = next(self.encoder.parameters()).device
+        mask = t.attention_mask.to(device)
+        states = self.encoder(t.input_ids.to(device), mask).last_hidden_state
+        return states * mask[..., None].to(states.dtype)
+
+
+COMPONENTS = {"transformer": "WanTransformer3DModel", "vae": "AutoencoderKLWan", "text_encoder": None,
+              "tokenizer": None, "scheduler": None}
+
+
+def load(folder: Path, dtype: torch.dtype) -> dict:
+    """The adapted components of a WanPipeline directory (weights in `dtype`; the VAE stays float32,
+    as Wan's reference code keeps it)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5EncoderModel
+    try:
+        transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype).eval()
+        vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32).eval()
+        encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    except (OSError, ValueError, EnvironmentError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VidiffError(f"cannot load the Wan model in '{folder}': {first}") from None
+    for m in (transformer, vae, encoder):
+        m.requires_grad_(False)
+    return {"backbone": WanBackbone(transformer), "codec": WanCodec(vae), "text": WanText(tokenizer, encoder),
+            "defaults": DEFAULTS}
