@@ -142,7 +142,8 @@ def _save(video, outputs: list[Path], fps: int, scale: int, overwrite: bool) -> 
 
 
 OUT = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
-MODEL = typer.Option(None, help="checkpoint or run folder; default: embedded model")
+MODEL = typer.Option(None, help="checkpoint or run folder, or a diffusers-format model directory (Wan 2.1); "
+                                "default: embedded model")
 STEPS = typer.Option(None, help="sampling steps (default: the model's diffusion.sampling_steps; a distilled "
                                 "model's own count)")
 GUIDANCE = typer.Option(None, help="classifier-free guidance scale (default: the model's diffusion.guidance; 1 = none, "
@@ -153,6 +154,16 @@ SPACING = typer.Option(None, help="where the steps fall: uniform (in time) | kar
                                   "model's diffusion.spacing)")
 ETA = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
 MAX_SEED = 2 ** 63 - 1    # torch.Generator.manual_seed takes a signed 64-bit integer
+
+
+def _size(value: str | None) -> tuple[int | None, int | None]:
+    """--size S or HxW -> (height, width); None: the model's."""
+    if value is None:
+        return None, None
+    parts = value.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise VidiffError(f"--size takes S or HxW in pixels, e.g. 32 or 480x832; got '{value}'")
+    return int(parts[0]), int(parts[-1])
 
 
 def _seed(value: int) -> int:
@@ -179,7 +190,13 @@ COMPILE = typer.Option(False, "--compile", help="torch.compile the backbone: slo
 def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a blue square bouncing'"),
              out: Path = OUT, model: Optional[Path] = MODEL,
              frames: Optional[int] = typer.Option(None, help="frame count (default: the model's)"),
-             size: Optional[int] = typer.Option(None, help="height and width (default: the model's)"),
+             size: Optional[str] = typer.Option(None, help="frame size: S (square) or HxW, e.g. 480x832 (default: "
+                                                           "the model's)"),
+             negative_prompt: str = typer.Option("", help="what guidance steers away from (diffusers-format models)"),
+             offload: str = typer.Option("none", help="none | model: each component on the GPU only while it runs "
+                                                      "(diffusers-format models)"),
+             vae_tiling: bool = typer.Option(False, help="decode in tiles: less memory for large frames "
+                                                         "(diffusers-format models)"),
              image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),
              method: Optional[str] = METHOD, guidance_weight: float = GUIDANCE_WEIGHT,
              zero_shot: bool = typer.Option(False, help="video from an image model (Text2Video-Zero): moving noise "
@@ -207,18 +224,34 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     lora, scales = lora or [], lora_scale or []
     if scales and len(scales) not in (1, len(lora)):
         raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
+    height, width = _size(size)
     from .distributed import process_group
+    from .pipeline.open_model import OpenVideoPipeline
     with process_group() as dist:     # under torchrun: the processes share each clip (a DiT's sequence parallelism)
-        pipe = VideoPipeline.from_pretrained(model, device=dist.device, torch_dtype=dtype, compile=compile)
+        pipe = VideoPipeline.from_pretrained(model, device=dist.device, torch_dtype=dtype, compile=compile,
+                                             offload=offload)
         if dist.enabled:
             from .models.sequence_parallel import sequence_group
             pipe.split_sequences(sequence_group())
         for i, path in enumerate(lora):
             pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
-        video = pipe(prompt, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                     guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler, eta=eta,
-                     spacing=spacing, image=image, method=method, guidance_weight=guidance_weight, zero_shot=zero_shot,
-                     motion=(dx, dy), stride=stride)
+        generator = torch.Generator().manual_seed(seed)
+        if isinstance(pipe, OpenVideoPipeline):
+            given = [flag for flag, used in (("--image", image), ("--zero-shot", zero_shot), ("--method", method),
+                                             ("--stride", stride != 1), ("--eta", eta)) if used]
+            if given:
+                raise VidiffError(f"{given[0]} is for vidiff's own models; a diffusers-format model makes text-to-video")
+            pipe.vae_tiling = vae_tiling
+            video = pipe(prompt, negative_prompt, num_frames=frames, height=height, width=width,
+                         num_inference_steps=steps, guidance_scale=guidance, generator=generator, sampler=sampler,
+                         spacing=spacing)
+        else:
+            if negative_prompt or vae_tiling:
+                raise VidiffError("--negative-prompt and --vae-tiling are for diffusers-format models (--model DIR)")
+            video = pipe(prompt, num_frames=frames, height=height, width=width, num_inference_steps=steps,
+                         guidance_scale=guidance, generator=generator, sampler=sampler, eta=eta,
+                         spacing=spacing, image=image, method=method, guidance_weight=guidance_weight,
+                         zero_shot=zero_shot, motion=(dx, dy), stride=stride)
         if dist.main:
             _save(video, outputs, fps, scale, overwrite)
 

@@ -25,6 +25,7 @@ from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..world import parse_caption
 from ..models import LatentCodec, TextToVideoModel, input_multiples
+from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
 from ..models.vae import latent_frames
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
@@ -71,11 +72,18 @@ class VideoPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
-                        torch_dtype: str | torch.dtype | None = None, compile: bool = False):
+                        torch_dtype: str | torch.dtype | None = None, compile: bool = False, offload: str = "none"):
         """Load a checkpoint folder, a training run folder (its latest checkpoint, EMA weights), or
-        with no path (or `default`) the model embedded in the package.
+        with no path (or `default`) the model embedded in the package. A diffusers-format directory
+        (model_index.json; Wan 2.1) gives an OpenVideoPipeline (pipeline/open_model.py), where
+        offload "model" keeps each component on the device only while it runs.
         torch_dtype: bf16 / fp16 (or torch.bfloat16 / torch.float16) backbone and VAE weights, run under
         autocast; the text encoder stays float32 and the samplers' arithmetic float64. compile: torch.compile the backbone (the first call compiles)."""
+        if path is not None and is_open_model(path):
+            from .open_model import OpenVideoPipeline
+            return OpenVideoPipeline.from_pretrained(path, device, torch_dtype, offload)
+        if offload != "none":
+            raise VidiffError("--offload is for diffusers-format models; vidiff's own models fit on one device")
         dtype = resolve_dtype(torch_dtype)
         model, config, folder = load_model(DEFAULT_MODEL if path is None else path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
