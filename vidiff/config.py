@@ -82,6 +82,9 @@ class ModelConfig:
                                        # interpolation); trained with train.frame_masks
     stride_conditioning: bool = False  # also takes the clip's frame stride (data.shapes.strides), SVD's fps
                                        # conditioning: keyframes far apart for hierarchical long video
+    pretrained: str = ""               # a diffusers-format directory (Wan 2.1) to fine-tune: its architecture,
+                                       # not this section's, is the model (docs/open-models.md)
+    activation_checkpointing: bool = True   # the pretrained transformer's (vidiff's own backbones: in their sections)
 
 
 @dataclass

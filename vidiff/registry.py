@@ -64,6 +64,8 @@ def validate(cfg: Config) -> Config:
     """Every check of a config short of loading data or a VAE: what config.py checks, plus names and
     backbone sizes. A latent model's sizes are checked once its VAE is known (the trainer does)."""
     check_choices(cfg, CHOICES)
+    if cfg.model.pretrained:          # another library's model: its directory defines it (checked when loaded)
+        return cfg
     check_backbone(cfg)
     if not cfg.train.vae:
         check_input_size(cfg, cfg.data.frames, cfg.data.size)

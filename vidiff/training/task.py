@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import LORA_NAME
+from ..models.lora import save_lora
 from .run_folder import RunFolder
 
 
@@ -16,6 +18,7 @@ class Task:
     model: nn.Module                # the network the optimizer trains
     dataset: object                 # item(micro_index, position, batch_size) -> one clip's dict
     lora: bool = False              # does new_model() carry train.lora's adapters (else train.lora is refused)
+    frozen_base: bool = False       # checkpoints hold only the trained parameters (the rest: a pretrained model's)
 
     def new_model(self) -> nn.Module:
         """A fresh, unsharded copy of the network (to gather a sharded EMA into, for samples), with every
@@ -28,6 +31,11 @@ class Task:
 
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
         raise NotImplementedError
+
+    def save_adapter(self, model: nn.Module, folder: Path) -> None:
+        """train.lora's adapter of the (unsharded EMA) model, beside checkpoint `folder`'s weights:
+        kilobytes, for `vidiff generate --lora`."""
+        save_lora(model, LORA_NAME, folder / "lora.safetensors", self.cfg.train.lora.targets)
 
     def backbone(self) -> nn.Module | None:
         """The video backbone whose temporal layers inflation and image training reset; None if none."""

@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_optimizer_state_dict)
 from tqdm.auto import tqdm
 
-from ..checkpoint import LORA_NAME, initialize_from, load_weights, read_config, resolve_checkpoint
+from ..checkpoint import initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
 from ..distributed import barrier, init_distributed
@@ -33,7 +33,6 @@ from ..distributed import mean_tensor
 from ..devices import allow_tf32, compile_module
 from ..errors import VidiffError
 from ..models.dit import DiT3D
-from ..models.lora import save_lora
 from ..models.sequence_parallel import check_split, sequence_group
 from .diffusion import DiffusionTask
 from .ema import EMA
@@ -84,6 +83,9 @@ class Trainer:
         """task(cfg, device, resume_folder) builds the objective: DiffusionTask (`vidiff train`) or
         VAETask (`vidiff train-vae`)."""
         self.cfg = validate_training(cfg)
+        if cfg.model.pretrained and task is DiffusionTask:
+            from .open_model import OpenModelTask     # a diffusers-format model (loads diffusers: only when asked)
+            task = OpenModelTask
         if cfg.train.lora.rank and not task.lora:
             raise VidiffError(f"train.lora adapts text-to-video models (vidiff train, tune, distill); a {task.model_type} "
                               "run trains the whole network: remove train.lora from the config")
@@ -107,6 +109,7 @@ class Trainer:
         # train.lora: the task's model carries adapters; on the frozen model nothing else trains
         self.trainable = freeze_except(self.model, "*.lora.*" if cfg.train.lora.rank else cfg.train.trainable,
                                        "temporal" if image_model else None)
+        self.trainable_set = set(self.trainable)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
@@ -148,8 +151,9 @@ class Trainer:
 
     def _restore(self, folder: Path) -> None:
         """Weights, average and counters of the checkpoint a resumed run continues."""
-        load_weights(self.model, folder / "model.safetensors", self.task.model_type)
-        load_weights(self.ema.model, folder / "ema.safetensors", self.task.model_type)
+        partial = self.task.frozen_base
+        load_weights(self.model, folder / "model.safetensors", self.task.model_type, allow_new=partial)
+        load_weights(self.ema.model, folder / "ema.safetensors", self.task.model_type, allow_new=partial)
         state = RunFolder.state(folder)
         self.step, self.bad_steps, self.history = state["step"], state.get("bad_steps", 0), state["history"]
         self.seconds = state.get("seconds", 0.0)
@@ -283,6 +287,8 @@ class Trainer:
     def save(self) -> Path:
         state = {"step": self.step, "bad_steps": self.bad_steps, "history": self.history, "seconds": self.seconds}
         model, ema, optimizer = self.full_states()
+        if self.task.frozen_base:          # the frozen rest is the pretrained model's, not this run's
+            model, ema = ({k: v for k, v in d.items() if k in self.trainable_set} for d in (model, ema))
         extra_optimizers = self.task.extra_optimizers()
         if extra_optimizers:
             optimizer = {"model": optimizer, **extra_optimizers}
@@ -292,8 +298,7 @@ class Trainer:
                                    optimizer=optimizer, state=state, model_type=self.task.model_type,
                                    extra=self.task.extra_weights() or None, extra_metadata=self.task.extra_metadata())
             if self.cfg.train.lora.rank:     # the adapter alone, kilobytes: `vidiff generate --lora`
-                save_lora(self.unsharded(self.ema.model, ema), LORA_NAME, folder / "lora.safetensors",
-                          self.cfg.train.lora.targets)
+                self.task.save_adapter(self.unsharded(self.ema.model, ema), folder)
             self.run.plot(self.history)
         barrier(self.dist)
         return folder

@@ -72,10 +72,12 @@ def load_scheduler(folder: Path):
         raise VidiffError(f"cannot load the scheduler in '{folder / 'scheduler'}' ({type(e).__name__}: {e})") from None
 
 
-def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> OpenModel:
-    """A diffusers-format directory of a supported family, its components wrapped; one-line errors for
-    a missing extra, an unsupported pipeline class and a missing component or weights file."""
+def open_family(path: str | Path):
+    """(folder, adapter module) of a diffusers-format directory of a supported family; one-line errors
+    for a missing extra, an unsupported pipeline class and a missing component or weights file."""
     folder = Path(path)
+    if not is_open_model(folder):
+        raise VidiffError(f"'{folder}' is not a diffusers-format model directory (no model_index.json)")
     index = _index(folder)
     name = index.get("_class_name")
     if name not in FAMILIES:
@@ -89,6 +91,17 @@ def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> Ope
     from importlib import import_module
     family = import_module(f".{FAMILIES[name]}", __name__)
     check_components(folder, index, family.COMPONENTS)
-    parts = family.load(folder, dtype)
-    return OpenModel(folder, FAMILIES[name], parts["backbone"], parts["codec"], parts["text"], load_scheduler(folder),
-                     parts["defaults"])
+    return folder, family
+
+
+def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> OpenModel:
+    """All of a directory's components, wrapped (the transformer and text encoder in `dtype`)."""
+    folder, family = open_family(path)
+    return OpenModel(folder, family.__name__.rsplit(".", 1)[-1], family.load_backbone(folder, dtype),
+                     family.load_codec(folder), family.load_text(folder, dtype), load_scheduler(folder), family.DEFAULTS)
+
+
+def load_open_backbone(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The directory's transformer alone (a training run's fresh copy)."""
+    folder, family = open_family(path)
+    return family.load_backbone(folder, dtype)

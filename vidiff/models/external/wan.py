@@ -104,20 +104,28 @@ COMPONENTS = {"transformer": "WanTransformer3DModel", "vae": "AutoencoderKLWan",
               "tokenizer": None, "scheduler": None}
 
 
-def load(folder: Path, dtype: torch.dtype) -> dict:
-    """The adapted components of a WanPipeline directory (weights in `dtype`; the VAE stays float32,
-    as Wan's reference code keeps it)."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import AutoTokenizer, UMT5EncoderModel
+def _loaded(what: str, folder: Path, load):
     try:
-        transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype).eval()
-        vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32).eval()
-        encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        module = load()
     except (OSError, ValueError, EnvironmentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise VidiffError(f"cannot load the Wan model in '{folder}': {first}") from None
-    for m in (transformer, vae, encoder):
-        m.requires_grad_(False)
-    return {"backbone": WanBackbone(transformer), "codec": WanCodec(vae), "text": WanText(tokenizer, encoder),
-            "defaults": DEFAULTS}
+        raise VidiffError(f"cannot load the Wan {what} in '{folder}': {first}") from None
+    return module.eval().requires_grad_(False) if isinstance(module, nn.Module) else module
+
+
+def load_backbone(folder: Path, dtype: torch.dtype) -> WanBackbone:
+    from diffusers import WanTransformer3DModel
+    return WanBackbone(_loaded("transformer", folder,
+                               lambda: WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)))
+
+
+def load_codec(folder: Path) -> WanCodec:
+    """float32, as Wan's reference code keeps its VAE."""
+    from diffusers import AutoencoderKLWan
+    return WanCodec(_loaded("VAE", folder, lambda: AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=torch.float32)))
+
+
+def load_text(folder: Path, dtype: torch.dtype) -> WanText:
+    from transformers import AutoTokenizer, UMT5EncoderModel
+    encoder = _loaded("text encoder", folder, lambda: UMT5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype))
+    return WanText(_loaded("tokenizer", folder, lambda: AutoTokenizer.from_pretrained(folder / "tokenizer")), encoder)

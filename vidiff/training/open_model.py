@@ -1,0 +1,135 @@
+"""Fine-tuning a diffusers-format open model (Wan 2.1) on a folder of captioned clips: `model:
+{pretrained: DIR}` in a `vidiff train` recipe, usually with `train.lora`.
+
+Every clip is encoded once when the run starts (its VAE latents and its caption's text states, kept
+in host memory); the VAE and the text encoder are then dropped, so only the transformer is on the
+device while it trains. The loss is rectified-flow matching as Wan was trained: z = (1 - s) x0 + s eps
+at the directory's shifted flow time s, the velocity eps - x0 as the target. Precision follows
+train.precision (bf16 autocast on a GPU), with the transformer's activation checkpointing unless
+model.activation_checkpointing is off. A checkpoint holds only what trains (the frozen base stays in
+the directory); a LoRA run also writes its adapter in diffusers' key names (lora.safetensors, for
+`WanPipeline.load_lora_weights` and `vidiff generate --model DIR --lora FILE`) and as a peft adapter
+folder (peft/, for `PeftModel.from_pretrained`).
+"""
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import LORA_NAME
+from ..config import Config, LoRAConfig
+from ..data import build_dataset
+from ..devices import generator_on, randn
+from ..diffusion import training_times
+from ..diffusion.objectives import masked_mse
+from ..errors import VidiffError
+from ..models.external import OpenModel, load_open_backbone, load_open_model
+from ..models.lora import add_lora, save_lora, save_peft_adapter
+from ..pipeline.open_model import LORA_PREFIXES, OpenVideoPipeline
+from .run_folder import RunFolder
+from .task import Task
+
+
+# train.lora's targets when the recipe keeps vidiff's defaults: the attention projections of every
+# block, the layers finetrainers and musubi-tuner adapt in Wan
+OPEN_LORA_TARGETS = ["*.attn1.to_q", "*.attn1.to_k", "*.attn1.to_v", "*.attn1.to_out.0",
+                     "*.attn2.to_q", "*.attn2.to_k", "*.attn2.to_v", "*.attn2.to_out.0"]
+
+
+def lora_targets(cfg: Config) -> list[str]:
+    targets = cfg.train.lora.targets
+    return OPEN_LORA_TARGETS if targets == LoRAConfig().targets else targets
+
+
+class CachedClips:
+    """A folder's clips, each encoded once: latents (C, T, h, w) and caption states (L, D), on the host.
+    item() follows the folder dataset's order (a fresh permutation per epoch, seeded by data.seed)."""
+
+    def __init__(self, latents: list[Tensor], contexts: list[Tensor], captions: list[str], seed: int):
+        self.latents, self.contexts, self.captions, self.seed = latents, contexts, captions, seed
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def item(self, micro_index: int, position: int, batch_size: int) -> dict:
+        epoch, offset = divmod(micro_index * batch_size + position, len(self))
+        k = int(np.random.default_rng([self.seed, epoch]).permutation(len(self))[offset])
+        return {"video": self.latents[k], "context": self.contexts[k], "caption": self.captions[k]}
+
+
+def encode_folder(model: OpenModel, cfg: Config, device: torch.device) -> tuple[CachedClips, Tensor]:
+    """Every usable clip of the folder through the VAE and every caption through the text encoder,
+    one at a time on `device`; returns the clips and the empty prompt's states (caption dropout)."""
+    if cfg.data.type != "folder":
+        raise VidiffError("fine-tuning a pretrained model takes your own clips: data.type: folder (data.folder.path)")
+    dataset = build_dataset(cfg.data)
+    dataset.cfg.folder.fixed_clips = True          # one fixed clip and crop per file: each is encoded once
+    latents, contexts, captions = [], [], []
+    model.codec.vae.to(device)
+    model.text.encoder.to(device)
+    for i in range(len(dataset.videos)):
+        clip = dataset.item(0, i, 1)
+        latents.append(model.codec.encode(clip["video"][None].to(device))[0].cpu())
+        contexts.append(model.text.encode([clip["caption"]])[0].float().cpu())
+        captions.append(clip["caption"])
+    null = model.text.encode([""])[0].float().cpu()
+    return CachedClips(latents, contexts, captions, cfg.data.seed), null
+
+
+class OpenModelTask(Task):
+    sections = ("model", "diffusion", "data")
+    lora = True
+    frozen_base = True          # a checkpoint holds the trained parameters only
+
+    def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
+        self.cfg, self.device = cfg, device
+        model = load_open_model(cfg.model.pretrained)
+        self.model_type, self.shift = model.family, model.flow_shift
+        d = cfg.data
+        OpenVideoPipeline(model, "cpu").check_size(d.frames, d.size, d.size)
+        self.dataset, self.null = encode_folder(model, cfg, device)
+        del model                    # the VAE and the text encoder leave memory before training starts
+        gc.collect()
+        self.model = self.new_model().to(device)
+
+    def new_model(self) -> nn.Module:
+        backbone = load_open_backbone(self.cfg.model.pretrained)
+        if self.cfg.model.activation_checkpointing:
+            backbone.transformer.enable_gradient_checkpointing()
+        if not self.cfg.train.lora.rank:
+            backbone.requires_grad_(True)
+        lora = self.cfg.train.lora
+        if lora.rank:
+            add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora_targets(self.cfg))
+        return backbone
+
+    def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:
+        """Flow matching at Wan's shifted times: s = k t / (1 + (k - 1) t)."""
+        b, k = self.cfg.train.batch_size, self.shift
+        x0 = batch["video"].to(self.device, non_blocking=True)
+        context = torch.stack(batch["context"]).to(self.device, non_blocking=True)
+        t = training_times(b, generator, self.cfg.diffusion.time_sampling)[part]
+        s = (k * t / (1 + (k - 1) * t)).to(self.device).view(-1, 1, 1, 1, 1)
+        noise = randn((b, *x0.shape[1:]), generator_on(generator, self.device), self.device)[part]
+        drop = (torch.rand(b, generator=generator) < self.cfg.train.cfg_dropout)[part].to(self.device)
+        context = torch.where(drop[:, None, None], self.null.to(self.device), context)
+        z = (1 - s) * x0 + s * noise
+        with autocast:
+            velocity = net(z, s.flatten() * 1000, context)
+        return masked_mse(velocity, noise - x0).mean(), {}
+
+    def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
+        """None during training: the VAE and text encoder are not loaded (sample with `vidiff generate
+        --model DIR --lora RUN`)."""
+
+    def save_adapter(self, model: nn.Module, folder: Path) -> None:
+        transformer, targets = model.transformer, lora_targets(self.cfg)
+        save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix=LORA_PREFIXES[0])
+        save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
+        for f in [folder / "lora.safetensors", *(folder / "peft").iterdir()]:
+            os.chmod(f, 0o644)
