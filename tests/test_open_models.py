@@ -201,3 +201,20 @@ def test_vidiff_loads_a_lora_that_peft_and_diffusers_wrote(wan_dir, tmp_path):
     save_lora(own_model, "default", own, ["backbone.*.to_q"])
     with pytest.raises(VidiffError, match="made for another base model"):
         mine.load_lora(own)
+
+
+def test_two_processes_split_the_tokens_and_make_the_same_video_as_one(wan_dir, tmp_path):
+    """vidiff generate under torchrun (gloo): each process holds half of every block's tokens."""
+    import os
+
+    from PIL import Image
+    args = ["-m", "vidiff", "generate", PROMPT, "--model", str(wan_dir), "--size", "32x48", "--frames", "9",
+            "--steps", "3", "--scale", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.png")], capture_output=True, text=True,
+                         timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *args, "--out", str(tmp_path / "two.png")], capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-1500:], two.stderr[-1500:])
+    a, b = (np.asarray(Image.open(tmp_path / f"{n}.png")).astype(int) for n in ("one", "two"))
+    assert a.shape == b.shape and np.abs(a - b).max() <= TOLERANCE

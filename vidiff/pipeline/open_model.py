@@ -156,6 +156,11 @@ class OpenVideoPipeline:
         return SAMPLERS[o.sampler](denoiser, x_T, grid.to(self.device), generator=generator, progress=o.progress,
                                    **kwargs)
 
+    def split_sequences(self, group) -> None:
+        """Sampling under torchrun: every process makes the same video, each holding 1/N of the
+        transformer's tokens (`group`: models.sequence_parallel.sequence_group())."""
+        self.model.backbone.split_sequence(group)
+
     def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
         """A LoRA of the transformer: vidiff's, diffusers' (`transformer.` keys) or peft's (a folder
         with adapter_config.json); one for another base model is a one-line error."""

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import VidiffError
+from ..sequence_parallel import all_to_all, gather
 
 TRAIN_TIMESTEPS = 1000
 MAX_TEXT_TOKENS = 512          # WanPipeline's max_sequence_length
@@ -42,6 +43,59 @@ class WanBackbone(nn.Module):
     def multiples(self) -> tuple[int, int, int]:
         """(frames, height, width) of latent a patch spans."""
         return tuple(self.transformer.config.patch_size)
+
+    def split_sequence(self, group) -> None:
+        """Sequence parallelism (DeepSpeed-Ulysses) over the processes of `group` (a SequenceGroup):
+        each holds 1/N of the tokens through every block; self-attention trades the token split for a
+        head split (all-to-all), attends over the whole clip for H/N heads, and trades back. Text
+        cross-attention and the MLP are per token. The tokens are gathered after the last block."""
+        blocks, heads = self.transformer.blocks, self.transformer.config.num_attention_heads
+        if heads % group.size:
+            raise VidiffError(f"sequence parallelism over {group.size} processes needs attention heads they divide; "
+                              f"this model has {heads}")
+
+        def split(module, args):
+            tokens = args[0].shape[1]
+            if tokens % group.size:
+                raise VidiffError(f"sequence parallelism over {group.size} processes needs a token count they divide; "
+                                  f"this clip has {tokens} (choose another --frames or --size)")
+            return (args[0].chunk(group.size, dim=1)[group.rank].contiguous(), *args[1:])
+
+        blocks[0].register_forward_pre_hook(split)
+        blocks[-1].register_forward_hook(lambda module, args, out: gather(out, 1, group))
+        for block in blocks:
+            block.attn1.set_processor(UlyssesProcessor(group))
+
+
+class UlyssesProcessor:
+    """diffusers' WanAttnProcessor for self-attention on this process's tokens, with DeepSpeed-Ulysses'
+    all-to-all around the attention (the same arithmetic as the whole sequence on one process)."""
+
+    def __init__(self, group):
+        self.group = group
+
+    def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states=None, attention_mask=None,
+                 rotary_emb=None) -> Tensor:
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        q, k = attn.norm_q(q), attn.norm_k(k)                          # per token: before the split
+        q, k, v = (all_to_all(x.unflatten(2, (attn.heads, -1)), scatter=2, gather=1, group=self.group)
+                   for x in (q, k, v))                                 # (B, L, H/N, d): the whole clip
+        if rotary_emb is not None:
+            q, k = _rotary(q, *rotary_emb), _rotary(k, *rotary_emb)
+        out = dispatch_attention_fn(q, k, v, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
+        out = all_to_all(out.type_as(q), scatter=1, gather=2, group=self.group).flatten(2, 3)   # (B, L/N, D)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def _rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Wan's rotary embedding on interleaved pairs (as diffusers' WanAttnProcessor applies it)."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos[..., 0::2], sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(x)
 
 
 class WanCodec:
