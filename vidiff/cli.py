@@ -193,8 +193,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              size: Optional[str] = typer.Option(None, help="frame size: S (square) or HxW, e.g. 480x832 (default: "
                                                            "the model's)"),
              negative_prompt: str = typer.Option("", help="what guidance steers away from (diffusers-format models)"),
-             offload: str = typer.Option("none", help="none | model: each component on the GPU only while it runs "
-                                                      "(diffusers-format models)"),
+             offload: str = typer.Option("none", help="none | model: each component on the GPU only while it runs | "
+                                                      "text: also run the text encoder on the CPU (diffusers-format "
+                                                      "models)"),
              vae_tiling: bool = typer.Option(False, help="decode in tiles: less memory for large frames "
                                                          "(diffusers-format models)"),
              image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),

@@ -33,7 +33,10 @@ from .video_pipeline import VideoPipelineOutput
 
 SCHEDULER = "scheduler"      # sampler: the directory's own diffusers scheduler (the default)
 MODEL_SPACING = "model"      # spacing: the directory's scheduler's noise levels, for vidiff's samplers
-OFFLOADS = ("none", "model")
+# model: each component on the device only while it runs (diffusers' enable_model_cpu_offload);
+# text: the same, with the text encoder run on the host (Wan's --t5_cpu: its 5.7 B parameters never
+# reach the device, the mode of Wan's own 8.19 GB figure for the 1.3B model)
+OFFLOADS = ("none", "model", "text")
 LORA_PREFIXES = ("transformer.", "base_model.model.")    # diffusers' and peft's key names
 
 
@@ -44,7 +47,7 @@ class OpenVideoPipeline:
         self.model, self.device, self.offload, self.vae_tiling = model, torch.device(device), offload, vae_tiling
         self.progress = True
         for module in model.modules().values():
-            module.to("cpu" if offload == "model" else self.device)
+            module.to("cpu" if offload != "none" else self.device)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
@@ -52,20 +55,21 @@ class OpenVideoPipeline:
                         vae_tiling: bool = False) -> "OpenVideoPipeline":
         """torch_dtype: the transformer's and text encoder's weights (the VAE stays float32, as in Wan's
         own code). offload "model": each component on the device only while it runs (diffusers'
-        enable_model_cpu_offload). vae_tiling: decode in overlapping tiles (less memory, large frames)."""
+        enable_model_cpu_offload); "text": the text encoder also runs on the host. vae_tiling: decode in overlapping tiles (less memory, large frames)."""
         allow_tf32()
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(load_open_model(path, resolve_dtype(torch_dtype)), device, offload or "none", vae_tiling)
 
     @contextmanager
     def _placed(self, module: torch.nn.Module):
-        """`module` on the device for the duration (offload "model": back to the host after)."""
-        if self.offload == "model":
+        """`module` on the device for the duration (offloaded: back to the host after)."""
+        moves = self.offload == "model" or (self.offload == "text" and module is not self.model.text.encoder)
+        if moves:
             module.to(self.device)
         try:
             yield
         finally:
-            if self.offload == "model":
+            if moves:
                 module.to("cpu")
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -21,8 +21,10 @@ class EMA:
         """One fused lerp over all weights. keep: a 0-dim bool on the device; False leaves the average
         as it is (a skipped step) without a host sync to find out."""
         local = lambda p: p.to_local() if hasattr(p, "to_local") else p   # FSDP shards: update this rank's part
-        ema_params = [local(p) for p in self.model.parameters()]
-        params = [local(p.detach()) for p in model.parameters()]
+        # frozen parameters (a LoRA run's base) never change: averaging them is work for nothing
+        pairs = [(e, p) for e, p in zip(self.model.parameters(), model.parameters()) if p.requires_grad]
+        ema_params = [local(e) for e, _ in pairs]
+        params = [local(p.detach()) for _, p in pairs]
         weight = 1.0 - self.effective_decay(step)
         if keep is not None:
             weight = keep.to(ema_params[0].device, ema_params[0].dtype) * weight

@@ -21,6 +21,15 @@ PRESETS = {
                      relative_attention_num_buckets=8),
         "flow_shift": 3.0,
     },
+    "small": {  # a CPU benchmark's size: every part of the real architecture, a few hundred times smaller
+        "transformer": dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=16,
+                            out_channels=16, text_dim=128, freq_dim=64, ffn_dim=512, num_layers=4, rope_max_seq_len=256),
+        "vae": dict(base_dim=16, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
+                    latents_mean=[0.0] * 16, latents_std=[1.0] * 16),
+        "text": dict(vocab_size=len(WORDS) + 3, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4,
+                     relative_attention_num_buckets=16),
+        "flow_shift": 3.0,
+    },
     "1.3B": {   # Wan-AI/Wan2.1-T2V-1.3B-Diffusers' configuration
         "transformer": dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
                             out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
@@ -46,7 +55,8 @@ def word_tokenizer():
 
 
 def components(preset: str = "tiny", seed: int = 0) -> dict:
-    """The five components of a WanPipeline with random weights."""
+    """The five components of a WanPipeline with random weights (under `with torch.device("meta"):`
+    shapes only, no memory: the real configuration's sizes)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
     p = PRESETS[preset]
