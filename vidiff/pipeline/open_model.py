@@ -29,7 +29,7 @@ from ..errors import VidiffError
 from ..models.external import OpenModel, load_open_model
 from ..models.lora import load_lora, merge_lora
 from .sampling import SampleOptions
-from .video_pipeline import VideoPipelineOutput
+from .output import VideoPipelineOutput
 
 SCHEDULER = "scheduler"      # sampler: the directory's own diffusers scheduler (the default)
 MODEL_SPACING = "model"      # spacing: the directory's scheduler's noise levels, for vidiff's samplers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import DEFAULT_MODEL, load_codec, load_model, resolve_checkpoint
 from ..config import Config
-from ..data.io import save_video, to_uint8, upscale
+from ..data.io import to_uint8
 from ..data.objects import caption_frames
 from ..devices import allow_tf32, compile_module, resolve_dtype
 from ..diffusion import SAMPLERS, SCHEDULES, SPACINGS, sampling_grid
@@ -28,6 +28,7 @@ from ..models import LatentCodec, TextToVideoModel, input_multiples
 from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
 from ..models.vae import latent_frames
+from .output import VideoPipelineOutput
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
 from .windows import extension_plan, interpolation_plan
@@ -35,17 +36,6 @@ from .zero_shot import cross_frame_attention, moving_start
 
 
 MAX_SCALE = 256    # the largest clip, in pixels x frames, as a multiple of the trained clip (16 frames -> 4,096)
-
-
-@dataclass
-class VideoPipelineOutput:
-    frames: np.ndarray   # (B, T, H, W, 3) uint8
-    prompts: list[str]
-
-    def save(self, path: str | Path, index: int = 0, fps: int = 8, scale: int = 1,
-             overwrite: bool = False) -> Path:
-        """Write video `index` as .mp4, .gif or a .png contact sheet, enlarged `scale` times."""
-        return save_video(upscale(self.frames[index], scale), path, fps=fps, overwrite=overwrite)
 
 
 class Sampling(NamedTuple):
