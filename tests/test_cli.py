@@ -31,8 +31,8 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["generate", "a red circle", "--out", "{tmp}/no/such/dir/a.mp4"], "does not exist"),
     (["generate", "a red circle", "--out", "{tmp}/a.avi"], "use one of the suffixes"),
     (["generate", "a red circle", "--size", "30", "--out", "{tmp}/a.mp4"], "--size a multiple of 8"),
-    (["generate", "a red circle", "--frames", "0", "--out", "{tmp}/a.mp4"], "--frames >= 1"),
-    (["generate", "a red circle", "--steps", "0", "--out", "{tmp}/a.mp4"], "steps (--steps) must be at least 1"),
+    (["generate", "a red circle", "--frames", "0", "--out", "{tmp}/a.mp4"], "(--frames) must be a whole number >= 1"),
+    (["generate", "a red circle", "--steps", "0", "--out", "{tmp}/a.mp4"], "steps (--steps) must be a whole number from 1"),
     (["generate", "a white circle bouncing", "--out", "{tmp}/a.mp4"], "unknown word 'white'"),   # never in its data
     (["generate", "a red circle", "--spacing", "cubic", "--out", "{tmp}/a.mp4"], "unknown spacing (--spacing) 'cubic'"),
     (["generate", "a red circle", "--model", "{tmp}", "--out", "{tmp}/a.mp4"], "not a vidiff checkpoint"),
@@ -62,12 +62,25 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["generate", "a red circle", "--model", "{tmp}/banana", "--out", "{tmp}/a.mp4"], "unknown model.type 'banana'"),
     (["train", "--config", "{tmp}/empty.yaml", "--out", "{tmp}/run"], "is empty"),
     (["serve", "--port", "70000"], "--port must be 1 to 65535"),
+    # accepted silently before, then a black, noise or endless video (issue 34), or a traceback (issue 32)
+    (["generate", "a red circle", "--guidance", "1e30", "--out", "{tmp}/a.mp4"], "from 0 to 50"),
+    (["generate", "a red circle", "--lora-scale", "0.5", "--out", "{tmp}/a.mp4"], "give --lora PATH too"),
+    (["generate", "a red circle", "--scale", "1000", "--out", "{tmp}/a.mp4"], "--scale must be 1 to 64"),
+    (["generate", "a red circle", "--zero-shot", "--motion", "nan,0", "--out", "{tmp}/a.mp4"], "motion"),
+    (["extend", "{tmp}/folder.mp4", "a red circle", "--frames", "100000000", "--out", "{tmp}/a.mp4"],
+     "whole number from 1 to 10000"),
+    (["eval", "--ground-truth", "--gravity", "inf", "--out", "{tmp}/ev"], "--gravity must be a finite number"),
+    (["train", "--config", "{tmp}/gravity.yaml", "--out", "{tmp}/run"], "'data.shapes.gravity' must be"),
+    (["train", "--config", "{tmp}/seed.yaml", "--out", "{tmp}/run"], "'train.seed' must be"),
+    (["train", "--config", "{tmp}/sequence.yaml", "--out", "{tmp}/run"], "train.parallel: sequence splits a DiT"),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, args, message):
     for name, text in {"bad": "train:\n  lrr: 0.1\n", "good": "train:\n  lr: 0.1\n", "nan-lr": "train:\n  lr: .nan\n",
                        "neg-lr": "train:\n  lr: -1.0\n", "ema": "train:\n  ema_decay: 5.0\n",
                        "clip": "train:\n  grad_clip: -1.0\n", "every": "train:\n  checkpoint_every: 0\n",
-                       "schedule": "diffusion:\n  schedule: sigmoid\n", "flat": "model:\n  base_channels: 8\n", "empty": ""}.items():
+                       "schedule": "diffusion:\n  schedule: sigmoid\n", "flat": "model:\n  base_channels: 8\n", "empty": "",
+                       "gravity": "data:\n  shapes:\n    gravity: 1.0e9\n", "seed": "train:\n  seed: 35184372088832\n",
+                       "sequence": "train:\n  parallel: sequence\n"}.items():
         (tmp_path / f"{name}.yaml").write_text(text)
     (tmp_path / "folder.mp4").mkdir()
     (tmp_path / "banana").mkdir()

@@ -8,7 +8,7 @@ from PIL import Image
 from vidiff.data.io import read_video
 from vidiff.errors import VidiffError
 from vidiff.models import build_model
-from vidiff.pipeline import DEFAULT_MODEL, VideoPipeline
+from vidiff.pipeline import DEFAULT_MODEL, VideoPipeline, VideoPipelineOutput
 from vidiff.checkpoint import export_pretrained, write_checkpoint
 
 
@@ -68,9 +68,21 @@ def test_existing_output_is_not_overwritten_and_bad_paths_fail_cleanly(tiny_chec
     ({"prompt": "  "}, "prompt is empty"),
     ({"prompt": "a red dog bouncing"}, "unknown word 'dog'"),
     ({"height": 17}, "--size a multiple of 2"),
-    ({"num_frames": 0}, "frames >= 1"),
-    ({"num_inference_steps": 0}, "at least 1"),
+    ({"num_frames": 0}, r"frames\) must be a whole number >= 1"),
+    ({"num_inference_steps": 0}, "whole number from 1"),
     ({"sampler": "lms"}, "unknown sampler"),
+    # the Python API's inputs of a new user's pass (issue 34): our message, never an internal exception
+    ({"num_frames": "16"}, "num_frames .* must be a whole number"),
+    ({"num_inference_steps": 2.5}, "steps .* must be a whole number"),
+    ({"prompt": None}, "string or a list of strings"),
+    ({"prompt": 123}, "string or a list of strings"),
+    ({"prompt": b"a red circle"}, "string or a list of strings"),
+    ({"prompt": ["a red circle bouncing", 5]}, "string or a list of strings"),
+    ({"generator": 0}, "must be a torch.Generator"),
+    ({"callback": 5}, "callback must be a function"),
+    ({"guidance_scale": 1e30}, "guidance scale .* from 0 to 50"),
+    ({"guidance_weight": float("nan"), "image": np.zeros((8, 8, 3), np.uint8)}, "reconstruction guidance weight"),
+    ({"motion": (float("nan"), 0.0), "zero_shot": True}, "motion"),
 ])
 def test_bad_generation_input_is_a_one_line_error(tiny_checkpoint, kwargs, message):
     pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
@@ -79,6 +91,33 @@ def test_bad_generation_input_is_a_one_line_error(tiny_checkpoint, kwargs, messa
         pipe(prompt, num_frames=kwargs.pop("num_frames", 2), num_inference_steps=kwargs.pop("num_inference_steps", 1),
              progress=False, **kwargs)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"index": 5}, "index must be a whole number from 0 to 0"),
+    ({"scale": 0}, "scale .* from 1 to"),
+    ({"scale": 1000}, "scale .* from 1 to"),
+    ({"fps": 0}, "fps .* from 1 to 240"),
+])
+def test_bad_save_options_are_one_line_errors(tmp_path, kwargs, message):
+    video = VideoPipelineOutput(np.zeros((1, 3, 16, 16, 3), np.uint8), ["a red circle bouncing"])
+    with pytest.raises(VidiffError, match=message):
+        video.save(tmp_path / "v.mp4", **kwargs)
+    assert not (tmp_path / "v.mp4").exists()
+
+
+@pytest.mark.parametrize("device,message", [("banana", "unknown device"), (123, "unknown device"),
+                                            ("cuda:7", "not available|does not exist")])
+def test_a_device_this_machine_lacks_is_a_one_line_error(tiny_checkpoint, device, message):
+    with pytest.raises(VidiffError, match=message):
+        VideoPipeline.from_pretrained(tiny_checkpoint, device=device)
+
+
+def test_lora_scales_that_blacken_the_video_are_refused(tiny_checkpoint):
+    pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
+    for scale in (-5.0, 1e6, float("nan")):
+        with pytest.raises(VidiffError, match="--lora-scale must be a finite number from -2 to 4"):
+            pipe.load_lora("anything.safetensors", scale)
 
 
 def test_checkpoint_from_another_architecture_is_rejected(tiny_checkpoint, tmp_path):

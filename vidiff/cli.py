@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .errors import VidiffError
-from .config import DECODE_TILE
+from .config import DECODE_TILE, RECONSTRUCTION_WEIGHT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, sample and evaluate video diffusion models.")   # no markup: "[ui]" is text
@@ -122,14 +122,17 @@ def tune(video: Path = typer.Argument(..., help="the one clip to learn the motio
                  tune_config(video, caption, model, out, steps, lr, lora))
 
 
+MAX_SCALE = 64     # enlargement of the written frames (--scale 1000 asked for 45.8 GiB); the pipeline caps the pixels
+
+
 def _outputs(out: Path, sheet: bool, overwrite: bool, scale: int, fps: int) -> list[Path]:
     """The files a sampling command writes, checked before minutes of sampling, not after."""
     from .data.io import check_writable
     outputs = [out] + ([out.with_suffix(".png")] if sheet and out.suffix != ".png" else [])
     for path in outputs:
         check_writable(path, overwrite)
-    if scale < 1 or fps < 1:
-        raise VidiffError("--scale and --fps must be at least 1")
+    if not 1 <= scale <= MAX_SCALE or not 1 <= fps <= 240:
+        raise VidiffError(f"--scale must be 1 to {MAX_SCALE} and --fps 1 to 240, got --scale {scale} --fps {fps}")
     return outputs
 
 
@@ -180,7 +183,7 @@ OVERWRITE = typer.Option(False, help="replace existing output files")
 METHOD = typer.Option(None, help="how given frames condition the video: trained (a masked-frame model) | guidance "
                                  "(VDM reconstruction guidance, any model) | replacement; default: trained if the "
                                  "model has it, else guidance")
-GUIDANCE_WEIGHT = typer.Option(2.0, help="w_r of reconstruction guidance (--method guidance)")
+GUIDANCE_WEIGHT = typer.Option(RECONSTRUCTION_WEIGHT, help="w_r of reconstruction guidance (--method guidance)")
 DTYPE = typer.Option("fp32", help="weights and activations: fp32 | bf16 | fp16 (bf16 halves memory and is "
                                   "faster on a GPU; the sampler's arithmetic stays float64)")
 COMPILE = typer.Option(False, "--compile", help="torch.compile the backbone: slow first call, faster after (a GPU)")
@@ -223,6 +226,8 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
         raise VidiffError(f"--motion takes DX,DY in pixels a frame, e.g. 1,0; got '{motion}'") from None
     outputs = _outputs(out, sheet, overwrite, scale, fps)
     lora, scales = lora or [], lora_scale or []
+    if scales and not lora:
+        raise VidiffError("--lora-scale sets the strength of a --lora adapter; give --lora PATH too")
     if scales and len(scales) not in (1, len(lora)):
         raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
     height, width = _size(size)
@@ -460,7 +465,7 @@ def data_check(folder: Path = typer.Argument(..., help="folder of videos/images 
 def main() -> None:
     try:
         app()
-    except VidiffError as e:
+    except (VidiffError, ValueError) as e:      # ValueError: a lower layer's rule (the diffusion math's)
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -29,6 +29,8 @@ def bounded(default, low: float = -INF, high: float = INF, open_low: bool = Fals
 
 
 MAX_STRIDE = 8   # the largest frame stride a stride-conditioned model takes
+MAX_GRAVITY = 0.1   # frame sizes per frame^2: a ball dropped from the top lands in 4.5 frames (1e9 emptied every clip)
+MAX_SEED = 2**32 - 1   # training draws seed step k with seed * 1_000_003 + k, which must fit torch's 64-bit seed
 
 def bounded_list(default: list, low: float = -INF, open_low: bool = False):
     """A list of numbers, each at least `low` (or above it, if open_low)."""
@@ -113,7 +115,7 @@ class ShapesConfig:
     shapes: list[str] = field(default_factory=lambda: list(SHAPES))
     radius: list[float] = bounded_list([0.12, 0.2], 0, open_low=True)    # of the frame size
     speed: list[float] = bounded_list([0.02, 0.06], 0)                   # frame sizes per frame
-    gravity: float = 0.0      # frame sizes per frame^2, pulling down (+y)
+    gravity: float = bounded(0.0, -MAX_GRAVITY, MAX_GRAVITY)   # frame sizes per frame^2, pulling down (+y)
     restitution: float = bounded(1.0, 0, 1)   # wall and floor bounces: outgoing / incoming speed (1: elastic)
     collisions: bool = False  # objects bounce off one another (bounding circles), momentum conserved, mass ~ area
     collision_restitution: float = bounded(1.0, 0, 1)   # of those collisions (1: elastic)
@@ -146,7 +148,7 @@ class DataConfig:
     frames: int = bounded(16, 1)
     size: int = bounded(32, 8)
     workers: int = bounded(0, 0)   # DataLoader worker processes decoding ahead of the training step
-    seed: int = 0             # clip i (and its crop) is a pure function of (seed, i)
+    seed: int = bounded(0, 0, MAX_SEED)   # clip i (and its crop) is a pure function of (seed, i)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
 
@@ -201,7 +203,7 @@ class TrainConfig:
     parallel: str = "ddp"     # with torchrun: ddp (replicas) | fsdp (FSDP2 sharding); batch_size is global |
                               # sequence (a DiT: each clip's frames split across the processes, 1/N of its activations each)
     vae: str = ""             # a `vidiff train-vae` run: train on its latents (latent diffusion)
-    seed: int = 0
+    seed: int = bounded(0, 0, MAX_SEED)
     data_offset: int = bounded(0, 0)   # the training stream starts at micro-batch N: a continued run sees new clips
     log_every: int = bounded(10, 1)
     sample_every: int = bounded(500, 1)
@@ -221,6 +223,7 @@ class TrainConfig:
 
 
 DECODE_TILE = 32   # latent pixels a side the VAE decodes at once (decode_tiled): 128 px at 4x, bounded memory
+RECONSTRUCTION_WEIGHT = 2.0   # w_r of reconstruction guidance (a sampling method for given frames): the one default
 
 
 @dataclass
@@ -379,6 +382,9 @@ def check(cfg: Config) -> Config:
                           f"got {interval}")
     if not cfg.model.unet3d.channel_mults or not cfg.vae.channel_mults:
         raise VidiffError("model.unet3d.channel_mults and vae.channel_mults need at least one level")
+    if cfg.train.parallel == "sequence" and (cfg.model.type != "dit" or cfg.model.pretrained):
+        raise VidiffError("train.parallel: sequence splits a DiT's tokens across processes (model.type: dit); "
+                          "use ddp or fsdp for this model")
     return cfg
 
 

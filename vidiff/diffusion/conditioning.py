@@ -104,7 +104,7 @@ def replacement(denoiser: Denoiser, known: Tensor, mask: Tensor) -> Denoiser:
     return denoise
 
 
-def reconstruction_guidance(denoiser: Denoiser, known: Tensor, mask: Tensor, weight: float = 2.0) -> Denoiser:
+def reconstruction_guidance(denoiser: Denoiser, known: Tensor, mask: Tensor, weight: float) -> Denoiser:
     """Replacement plus VDM's reconstruction guidance of weight w_r on the unknown frames (VDM's videos
     used w_r > 1). The denoiser must be differentiable in x_t: each call costs a backward pass."""
     def denoise(x_t: Tensor, log_snr: Tensor) -> tuple[Tensor, Tensor]:

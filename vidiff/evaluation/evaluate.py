@@ -2,11 +2,12 @@
 the report (the API behind `vidiff eval`; the benchmarks call `score_clips`)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from ..config import DataConfig, load_config
+from ..config import MAX_GRAVITY, DataConfig, load_config
 from ..data import unit_stride
 from ..data.objects import track
 from ..distributed import Dist, init_distributed
@@ -47,6 +48,9 @@ def world_of(config: Path | None = None, gravity: float = 0.0) -> DataConfig:
     with this gravity (frame sizes per frame^2)."""
     if config is not None:
         return load_config(config).data
+    if not math.isfinite(gravity) or abs(gravity) > MAX_GRAVITY:
+        raise VidiffError(f"--gravity must be a finite number from {-MAX_GRAVITY:g} to {MAX_GRAVITY:g} frame sizes per "
+                          f"frame^2, got {gravity}")
     world = DataConfig()
     world.shapes.gravity = gravity
     return world

@@ -13,7 +13,6 @@ vidiff's adapters, in diffusers' file format.
 from __future__ import annotations
 
 import copy
-import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ..errors import VidiffError
 from ..models.external import OpenModel, load_open_model
 from ..models.lora import load_lora, merge_lora
 from .sampling import SampleOptions
+from . import checks
 from .output import VideoPipelineOutput
 
 SCHEDULER = "scheduler"      # sampler: the directory's own diffusers scheduler (the default)
@@ -57,7 +57,7 @@ class OpenVideoPipeline:
         own code). offload "model": each component on the device only while it runs (diffusers'
         enable_model_cpu_offload); "text": the text encoder also runs on the host. vae_tiling: decode in overlapping tiles (less memory, large frames)."""
         allow_tf32()
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = checks.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(load_open_model(path, resolve_dtype(torch_dtype)), device, offload or "none", vae_tiling)
 
     @contextmanager
@@ -79,10 +79,8 @@ class OpenVideoPipeline:
         d = self.model.defaults
         o = SampleOptions(d["steps"] if steps is None else steps, d["guidance"] if guidance_scale is None else guidance_scale,
                           sampler or SCHEDULER, spacing or MODEL_SPACING, progress=self.progress)
-        if not isinstance(o.steps, int) or o.steps < 1:
-            raise VidiffError(f"the number of sampling steps (--steps) must be a whole number >= 1, got {o.steps}")
-        if not math.isfinite(o.guidance) or o.guidance < 0:
-            raise VidiffError(f"the guidance scale (--guidance) must be a finite number >= 0, got {o.guidance}")
+        checks.whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
+        checks.guidance_scale(o.guidance)
         if o.sampler != SCHEDULER and o.sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler (--sampler) '{o.sampler}'; choose one of: {SCHEDULER} (the model's "
                               f"own), {', '.join(SAMPLERS)}")
@@ -113,16 +111,15 @@ class OpenVideoPipeline:
                  sampler: str | None = None, spacing: str | None = None) -> VideoPipelineOutput:
         """Text-to-video. Unset sizes and sampling settings are the family pipeline's defaults (Wan: 81
         frames of 480x832, 50 steps, guidance 5). generator: a CPU one gives diffusers' video for its seed."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-            raise VidiffError("the prompt must be a non-empty string (or a list of them)")
+        prompts = checks.prompt_list(prompt)
+        checks.generator(generator)
         if not isinstance(negative_prompt, str):
             raise VidiffError(f"the negative prompt must be a string, got {type(negative_prompt).__name__}")
         o = self.options(num_inference_steps, guidance_scale, sampler, spacing)
         d = self.model.defaults
         frames, height, width = (d["num_frames"] if num_frames is None else num_frames,
                                  d["height"] if height is None else height, d["width"] if width is None else width)
-        self.check_size(frames, height, width)
+        self.check_size(frames, checks.whole(height, "height (--size)"), checks.whole(width, "width (--size)"))
         cond, null = self.encode_prompts(prompts, negative_prompt, o.guidance != 1.0)
         z = randn((len(prompts), *self.model.codec.shape(frames, height, width)), generator, self.device)
         with self._placed(self.model.backbone):
@@ -168,8 +165,7 @@ class OpenVideoPipeline:
     def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
         """A LoRA of the transformer: vidiff's, diffusers' (`transformer.` keys) or peft's (a folder
         with adapter_config.json); one for another base model is a one-line error."""
-        if not math.isfinite(scale):
-            raise VidiffError(f"--lora-scale must be a number, got {scale}")
+        checks.lora_scale(scale)
         path = Path(path)
         if path.is_dir() and not any((path / f).is_file() for f in ("lora.safetensors", "adapter_model.safetensors")):
             from ..checkpoint import resolve_checkpoint

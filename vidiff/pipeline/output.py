@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import save_video, upscale
+from .checks import save_options
 
 
 @dataclass
@@ -17,4 +18,5 @@ class VideoPipelineOutput:
     def save(self, path: str | Path, index: int = 0, fps: int = 8, scale: int = 1,
              overwrite: bool = False) -> Path:
         """Write video `index` as .mp4, .gif or a .png contact sheet, enlarged `scale` times."""
+        save_options(self.frames, index, fps, scale)
         return save_video(upscale(self.frames[index], scale), path, fps=fps, overwrite=overwrite)

@@ -13,6 +13,7 @@ from ..devices import autocast, randn
 from ..diffusion import SAMPLERS, SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
 from ..diffusion.conditioning import frame_condition, reconstruction_guidance, replacement
 from ..models import TextToVideoModel
+from ..config import RECONSTRUCTION_WEIGHT
 
 # how known frames condition the sample: a masked-frame model's own input (trained), or any model
 # with VDM's reconstruction guidance or the plain replacement baseline (diffusion/conditioning.py)
@@ -38,7 +39,7 @@ class KnownFrames:
     frames: Tensor                         # (B, C, T, H, W); only the frames in `mask` are read
     mask: Tensor                           # (T,) bool: the given frames
     method: str = "trained"                # one of METHODS
-    weight: float = 2.0                    # w_r of reconstruction guidance (method "guidance")
+    weight: float = RECONSTRUCTION_WEIGHT  # w_r of reconstruction guidance (method "guidance")
 
 
 def dtype_of(module: torch.nn.Module) -> torch.dtype:

@@ -3,7 +3,6 @@ with one model (a masked-frame model does all four itself; any other model throu
 guidance or replacement, `method`)."""
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
@@ -28,6 +27,8 @@ from ..models import LatentCodec, TextToVideoModel, input_multiples
 from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
 from ..models.vae import latent_frames
+from . import checks
+from ..config import RECONSTRUCTION_WEIGHT
 from .output import VideoPipelineOutput
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
@@ -36,6 +37,7 @@ from .zero_shot import cross_frame_attention, moving_start
 
 
 MAX_SCALE = 256    # the largest clip, in pixels x frames, as a multiple of the trained clip (16 frames -> 4,096)
+MAX_EXTENDED_FRAMES = 10_000   # `extend`: 20 minutes at 8 fps (10^8 frames started 8.3 million windows)
 
 
 class Sampling(NamedTuple):
@@ -69,14 +71,17 @@ class VideoPipeline:
         offload "model" keeps each component on the device only while it runs.
         torch_dtype: bf16 / fp16 (or torch.bfloat16 / torch.float16) backbone and VAE weights, run under
         autocast; the text encoder stays float32 and the samplers' arithmetic float64. compile: torch.compile the backbone (the first call compiles)."""
+        if path is not None and not isinstance(path, (str, Path)):
+            raise VidiffError(f"the model must be a path (a checkpoint, run or diffusers-format folder) or None, "
+                              f"got {checks.shown(path)}")
         if path is not None and is_open_model(path):
             from .open_model import OpenVideoPipeline
             return OpenVideoPipeline.from_pretrained(path, device, torch_dtype, offload)
         if offload != "none":
             raise VidiffError("--offload is for diffusers-format models; vidiff's own models fit on one device")
         dtype = resolve_dtype(torch_dtype)
+        device = checks.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model, config, folder = load_model(DEFAULT_MODEL if path is None else path)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         allow_tf32()
         codec = load_codec(folder, device)
         if codec.vae is not None:
@@ -96,8 +101,7 @@ class VideoPipeline:
         """Apply the LoRA adapter in `path` (a lora.safetensors file, or a folder holding one) at `scale`,
         on top of any adapters already loaded; returns its name. One made for another base model is a
         one-line error. `vidiff generate --lora PATH --lora-scale S`."""
-        if not np.isfinite(scale):
-            raise VidiffError(f"--lora-scale must be a number, got {scale}")
+        checks.lora_scale(scale)
         path = Path(path)
         if path.is_dir() and not (path / "lora.safetensors").is_file():
             path = resolve_checkpoint(path)          # a LoRA run folder: its latest checkpoint's adapter
@@ -180,13 +184,10 @@ class VideoPipeline:
                 callback: Callable[[int, Tensor], None] | None = None) -> SampleOptions:
         """The loop's options: what is given, the model's defaults for the rest, checked."""
         o = SampleOptions(*self.defaults(steps, guidance_scale, sampler, spacing), eta=eta, progress=progress,
-                          callback=callback)
-        if not math.isfinite(o.guidance) or o.guidance < 0:
-            raise VidiffError(f"the guidance scale (--guidance) must be a finite number >= 0, got {o.guidance}")
-        if not math.isfinite(o.eta) or o.eta < 0:
-            raise VidiffError(f"--eta must be a finite number >= 0, got {o.eta}")
-        if o.steps < 1:
-            raise VidiffError(f"the number of sampling steps (--steps) must be at least 1, got {o.steps}")
+                          callback=checks.callback(callback))
+        checks.guidance_scale(o.guidance)
+        checks.number(o.eta, "--eta", 0.0, 1.0)
+        checks.whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
         for what, name, registry in (("sampler (--sampler)", o.sampler, SAMPLERS), ("spacing (--spacing)", o.spacing, SPACINGS)):
             if name not in registry:
                 raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(registry)}")
@@ -225,7 +226,7 @@ class VideoPipeline:
                  generator: torch.Generator | None = None, sampler: str | None = None, eta: float = 0.0,
                  spacing: str | None = None, progress: bool = True,
                  callback: Callable[[int, Tensor], None] | None = None, image: FrameSource | None = None,
-                 method: str | None = None, guidance_weight: float = 2.0, zero_shot: bool = False,
+                 method: str | None = None, guidance_weight: float = RECONSTRUCTION_WEIGHT, zero_shot: bool = False,
                  motion: tuple[float, float] = (1.0, 0.0), stride: int = 1) -> VideoPipelineOutput:
         """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
         zero_shot: video from an image model (Text2Video-Zero): frame 0's partly denoised latent moves by
@@ -234,10 +235,15 @@ class VideoPipeline:
         generator: a CPU generator (the same video on any device) or one on the model's device."""
         prompts = self._prompts(prompt)
         options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta, progress, callback)
+        checks.generator(generator)
+        checks.guidance_weight(guidance_weight)
         data = self.config.data
-        frames = data.frames if num_frames is None else num_frames
-        height = data.size if height is None else height
-        width = data.size if width is None else width
+        frames = checks.whole(data.frames if num_frames is None else num_frames, "num_frames (--frames)")
+        height = checks.whole(data.size if height is None else height, "height (--size)")
+        width = checks.whole(data.size if width is None else width, "width (--size)")
+        checks.whole(stride, "the frame stride (--stride)")
+        for v in motion:
+            checks.number(v, "the motion (--motion DX,DY) in pixels a frame", -max(height, width), max(height, width))
         self.check_size(frames, height, width)
         self.check_scale(frames, height, width)
         self.check_stride(stride)
@@ -272,9 +278,7 @@ class VideoPipeline:
         return VideoPipelineOutput(out, prompts)
 
     def _prompts(self, prompt: str | list[str]) -> list[str]:
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or any(not p.strip() for p in prompts):
-            raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
+        prompts = checks.prompt_list(prompt)
         data = self.config.data
         if data.type == "shapes":      # the shapes world's captions: a model never shown 3 objects draws 2
             for p in prompts:
@@ -294,7 +298,7 @@ class VideoPipeline:
     def extend(self, video: FrameSource, prompt: str, num_frames: int, context: int | None = None,
                num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
                sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
-               guidance_weight: float = 2.0, progress: bool = True, mode: str = "windows",
+               guidance_weight: float = RECONSTRUCTION_WEIGHT, progress: bool = True, mode: str = "windows",
                stride: int | None = None) -> VideoPipelineOutput:
         """Continue `video` to num_frames frames.
 
@@ -307,6 +311,9 @@ class VideoPipeline:
         Memory is one window's, whatever the length: each window's latents are decoded as soon as it is
         made, and the frames are kept as uint8."""
         prompts = self._prompts(prompt)
+        checks.whole(num_frames, "num_frames (--frames)", 1, MAX_EXTENDED_FRAMES)
+        checks.generator(generator)
+        checks.guidance_weight(guidance_weight)
         job = Windows(self.model.tokenizer.encode(prompts),
                       self.options(num_inference_steps, guidance_scale, sampler, spacing, eta),
                       generator, self._method(method), guidance_weight, progress)
@@ -354,11 +361,14 @@ class VideoPipeline:
     def interpolate(self, video: FrameSource, factor: int, prompt: str | None = None,
                     num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
                     sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
-                    guidance_weight: float = 2.0, progress: bool = True) -> VideoPipelineOutput:
+                    guidance_weight: float = RECONSTRUCTION_WEIGHT, progress: bool = True) -> VideoPipelineOutput:
         """N frames in, (N - 1) * factor + 1 out: `factor - 1` new frames between each pair, the given
         frames kept exactly. Without a prompt, a model of the shapes world is told what the frames show
         (their objects, found as the evaluation finds them); any other model is unconditional on text
         (guidance off): the empty prompt let the model draw its own shapes between the given frames."""
+        checks.whole(factor, "the interpolation factor (--factor)", 2, 64)
+        checks.generator(generator)
+        checks.guidance_weight(guidance_weight)
         given = self._fit(video, "the video", self.config.data.size)
         if prompt is None and self.config.data.type == "shapes":
             world = self.config.data.shapes
