@@ -218,3 +218,26 @@ def test_two_processes_split_the_tokens_and_make_the_same_video_as_one(wan_dir, 
     assert one.returncode == 0 and two.returncode == 0, (one.stderr[-1500:], two.stderr[-1500:])
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png")).astype(int) for n in ("one", "two"))
     assert a.shape == b.shape and np.abs(a - b).max() <= TOLERANCE
+
+
+def test_a_full_fine_tune_exports_a_transformer_diffusers_loads(wan_dir, lora_run, tmp_path):
+    """Without train.lora every weight trains; `vidiff export` writes the transformer folder."""
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import load_file
+
+    from vidiff.config import config_from_dict
+    from vidiff.training import Trainer
+    values = lora_run[0].cfg.to_dict()
+    values["train"].update(steps=2, lora={"rank": 0}, lr=1e-3, checkpoint_every=2)
+    Trainer(config_from_dict(values), tmp_path / "full", progress=False).train()
+    r = subprocess.run([sys.executable, "-m", "vidiff", "export", str(tmp_path / "full"), str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    exported = WanTransformer3DModel.from_pretrained(str(tmp_path / "out")).state_dict()
+    ema = load_file(tmp_path / "full" / "checkpoints" / "step_00000002" / "ema.safetensors")
+    assert all(torch.equal(exported[k.removeprefix("transformer.")], v) for k, v in ema.items())
+    base = load_file(wan_dir / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(exported[k], v) for k, v in base.items())          # it did train
+    r = subprocess.run([sys.executable, "-m", "vidiff", "export", str(lora_run[3]), str(tmp_path / "lora")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "pass --merge-lora" in r.stderr

@@ -395,8 +395,15 @@ def export(source: Path = typer.Argument(..., help="run folder or checkpoint fol
            vae: Optional[Path] = typer.Option(None, help="decode with this VAE (run or checkpoint) instead: a "
                                                           "decoder fine-tune of the model's own, same encoder"),
            merge_lora: bool = typer.Option(False, help="a LoRA run: fold its adapter into the weights")):
-    """Export a checkpoint's EMA weights as an inference-only model folder."""
-    from .checkpoint import export_pretrained
+    """Export a checkpoint's EMA weights as an inference-only model folder (a fine-tuned diffusers-format
+    model: its transformer folder, which the library's from_pretrained loads)."""
+    from .checkpoint import export_pretrained, read_config, resolve_checkpoint
+    if read_config(resolve_checkpoint(source)).model.pretrained:
+        if vae is not None:
+            raise VidiffError("--vae swaps the decoder of vidiff's own latent models; this run fine-tuned a pretrained one")
+        from .training.open_model import export_transformer
+        typer.echo(f"wrote {export_transformer(source, out, merge_lora)}")
+        return
     typer.echo(f"wrote {export_pretrained(source, out, vae, merge_lora)}")
 
 

@@ -28,7 +28,7 @@ from ..devices import generator_on, randn
 from ..diffusion import training_times
 from ..diffusion.objectives import masked_mse
 from ..errors import VidiffError
-from ..models.external import OpenModel, load_open_backbone, load_open_model
+from ..models.external import OpenModel, family_of, load_open_backbone, load_open_model
 from ..models.lora import add_lora, save_lora, save_peft_adapter
 from ..pipeline.open_model import LORA_PREFIXES, OpenVideoPipeline
 from .run_folder import RunFolder
@@ -133,3 +133,28 @@ class OpenModelTask(Task):
         save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
         for f in [folder / "lora.safetensors", *(folder / "peft").iterdir()]:
             os.chmod(f, 0o644)
+
+
+def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool = False) -> Path:
+    """A fine-tune of a pretrained model as the library's own transformer folder (diffusers'
+    save_pretrained; `WanTransformer3DModel.from_pretrained(folder)` loads it): the run's EMA weights,
+    a LoRA run's adapter folded in with merge_lora."""
+    from ..checkpoint import load_weights, read_config, resolve_checkpoint
+    from ..models.lora import merge_lora as fold
+    checkpoint, folder = resolve_checkpoint(source), Path(folder)
+    cfg = read_config(checkpoint)
+    if folder.exists():
+        raise VidiffError(f"'{folder}' already exists; it is never overwritten (choose another folder)")
+    if bool(cfg.train.lora.rank) != merge_lora:
+        raise VidiffError(f"'{checkpoint}' is a LoRA run: pass --merge-lora for a full transformer, or use its adapter "
+                          f"'{checkpoint / 'lora.safetensors'}' with `vidiff generate --lora`" if cfg.train.lora.rank
+                          else f"'{checkpoint}' has no LoRA adapter to merge (it was not trained with train.lora)")
+    backbone = load_open_backbone(cfg.model.pretrained)
+    if cfg.train.lora.rank:
+        lora = cfg.train.lora
+        add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora_targets(cfg))
+    load_weights(backbone, checkpoint / "ema.safetensors", family_of(cfg.model.pretrained), allow_new=True)
+    fold(backbone.transformer)
+    backbone.transformer.save_pretrained(str(folder))
+    return folder
+

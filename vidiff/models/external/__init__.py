@@ -101,6 +101,11 @@ def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> Ope
                      family.load_codec(folder), family.load_text(folder, dtype), load_scheduler(folder), family.DEFAULTS)
 
 
+def family_of(path: str | Path) -> str:
+    """The adapter family of a directory (its weights' model_type in vidiff checkpoints), e.g. 'wan'."""
+    return open_family(path)[1].__name__.rsplit(".", 1)[-1]
+
+
 def load_open_backbone(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The directory's transformer alone (a training run's fresh copy)."""
     folder, family = open_family(path)
