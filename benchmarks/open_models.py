@@ -101,7 +101,7 @@ def training(folder: Path, args, device: torch.device) -> list[str]:
         (work / "clips" / f"c{i}.txt").write_text("a red ball bounces")
     rows = []
     for checkpointing in (False, True):
-        values = {"model": {"pretrained": str(folder), "activation_checkpointing": checkpointing},
+        values = {"model": {"pretrained": str(folder), "pretrained_checkpointing": checkpointing},
                   "data": {"type": "folder", "frames": args.frames, "size": args.height, "folder": {"path": str(work / "clips")}},
                   "train": {"steps": 1000, "batch_size": 1, "sample_every": 10_000, "checkpoint_every": 10_000,
                             "lora": {"rank": 16}}}

@@ -86,7 +86,8 @@ class ModelConfig:
                                        # conditioning: keyframes far apart for hierarchical long video
     pretrained: str = ""               # a diffusers-format directory (Wan 2.1) to fine-tune: its architecture,
                                        # not this section's, is the model (docs/open-models.md)
-    activation_checkpointing: bool = True   # the pretrained transformer's (vidiff's own backbones: in their sections)
+    pretrained_checkpointing: bool = True   # activation checkpointing of the pretrained transformer (vidiff's own
+                                            # backbones have theirs in their sections)
 
 
 @dataclass

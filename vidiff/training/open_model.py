@@ -6,7 +6,7 @@ in host memory); the VAE and the text encoder are then dropped, so only the tran
 device while it trains. The loss is rectified-flow matching as Wan was trained: z = (1 - s) x0 + s eps
 at the directory's shifted flow time s, the velocity eps - x0 as the target. Precision follows
 train.precision (bf16 autocast on a GPU), with the transformer's activation checkpointing unless
-model.activation_checkpointing is off. A checkpoint holds only what trains (the frozen base stays in
+model.pretrained_checkpointing is off. A checkpoint holds only what trains (the frozen base stays in
 the directory); a LoRA run also writes its adapter in diffusers' key names (lora.safetensors, for
 `WanPipeline.load_lora_weights` and `vidiff generate --model DIR --lora FILE`) and as a peft adapter
 folder (peft/, for `PeftModel.from_pretrained`).
@@ -99,7 +99,7 @@ class OpenModelTask(Task):
 
     def new_model(self) -> nn.Module:
         backbone = load_open_backbone(self.cfg.model.pretrained)
-        if self.cfg.model.activation_checkpointing:
+        if self.cfg.model.pretrained_checkpointing:
             backbone.transformer.enable_gradient_checkpointing()
         if not self.cfg.train.lora.rank:
             backbone.requires_grad_(True)
