@@ -126,6 +126,20 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
         trainer.train()
 
 
+def test_a_finite_loss_with_non_finite_gradients_is_skipped_too(tmp_path):
+    """An overflow in backward: the loss is fine, one gradient is inf. Clipping would spread NaN over
+    every weight; the step must be skipped like a NaN loss."""
+    trainer = Trainer(config_from_dict(tiny_config_dict(steps=20)), tmp_path / "run", progress=False)
+    weights = [p.clone() for p in trainer.model.parameters()]
+    first = next(p for p in trainer.model.parameters() if p.requires_grad)
+    hook = first.register_hook(lambda g: torch.full_like(g, float("inf")))
+    values = trainer.train_step()
+    hook.remove()
+    assert torch.isfinite(values["loss"]) and trainer.bad_steps == 1
+    assert all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters()))
+    assert all(torch.isfinite(p).all() for p in trainer.ema.model.parameters())
+
+
 def test_flow_matching_model_learns_to_generate_its_one_clip(tmp_path):
     """Flow matching end to end: train on one clip, then the flow ODE sampler reproduces that clip."""
     from vidiff.pipeline import SampleOptions, sample_video

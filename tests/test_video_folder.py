@@ -106,6 +106,17 @@ def test_a_file_that_breaks_after_the_check_is_skipped_at_decode_time(folder, tm
     assert any(name == "a.mp4" and "decode failed" in why for name, why in data.skipped)
 
 
+def test_a_bug_in_decoding_stops_instead_of_skipping_every_file(folder, monkeypatch):
+    """Only what broken files raise is a skip; anything else is our bug and must surface."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = VideoFolderDataset(data_config(folder, image_every=0), VOCAB)
+    monkeypatch.setattr(VideoFolderDataset, "load", lambda self, entry, rng: {}["missing key"])
+    with pytest.raises(KeyError):
+        data.item(0, 0, 1)
+    assert not any("decode failed" in why for _, why in data.skipped)
+
+
 def test_training_on_a_folder_with_workers_reports_skipped_files(folder, tmp_path):
     values = tiny_config_dict(steps=2, checkpoint_every=2)
     values["data"] = {"type": "folder", "frames": 4, "size": 16, "workers": 1,

@@ -29,11 +29,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from av.error import FFmpegError
 from PIL import Image
 
 from ..config import Config, DataConfig, load_config
 from .io import IMAGE_INPUTS, VIDEO_INPUTS, unit_range
 from ..errors import VidiffError
+
+# what a broken or truncated file makes PyAV and Pillow raise (a bug in our own code is none of these,
+# so it stops the run instead of skipping every file as "decode failed")
+DECODE_ERRORS = (FFmpegError, OSError, EOFError, ValueError, SyntaxError, Image.DecompressionBombError, VidiffError)
 
 
 
@@ -107,7 +112,7 @@ def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | N
                 image.load()
             return Entry(path, caption, "image"), ""
         frames, fps = probe_video(path)
-    except Exception as e:                              # PyAV/Pillow raise many types for broken files
+    except DECODE_ERRORS as e:
         return None, f"unreadable: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
     if frames < needed:
         return None, f"too short: {frames} decodable frames, a clip needs {needed}"
@@ -152,7 +157,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         for entry in list(self.entries):
             try:
                 self.load(entry, np.random.default_rng(0))
-            except Exception as e:                      # PyAV/Pillow raise many types for broken files
+            except DECODE_ERRORS as e:
                 self.skip(str(entry.path.relative_to(folder)), f"decode failed: {str(e).splitlines()[0][:120]}", warn=False)
                 self.entries.remove(entry)
         self.videos = [e for e in self.entries if e.kind == "video"]
@@ -204,7 +209,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                                         else [self.cfg.seed, index, attempt])
             try:
                 video = self.load(entry, rng)
-            except Exception as e:                     # decoding failed after a good probe: skip, take the next
+            except DECODE_ERRORS as e:                 # decoding failed after a good probe: skip, take the next
                 self.skip(str(entry.path.name), f"decode failed: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}")
                 continue
             return {"video": video, "caption": entry.caption, "path": str(entry.path)}

@@ -97,6 +97,8 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
             (f", continuing {known} ground-truth frames" if known else "")
         # samples are made at the trained frame rate: compare them with that world's clips (stride 1)
         world = unit_stride(pipe.config.data)
+    if not dist.main:                     # under torchrun one report, from rank 0
+        return None
     # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder
     summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None, known=known,
                                 truths=truths)

@@ -253,9 +253,11 @@ class Trainer:
             for k, v in part_values.items():
                 parts[k] = parts.get(k, 0.0) + v / tc.grad_accum
         total = mean_tensor(total, self.dist)                  # every rank decides the same about a bad step
-        finite = torch.isfinite(total)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm     # FSDP: the norm over every shard
+        # a finite loss can still have inf/NaN gradients (an overflow in backward): skip those steps too
+        finite = torch.isfinite(total) & torch.isfinite(norm)
         self._bad_steps += ~finite
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         skip_unless(self.optimizer, finite)
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.model, self.step, keep=finite)
