@@ -67,7 +67,7 @@ class Observed:
         every = [[d.centroid if d is not None else nan for d in tracks[c].detections] for c in colours]
         clear = [[d.centroid if ok else nan for d, ok in zip(tracks[c].detections, tracks[c].usable())] for c in colours]
         radius = [tracks[c].bounding_radius() for c in colours]
-        mass = [np.median([d.area for d in tracks[c].clear()]) for c in colours]
+        mass = [np.median([d.area for d in tracks[c].clear()]) for c in colours]   # clear() is non-empty: it has a shape
         frames = len(next(iter(tracks.values())).detections) if tracks else 0
         shape = (len(colours), frames, 2)
         return cls(colours, [tracks[c].majority_shape() for c in colours], np.array(every, float).reshape(shape), np.array(clear, float).reshape(shape),
@@ -229,10 +229,12 @@ def overlap(obs: Observed) -> float:
 
 def truth_positions(obs: Observed, truth: list[ObjectTrack]) -> np.ndarray:
     """The simulator's (K, T, 2) positions of the observed objects (matched by colour; NaN if not in the truth)."""
-    by_colour = {t.colour: t.positions for t in truth}
     frames = obs.all.shape[1]
-    return np.stack([by_colour[c][:frames] if c in by_colour else np.full((frames, 2), np.nan) for c in obs.colours]) \
-        if obs.colours else np.zeros((0, frames, 2))
+    out = np.full((len(obs.colours), frames, 2), np.nan)
+    for k, colour in enumerate(obs.colours):
+        positions = next((np.asarray(t.positions, float) for t in truth if t.colour == colour), np.zeros((0, 2)))
+        out[k, :len(positions[:frames])] = positions[:frames]      # a truth shorter than the video: NaN after it
+    return out
 
 
 def truth_scores(tracks: dict[str, Track], truth: list[ObjectTrack], known: int, max_angle: float = 30.0) -> dict:
@@ -248,7 +250,7 @@ def truth_scores(tracks: dict[str, Track], truth: list[ObjectTrack], known: int,
         mine = next((t for t in truth if t.colour == colour), None)
         for c in (mine.collisions if mine is not None else ()):
             # the collision happened in the move out of frame c: the steps out of c + 1, ... go away
-            readable = [t for t in range(c + 1, min(c + 4, obs.clear.shape[1] - 1))
+            readable = [t for t in range(c + 1, min(c + 4, obs.clear.shape[1] - 1, len(mine.positions) - 1))
                         if np.isfinite(obs.clear[k, t:t + 2]).all()]
             if c + 1 < known or not readable:
                 continue
