@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .errors import VidiffError
-from .config import DECODE_TILE, RECONSTRUCTION_WEIGHT
+from .config import DECODE_TILE, DISPLAY_SCALE, RECONSTRUCTION_WEIGHT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, sample and evaluate video diffusion models.")   # no markup: "[ui]" is text
@@ -177,7 +177,7 @@ def _seed(value: int) -> int:
 
 SEED = typer.Option(0, help="random seed", callback=_seed)
 FPS = typer.Option(8, help="frames per second of the file")
-SCALE = typer.Option(4, help="enlarge frames this many times (nearest neighbour)")
+SCALE = typer.Option(DISPLAY_SCALE, help="enlarge frames this many times (nearest neighbour)")
 SHEET = typer.Option(False, help="also write a PNG contact sheet beside the video")
 OVERWRITE = typer.Option(False, help="replace existing output files")
 METHOD = typer.Option(None, help="how given frames condition the video: trained (a masked-frame model) | guidance "

@@ -210,8 +210,8 @@ class TrainConfig:
     sample_every: int = bounded(500, 1)
     checkpoint_every: int = bounded(500, 1)
     keep_last: int = bounded(3, 1)
-    sample_steps: int = bounded(25, 1)
-    sample_guidance: float = 3.0
+    sample_steps: int = bounded(0, 0)          # the sample sheets' steps (0: the model's diffusion.sampling_steps)...
+    sample_guidance: float = bounded(-1.0, -1)  # ...and guidance (-1: its diffusion.guidance); its sampler and spacing
     init_from: str = ""       # start from this model's weights (a run, checkpoint or `default`); new layers keep their init;
                               # from an image model (data.frames 1) the temporal layers start as identity (inflation)
     trainable: str = "all"    # all | temporal (the frame-mixing layers, AnimateDiff-style) | a glob of parameter names;
@@ -224,6 +224,7 @@ class TrainConfig:
 
 
 DECODE_TILE = 32   # latent pixels a side the VAE decodes at once (decode_tiled): 128 px at 4x, bounded memory
+DISPLAY_SCALE = 4   # written videos are enlarged this many times (nearest neighbour): 32-px frames are tiny on a screen
 RECONSTRUCTION_WEIGHT = 2.0   # w_r of reconstruction guidance (a sampling method for given frames): the one default
 
 

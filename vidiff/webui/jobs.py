@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import DISPLAY_SCALE
 from ..data.io import save_video, upscale
 from ..errors import VidiffError
 from ..pipeline import VideoPipeline
 from ..pipeline.inputs import as_frames
 from .limits import Limits, inside, run_folders
 
-SCALE = 4          # results are shown and downloaded enlarged (nearest neighbour): 32 px is tiny in a page
+SCALE = DISPLAY_SCALE   # results are shown and downloaded enlarged, as the CLI and API write them
 KEEP = 64          # request folders kept before the oldest are removed
 CACHED = 2         # pipelines kept loaded (the default model and the last checkpoint asked for): each holds its
                    # weights on the device, and every "generate from checkpoint" would otherwise add one
