@@ -46,8 +46,9 @@ def test_save_mp4_gif_and_png_sheet(tiny_checkpoint, tmp_path):
     assert decoded.shape == (5, 32, 32, 3)
     video.save(tmp_path / "v.gif")
     assert Image.open(tmp_path / "v.gif").n_frames == 5
-    video.save(tmp_path / "v.png")
+    video.save(tmp_path / "v.png", scale=1)
     assert Image.open(tmp_path / "v.png").size == (5 * 16 + 4, 16)
+    assert Image.open(tmp_path / "v.gif").size == (64, 64)          # the API enlarges 4x by default, as the CLI does
 
 
 def test_existing_output_is_not_overwritten_and_bad_paths_fail_cleanly(tiny_checkpoint, tmp_path):

@@ -84,14 +84,24 @@ def test_sampler_contract_shape_dtype_seed(name):
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ddim"])
-def test_stochastic_samplers_draw_noise_on_the_cpu_for_any_device(name):
-    """A CPU generator cannot draw on another device: the noise is drawn on the CPU and moved (here to
-    'meta', which has no values but checks devices as CUDA would), so seeds are device-independent."""
-    x_T = torch.zeros(1, 3, device="meta")
+def test_stochastic_samplers_keep_the_states_dtype_and_are_reproducible_by_seed(name):
+    """The state keeps x_T's dtype (float64 only in the scalar coefficients) and the noise is drawn in
+    it, where the state lives: a seed gives the same samples."""
     denoise = lambda x, s: (torch.zeros_like(x), torch.zeros_like(x))
     kwargs = {"eta": 1.0} if name == "ddim" else {}
-    out = SAMPLERS[name](denoise, x_T, grid(3), generator=torch.Generator().manual_seed(0), **kwargs)
-    assert out.device.type == "meta"
+    for dtype in (torch.float32, torch.bfloat16):
+        x_T = torch.randn(2, 3, generator=torch.Generator().manual_seed(1)).to(dtype)
+        a, b = (SAMPLERS[name](denoise, x_T, grid(3), generator=torch.Generator().manual_seed(0), **kwargs)
+                for _ in range(2))
+        assert a.dtype == dtype and torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU draws with its own generator")
+def test_two_device_generators_from_one_seed_draw_different_noise():
+    from vidiff.devices import generator_on
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(4, generator=generator_on(g, "cuda"), device="cuda") for _ in range(2))
+    assert not torch.equal(a, b)
 
 
 @pytest.mark.parametrize("spacing", list(SPACINGS))

@@ -43,12 +43,14 @@ def allow_tf32() -> None:
 
 def generator_on(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
     """A generator that draws on `device`: the one given, if it already does, else a new one on `device`
-    seeded from it. A CPU run keeps its own generator (results unchanged); a GPU run draws its
-    full-size noise where the tensor lives, reproducible for a given device and seed."""
+    seeded by the next draw of the one given. A CPU run keeps its own generator (results unchanged); a
+    GPU run draws its full-size noise where the tensor lives, reproducible for a given device and seed,
+    and two calls in one step give two different streams (seeding from initial_seed() repeated them)."""
     device = torch.device(device)
     if generator is None or generator.device.type == device.type:
         return generator
-    return torch.Generator(device).manual_seed(generator.initial_seed())
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device).manual_seed(seed)
 
 
 def randn(shape, generator: torch.Generator | None, device: torch.device, dtype=torch.float32) -> torch.Tensor:

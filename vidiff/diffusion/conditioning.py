@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..config import RECONSTRUCTION_WEIGHT
 from .objectives import Denoiser
 from .schedules import alpha_sigma
 
@@ -104,7 +105,8 @@ def replacement(denoiser: Denoiser, known: Tensor, mask: Tensor) -> Denoiser:
     return denoise
 
 
-def reconstruction_guidance(denoiser: Denoiser, known: Tensor, mask: Tensor, weight: float) -> Denoiser:
+def reconstruction_guidance(denoiser: Denoiser, known: Tensor, mask: Tensor,
+                            weight: float = RECONSTRUCTION_WEIGHT) -> Denoiser:
     """Replacement plus VDM's reconstruction guidance of weight w_r on the unknown frames (VDM's videos
     used w_r > 1). The denoiser must be differentiable in x_t: each call costs a backward pass."""
     def denoise(x_t: Tensor, log_snr: Tensor) -> tuple[Tensor, Tensor]:

@@ -47,20 +47,20 @@ def prompt_list(prompt) -> list[str]:
     return prompts
 
 
-def generator(value) -> torch.Generator | None:
+def check_generator(value) -> torch.Generator | None:
     if value is not None and not isinstance(value, torch.Generator):
         raise VidiffError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, "
                           f"got {shown(value)}")
     return value
 
 
-def callback(value):
+def check_callback(value):
     if value is not None and not callable(value):
         raise VidiffError(f"callback must be a function callback(step, x0) or None, got {shown(value)}")
     return value
 
 
-def device(value) -> torch.device:
+def check_device(value) -> torch.device:
     """A device this torch build has: 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device."""
     try:
         d = torch.device(value)
@@ -75,15 +75,15 @@ def device(value) -> torch.device:
     return d
 
 
-def guidance_scale(value) -> float:
+def check_guidance_scale(value) -> float:
     return number(value, "the guidance scale (--guidance)", 0.0, MAX_GUIDANCE)
 
 
-def lora_scale(value) -> float:
+def check_lora_scale(value) -> float:
     return number(value, "--lora-scale", *LORA_SCALES)
 
 
-def guidance_weight(value) -> float:
+def check_guidance_weight(value) -> float:
     return number(value, "the reconstruction guidance weight (--guidance-weight)", 0.0, MAX_GUIDANCE_WEIGHT)
 
 

@@ -28,7 +28,8 @@ from ..errors import VidiffError
 from ..models.external import OpenModel, load_open_model
 from ..models.lora import load_lora, merge_lora
 from .sampling import SampleOptions
-from . import checks
+from .checks import (check_device, check_generator, check_guidance_scale,
+                     check_lora_scale, prompt_list, whole)
 from .output import VideoPipelineOutput
 
 SCHEDULER = "scheduler"      # sampler: the directory's own diffusers scheduler (the default)
@@ -57,7 +58,7 @@ class OpenVideoPipeline:
         own code). offload "model": each component on the device only while it runs (diffusers'
         enable_model_cpu_offload); "text": the text encoder also runs on the host. vae_tiling: decode in overlapping tiles (less memory, large frames)."""
         allow_tf32()
-        device = checks.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(load_open_model(path, resolve_dtype(torch_dtype)), device, offload or "none", vae_tiling)
 
     @contextmanager
@@ -79,8 +80,8 @@ class OpenVideoPipeline:
         d = self.model.defaults
         o = SampleOptions(d["steps"] if steps is None else steps, d["guidance"] if guidance_scale is None else guidance_scale,
                           sampler or SCHEDULER, spacing or MODEL_SPACING, progress=self.progress)
-        checks.whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
-        checks.guidance_scale(o.guidance)
+        whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
+        check_guidance_scale(o.guidance)
         if o.sampler != SCHEDULER and o.sampler not in SAMPLERS:
             raise VidiffError(f"unknown sampler (--sampler) '{o.sampler}'; choose one of: {SCHEDULER} (the model's "
                               f"own), {', '.join(SAMPLERS)}")
@@ -111,15 +112,15 @@ class OpenVideoPipeline:
                  sampler: str | None = None, spacing: str | None = None) -> VideoPipelineOutput:
         """Text-to-video. Unset sizes and sampling settings are the family pipeline's defaults (Wan: 81
         frames of 480x832, 50 steps, guidance 5). generator: a CPU one gives diffusers' video for its seed."""
-        prompts = checks.prompt_list(prompt)
-        checks.generator(generator)
+        prompts = prompt_list(prompt)
+        check_generator(generator)
         if not isinstance(negative_prompt, str):
             raise VidiffError(f"the negative prompt must be a string, got {type(negative_prompt).__name__}")
         o = self.options(num_inference_steps, guidance_scale, sampler, spacing)
         d = self.model.defaults
         frames, height, width = (d["num_frames"] if num_frames is None else num_frames,
                                  d["height"] if height is None else height, d["width"] if width is None else width)
-        self.check_size(frames, checks.whole(height, "height (--size)"), checks.whole(width, "width (--size)"))
+        self.check_size(frames, whole(height, "height (--size)"), whole(width, "width (--size)"))
         cond, null = self.encode_prompts(prompts, negative_prompt, o.guidance != 1.0)
         z = randn((len(prompts), *self.model.codec.shape(frames, height, width)), generator, self.device)
         with self._placed(self.model.backbone):
@@ -165,7 +166,7 @@ class OpenVideoPipeline:
     def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
         """A LoRA of the transformer: vidiff's, diffusers' (`transformer.` keys) or peft's (a folder
         with adapter_config.json); one for another base model is a one-line error."""
-        checks.lora_scale(scale)
+        check_lora_scale(scale)
         path = Path(path)
         if path.is_dir() and not any((path / f).is_file() for f in ("lora.safetensors", "adapter_model.safetensors")):
             from ..checkpoint import resolve_checkpoint

@@ -27,7 +27,8 @@ from ..models import LatentCodec, TextToVideoModel, input_multiples
 from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
 from ..models.vae import latent_frames
-from . import checks
+from .checks import (check_callback, check_device, check_generator, check_guidance_scale, check_guidance_weight,
+                     check_lora_scale, number, prompt_list, shown, whole)
 from ..config import RECONSTRUCTION_WEIGHT
 from .output import VideoPipelineOutput
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
@@ -73,14 +74,14 @@ class VideoPipeline:
         autocast; the text encoder stays float32 and the samplers' arithmetic float64. compile: torch.compile the backbone (the first call compiles)."""
         if path is not None and not isinstance(path, (str, Path)):
             raise VidiffError(f"the model must be a path (a checkpoint, run or diffusers-format folder) or None, "
-                              f"got {checks.shown(path)}")
+                              f"got {shown(path)}")
         if path is not None and is_open_model(path):
             from .open_model import OpenVideoPipeline
             return OpenVideoPipeline.from_pretrained(path, device, torch_dtype, offload)
         if offload != "none":
             raise VidiffError("--offload is for diffusers-format models; vidiff's own models fit on one device")
         dtype = resolve_dtype(torch_dtype)
-        device = checks.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model, config, folder = load_model(DEFAULT_MODEL if path is None else path)
         allow_tf32()
         codec = load_codec(folder, device)
@@ -101,7 +102,7 @@ class VideoPipeline:
         """Apply the LoRA adapter in `path` (a lora.safetensors file, or a folder holding one) at `scale`,
         on top of any adapters already loaded; returns its name. One made for another base model is a
         one-line error. `vidiff generate --lora PATH --lora-scale S`."""
-        checks.lora_scale(scale)
+        check_lora_scale(scale)
         path = Path(path)
         if path.is_dir() and not (path / "lora.safetensors").is_file():
             path = resolve_checkpoint(path)          # a LoRA run folder: its latest checkpoint's adapter
@@ -184,10 +185,10 @@ class VideoPipeline:
                 callback: Callable[[int, Tensor], None] | None = None) -> SampleOptions:
         """The loop's options: what is given, the model's defaults for the rest, checked."""
         o = SampleOptions(*self.defaults(steps, guidance_scale, sampler, spacing), eta=eta, progress=progress,
-                          callback=checks.callback(callback))
-        checks.guidance_scale(o.guidance)
-        checks.number(o.eta, "--eta", 0.0, 1.0)
-        checks.whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
+                          callback=check_callback(callback))
+        check_guidance_scale(o.guidance)
+        number(o.eta, "--eta", 0.0, 1.0)
+        whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
         for what, name, registry in (("sampler (--sampler)", o.sampler, SAMPLERS), ("spacing (--spacing)", o.spacing, SPACINGS)):
             if name not in registry:
                 raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(registry)}")
@@ -235,15 +236,15 @@ class VideoPipeline:
         generator: a CPU generator (the same video on any device) or one on the model's device."""
         prompts = self._prompts(prompt)
         options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta, progress, callback)
-        checks.generator(generator)
-        checks.guidance_weight(guidance_weight)
+        check_generator(generator)
+        check_guidance_weight(guidance_weight)
         data = self.config.data
-        frames = checks.whole(data.frames if num_frames is None else num_frames, "num_frames (--frames)")
-        height = checks.whole(data.size if height is None else height, "height (--size)")
-        width = checks.whole(data.size if width is None else width, "width (--size)")
-        checks.whole(stride, "the frame stride (--stride)")
+        frames = whole(data.frames if num_frames is None else num_frames, "num_frames (--frames)")
+        height = whole(data.size if height is None else height, "height (--size)")
+        width = whole(data.size if width is None else width, "width (--size)")
+        whole(stride, "the frame stride (--stride)")
         for v in motion:
-            checks.number(v, "the motion (--motion DX,DY) in pixels a frame", -max(height, width), max(height, width))
+            number(v, "the motion (--motion DX,DY) in pixels a frame", -max(height, width), max(height, width))
         self.check_size(frames, height, width)
         self.check_scale(frames, height, width)
         self.check_stride(stride)
@@ -278,7 +279,7 @@ class VideoPipeline:
         return VideoPipelineOutput(out, prompts)
 
     def _prompts(self, prompt: str | list[str]) -> list[str]:
-        prompts = checks.prompt_list(prompt)
+        prompts = prompt_list(prompt)
         data = self.config.data
         if data.type == "shapes":      # the shapes world's captions: a model never shown 3 objects draws 2
             for p in prompts:
@@ -311,9 +312,9 @@ class VideoPipeline:
         Memory is one window's, whatever the length: each window's latents are decoded as soon as it is
         made, and the frames are kept as uint8."""
         prompts = self._prompts(prompt)
-        checks.whole(num_frames, "num_frames (--frames)", 1, MAX_EXTENDED_FRAMES)
-        checks.generator(generator)
-        checks.guidance_weight(guidance_weight)
+        whole(num_frames, "num_frames (--frames)", 1, MAX_EXTENDED_FRAMES)
+        check_generator(generator)
+        check_guidance_weight(guidance_weight)
         job = Windows(self.model.tokenizer.encode(prompts),
                       self.options(num_inference_steps, guidance_scale, sampler, spacing, eta),
                       generator, self._method(method), guidance_weight, progress)
@@ -366,9 +367,9 @@ class VideoPipeline:
         frames kept exactly. Without a prompt, a model of the shapes world is told what the frames show
         (their objects, found as the evaluation finds them); any other model is unconditional on text
         (guidance off): the empty prompt let the model draw its own shapes between the given frames."""
-        checks.whole(factor, "the interpolation factor (--factor)", 2, 64)
-        checks.generator(generator)
-        checks.guidance_weight(guidance_weight)
+        whole(factor, "the interpolation factor (--factor)", 2, 64)
+        check_generator(generator)
+        check_guidance_weight(guidance_weight)
         given = self._fit(video, "the video", self.config.data.size)
         if prompt is None and self.config.data.type == "shapes":
             world = self.config.data.shapes
