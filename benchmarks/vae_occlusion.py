@@ -12,7 +12,8 @@ The same `--num` held-out two-object ground-truth clips of the embedded model's 
   latent          numbers a clip's latent holds, and the ratio to the pixels
   step time       a training step (forward + backward, batch 4) of the embedded model's U-Net at that
                   latent's channel count and size: what diffusion on it costs
-Writes docs/results/<name>.md.
+Writes docs/results/<name>.md, and <name>.png: three clips at every second frame, the truth above each
+VAE's reconstruction (look at where the objects meet).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from results import publish
+from results import RESULTS, publish, sample_sheet
 from vidiff.checkpoint import load_vae, read_config, resolve_checkpoint
 from vidiff.data import unit_stride
 from vidiff.data.objects import track
@@ -92,8 +93,11 @@ def main() -> None:
              f"the truth: {truth_blend} blended of {truth_meet} meeting frames.", "",
              "| VAE | latent (C x T x h x w) | pixels / latent | blended / meeting frames | blend share | PSNR (dB) | "
              "velocity error (px/frame) | U-Net step (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    sheet = {i: [(f"truth: {captions[i]}", np.concatenate(list(clips[i][:16:2]), 1))] for i in (0, 2, 4)}
     for name in args.vae:
         vae, _ = load_vae(name)
+        for i, rows in sheet.items():
+            rows.append((name, np.concatenate(list(reconstruct(clips[i], vae)[1][:16:2]), 1)))
         blended = meeting = 0
         psnrs, errors = [], []
         for clip, colours in zip(clips, colours_of):
@@ -108,6 +112,8 @@ def main() -> None:
                      f"{blended} / {meeting} | {blended / max(meeting, 1):.2f} | {np.mean(psnrs):.2f} | "
                      f"{np.mean(errors):.3f} | {step_time(shape[0], shape[1:]):.3f} |")
         print(lines[-1])
+    sample_sheet([row for rows in sheet.values() for row in rows], RESULTS / f"{args.name}.png")
+    lines += ["", f"![truth and reconstructions]({args.name}.png)"]
     publish(args.name, "VAE candidates: do two meeting objects stay two?", "\n".join(lines),
             "python benchmarks/vae_occlusion.py " + " ".join(f"--vae {n}" for n in args.vae) + f" --num {args.num}")
 

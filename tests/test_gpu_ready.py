@@ -2,6 +2,7 @@
 a training step, reduced-precision inference, torch.compile, activation checkpointing, generators."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -195,7 +196,33 @@ def test_gpu_benchmark_smoke_run_writes_every_section(tmp_path):
                         "vidiff pixel U-Net", "vidiff DiT-S"], capture_output=True, text=True, timeout=600, cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     text = out.read_text()
-    for section in ("matmul peak", "One train step", "end to end", "Sampling with the embedded model", "Largest batch"):
+    for section in ("matmul rate", "MFU (datasheet)", "One train step", "end to end", "Sampling with the embedded model", "Largest batch"):
         assert section in text, section
     rows = [line for line in text.splitlines() if line.startswith("| vidiff") or line.startswith("| `vidiff train`")]
     assert len(rows) == 2 + 1 + 2 and not any("crash" in row for row in rows), rows
+
+
+def test_the_benchmarks_flop_count_includes_attention():
+    """FLOPs of forward + backward through attention alone, against the analytic count: QK^T and AV
+    forward (4 B H L^2 d), and four matmuls of the same size in backward (8 B H L^2 d). The fused CPU
+    kernel counts 0, so a count without the math backend would miss it."""
+    import importlib.util
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("gpu_bench", root / "benchmarks" / "gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(root / "benchmarks"))
+    spec.loader.exec_module(bench)
+    b, h, n, d = 2, 3, 16, 8
+
+    class Attend(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.randn(b, h, n, d))
+            self.v = torch.nn.Parameter(torch.randn(b, h, n, d))
+
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, self.k, self.v)
+
+    model = Attend()
+    q = torch.randn(b, h, n, d, requires_grad=True)
+    assert bench.step_flops(model, model, q) == 12 * b * h * n * n * d
