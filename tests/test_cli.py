@@ -73,6 +73,10 @@ def test_train_then_generate_from_the_run(tmp_path):
     (["train", "--config", "{tmp}/gravity.yaml", "--out", "{tmp}/run"], "'data.shapes.gravity' must be"),
     (["train", "--config", "{tmp}/seed.yaml", "--out", "{tmp}/run"], "'train.seed' must be"),
     (["train", "--config", "{tmp}/sequence.yaml", "--out", "{tmp}/run"], "train.parallel: sequence splits a DiT"),
+    (["generate", "a red circle \U0001F642", "--out", "{tmp}/a.mp4"], "unknown word '\U0001F642'"),   # not dropped
+    (["generate", "a red " + "x" * 10_000, "--out", "{tmp}/a.mp4"], "(10006 characters)"),
+    (["serve", "--host", "999.1.1.1"], "--host '999.1.1.1' is not an address"),
+    (["export", "default", "{tmp}/good.yaml"], "is an existing file, not a checkpoint folder"),
 ])
 def test_bad_input_is_one_line_on_stderr(tmp_path, args, message):
     for name, text in {"bad": "train:\n  lrr: 0.1\n", "good": "train:\n  lr: 0.1\n", "nan-lr": "train:\n  lr: .nan\n",

@@ -52,6 +52,8 @@ def write_checkpoint(folder: str | Path, config: Config, model: StateLike, ema: 
     """Atomically create `folder`; refuses to replace an existing one. Weights and optimizer state
     may be given as modules/optimizers or as (full, gathered) state dicts."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise VidiffError(f"'{folder}' is an existing file, not a checkpoint folder; give a new folder name")
     if folder.exists():
         raise VidiffError(f"checkpoint '{folder}' already exists; it is never overwritten")
     tmp = folder.with_name(f".{folder.name}.tmp")

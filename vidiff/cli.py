@@ -106,7 +106,7 @@ def tune(video: Path = typer.Argument(..., help="the one clip to learn the motio
          lr: Optional[float] = typer.Option(None, help="learning rate (default 1e-4; 1e-3 with --lora: a "
                                                        "zero-initialised low-rank update needs larger steps)"),
          lora: int = typer.Option(0, "--lora", help="train a LoRA adapter of this rank on the same layers instead "
-                                                    "(a file of kilobytes: RUN/latest/lora.safetensors)"),
+                                                    "(a file of kilobytes: RUN/checkpoints/step_*/lora.safetensors; `--lora RUN` finds the latest)"),
          progress: bool = typer.Option(True, help="show a progress bar")):
     """One-shot tuning (Tune-A-Video): fine-tune temporal layers and attention queries on one clip."""
     from .training import DiffusionTask
@@ -332,6 +332,12 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
         raise VidiffError("--max-upload-mb must be positive, --max-frames at least 1 and --max-side at least 8")
     if not 1 <= port <= 65535:
         raise VidiffError(f"--port must be 1 to 65535, got {port}")
+    import socket
+    try:
+        socket.getaddrinfo(host, port)
+    except (socket.gaierror, UnicodeError):
+        raise VidiffError(f"--host '{host}' is not an address or name this machine can listen on "
+                          "(e.g. 127.0.0.1, or 0.0.0.0 for every interface)") from None
     from .devices import resolve_dtype
     resolve_dtype(dtype)                  # a wrong name fails now, not at the first request
     run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side), dtype=dtype, compile=compile)

@@ -32,7 +32,9 @@ class WordTokenizer:
         return len(self.words)
 
     def split(self, prompt: str) -> list[str]:
-        return re.sub(r"[^\w\s]", " ", prompt.lower()).split()
+        """Lower-case words; ASCII punctuation separates them. Anything else (an accent, an emoji) stays
+        in its word, which is then unknown: a prompt is never changed silently."""
+        return re.sub(r"[!-/:-@\[-`{-~]", " ", prompt.lower()).split()
 
     def encode(self, prompts: list[str]) -> Tensor:
         """Prompts -> (B, max_length) ids: <bos> words... <pad>...  Raises VidiffError on unknown words."""
@@ -41,10 +43,10 @@ class WordTokenizer:
             words = self.split(prompt)
             unknown = [w for w in words if w not in self.known]
             if unknown:
-                raise VidiffError(f"unknown word '{unknown[0]}' in prompt '{prompt}'; "
+                raise VidiffError(f"unknown word '{_cut(unknown[0], 40)}' in prompt '{_cut(prompt)}'; "
                                   f"this model knows: {', '.join(self.known)}")
             if len(words) + 1 > self.max_length:
-                raise VidiffError(f"prompt '{prompt}' has {len(words)} words; this model takes at most "
+                raise VidiffError(f"prompt '{_cut(prompt)}' has {len(words)} words; this model takes at most "
                                   f"{self.max_length - 1}")
             ids[row, : len(words) + 1] = torch.tensor([self.index[BOS]] + [self.index[w] for w in words])
         return ids
@@ -56,6 +58,11 @@ class WordTokenizer:
         ids = torch.zeros(batch, self.max_length, dtype=torch.long)
         ids[:, 0] = self.index[BOS]
         return ids
+
+
+def _cut(prompt: str, keep: int = 80) -> str:
+    """A prompt as an error repeats it: a 10,000-character prompt must not make a 10,000-character line."""
+    return prompt if len(prompt) <= keep else f"{prompt[:keep]}... ({len(prompt)} characters)"
 
 
 class TextEncoder(nn.Module):

@@ -338,8 +338,9 @@ class Trainer:
                               "(pass --steps N to extend it)")
         limit = tc.time_limit_minutes * 60 if tc.time_limit_minutes > 0 else math.inf
         if self.seconds >= limit:
-            raise VidiffError(f"the run in '{self.run.path}' already used its {tc.time_limit_minutes:g} minutes; "
-                              "nothing to do (pass --minutes N to extend it)")
+            raise VidiffError(f"the run in '{self.run.path}' has used {self.seconds / 60:.1f} minutes of training, and "
+                              f"--minutes / train.time_limit_minutes ({tc.time_limit_minutes:g}) is the limit of the run's "
+                              "total; pass a larger --minutes to continue it")
         bar = tqdm(total=tc.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         self.start_loader()
         start, start_step, before = perf_counter(), self.step, self.seconds
