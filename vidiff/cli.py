@@ -184,8 +184,8 @@ METHOD = typer.Option(None, help="how given frames condition the video: trained 
                                  "(VDM reconstruction guidance, any model) | replacement; default: trained if the "
                                  "model has it, else guidance")
 GUIDANCE_WEIGHT = typer.Option(RECONSTRUCTION_WEIGHT, help="w_r of reconstruction guidance (--method guidance)")
-DTYPE = typer.Option("fp32", help="weights and activations: fp32 | bf16 | fp16 (bf16 halves memory and is "
-                                  "faster on a GPU; the sampler's arithmetic stays float64)")
+DTYPE = typer.Option("fp32", help="weights and activations: fp32 | bf16 | fp16 (bf16 halves memory, is faster on a "
+                                  "GPU and on this CPU too; fp16 is ~20x slower on a CPU: docs/results/cpu_bf16.md)")
 COMPILE = typer.Option(False, "--compile", help="torch.compile the backbone: slow first call, faster after (a GPU)")
 
 
