@@ -75,15 +75,54 @@ def test_unet_with_attention_chunked_and_activations_recomputed_gives_the_same_o
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_training_reads_the_device_once_per_log_interval(tmp_path, monkeypatch):
+TRAINING_OPTIONS = {   # every option that adds work to a step: each must stay free of host reads
+    "plain": {},
+    "frame conditioning": {"model": {"frame_conditioning": True}},
+    "overlap weights": {"data": {"shapes": {"min_objects": 2, "max_objects": 2, "radius": [0.25, 0.3]}},
+                        "train": {"overlap_weight": 4.0}},
+    "strides": {"model": {"stride_conditioning": True}, "data": {"shapes": {"strides": [1, 2]}}},
+    "flow matching, logit-normal times": {"diffusion": {"prediction": "flow", "schedule": "rectified",
+                                                        "time_sampling": "logit_normal"}},
+    "grad accumulation, bf16": {"train": {"grad_accum": 2, "precision": "bf16"}},
+}
+
+
+HOST_DRAWS = {"draw_masks"}     # functions that read CPU tensors of the CPU generator, never a device's
+
+
+def merged(base: dict, extra: dict) -> dict:
+    out = {**base}
+    for key, value in extra.items():
+        out[key] = merged(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+@pytest.mark.parametrize("option", list(TRAINING_OPTIONS))
+def test_training_reads_the_device_once_per_log_interval(tmp_path, monkeypatch, option):
     """No host sync inside a step: losses stay tensors, a non-finite step is skipped on a device flag;
-    the host reads the numbers once per train.log_every steps."""
-    trainer = Trainer(config_from_dict(tiny_config_dict(steps=12, log_every=4, checkpoint_every=1000)),
-                      tmp_path / "run", progress=False)
+    the host reads the numbers once per train.log_every steps, whatever the training options."""
+    values = merged(tiny_config_dict(steps=12, log_every=4, checkpoint_every=1000), TRAINING_OPTIONS[option])
+    trainer = Trainer(config_from_dict(values), tmp_path / "run", progress=False)
     reads = []
+
+    def host_draw() -> bool:
+        """Inside draw_masks: its picks are CPU-generator draws on the host by design (no device tensor)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_name in HOST_DRAWS:
+                return True
+            frame = frame.f_back
+        return False
+
+    def counting(name, original):
+        def read(self, *args, **kwargs):
+            if not host_draw():
+                reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
-        original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
     step, in_steps = trainer.train_step, []
 
     def counted_step():

@@ -53,6 +53,16 @@ def generator_on(generator: torch.Generator | None, device: torch.device) -> tor
     return torch.Generator(device).manual_seed(seed)
 
 
+def to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A host tensor made in a training step (masks, times, token ids, loss weights) on `device` without
+    the host waiting: to a GPU through pinned memory, an asynchronous copy (from pageable memory a
+    copy blocks until the GPU has done all queued work)."""
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, dtype, non_blocking=True)
+    return t.to(device, dtype)
+
+
 def randn(shape, generator: torch.Generator | None, device: torch.device, dtype=torch.float32) -> torch.Tensor:
     """Standard normal draws from `generator` on the generator's own device (a CPU generator draws on the
     CPU, as every vidiff seed always has; a CUDA generator on its GPU), then moved to `device`."""

@@ -17,7 +17,7 @@ from ..data import build_dataset, collate
 from ..data.synthetic import overlap_mask
 from ..data.splits import HELD_OUT, LATENT_SCALE
 from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
-from ..devices import generator_on, randn
+from ..devices import generator_on, randn, to_device
 from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
@@ -38,8 +38,8 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator, pa
     if not cfg.model.frame_conditioning:
         return None, None
     masks = cfg.train.frame_masks
-    known = draw_masks(asdict(masks), x0.shape[2], b, generator)[part].to(x0.device)
-    std = (torch.rand(b, generator=generator) * masks.noise)[part].view(-1, 1, 1, 1, 1).to(x0.device)
+    known = to_device(draw_masks(asdict(masks), x0.shape[2], b, generator)[part], x0.device)
+    std = to_device((torch.rand(b, generator=generator) * masks.noise)[part].view(-1, 1, 1, 1, 1), x0.device)
     jitter = randn((b, *x0.shape[1:]), noise_generator or generator, x0.device)[part]
     return frame_condition(x0 + std * jitter, known), (~known)[:, None, :, None, None]
 
@@ -68,15 +68,15 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     noise = randn((b, *x0.shape[1:]), noise_generator, device)[part]
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     ids = torch.where(drop[:, None], null_ids, ids)
-    log_snr = SCHEDULES[cfg.diffusion.schedule](t).to(device, non_blocking=True)
+    log_snr = to_device(SCHEDULES[cfg.diffusion.schedule](t), device)
     x_t = add_noise(x0, noise, log_snr)
     frames, where = frame_inputs(cfg, x0, b, generator, part, noise_generator)
     if weights is not None:
-        weights = F.adaptive_max_pool3d(weights.to(device, x0.dtype), x0.shape[2:])
+        weights = F.adaptive_max_pool3d(to_device(weights, device, x0.dtype), x0.shape[2:])
         where = weights if where is None else weights * where
     with autocast if autocast is not None else nullcontext():
         output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames,
-                       ids=ids.to(device, non_blocking=True), stride=stride)
+                       ids=to_device(ids, device), stride=stride)
     return diffusion_loss(output, x0, noise, log_snr, cfg.diffusion.prediction,
                           cfg.diffusion.loss_weighting, where).mean()
 
