@@ -75,6 +75,7 @@ def test_a_file_in_peft_naming_round_trips_and_refuses_another_base(tmp_path):
         keys, meta = list(f.keys()), f.metadata()
     assert all(k.startswith("base_model.model.backbone.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys)
     assert meta["r"] == "4" and path.stat().st_size < 100_000
+    assert path.stat().st_mode & 0o044 == 0o044 & ~_umask()       # readable like every other file (not 0600)
     fresh = tiny_model()
     assert load_lora(fresh, path, scale=1.0) == "lora"
     torch.testing.assert_close(run(fresh), run(model), atol=1e-6, rtol=1e-5)
@@ -148,3 +149,10 @@ def test_cli_generate_with_lora_export_merged_and_tune_lora(tmp_path):
 def first_clip():
     from vidiff.data import ShapesDataset
     return ShapesDataset(config_from_dict(tiny_config_dict()).data)[0]
+
+
+def _umask() -> int:
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

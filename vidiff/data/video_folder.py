@@ -147,8 +147,9 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         self.videos = [e for e in self.entries if e.kind == "video"]
         self.images = [e for e in self.entries if e.kind == "image"]
         if require_files and not self.videos and not self.images:
-            raise VidiffError(f"no usable videos or images in '{folder}' ({len(self.skipped)} skipped); "
-                              f"run `vidiff data check {folder}` to see why")
+            first = f"; the first: {self.skipped[0][0]}: {self.skipped[0][1]}" if self.skipped else ""
+            raise VidiffError(f"no usable videos or images in '{folder}' ({len(self.skipped)} skipped{first}); "
+                              f"run `vidiff data check {folder}` to see them all")
 
     def check(self) -> "VideoFolderDataset":
         """Decode one clip of every usable file, as training would; those that fail move to `skipped`

@@ -12,6 +12,7 @@ for another base model is refused instead of silently applied.
 from __future__ import annotations
 
 import json
+import os
 import re
 from fnmatch import fnmatch
 from pathlib import Path
@@ -153,6 +154,9 @@ def save_lora(model: nn.Module, name: str, path: str | Path, targets: list[str],
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)                         # safetensors writes 0600; as readable as any other file
     tmp.replace(path)                                     # atomic: a crash never leaves half a file
     return path
 

@@ -3,7 +3,7 @@ model -> weighted loss. Sample sheets from fixed held-out prompts as it goes."""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,7 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
 class DiffusionTask(Task):
     sections = ("model", "diffusion", "data")
     lora = True
+    progress = False              # a bar over the sample sheets' steps (the Trainer sets it)
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
@@ -181,6 +182,7 @@ class DiffusionTask(Task):
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[HELD_OUT + i]["caption"] for i in range(4)]
         shape = self.codec.shape(self.cfg.model.in_channels, dc.frames, dc.size, dc.size)
-        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape, self.sample_options(),
+        options = replace(self.sample_options(), progress=self.progress)   # a bar: a sheet can take minutes
+        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape, options,
                          torch.Generator().manual_seed(tc.seed), clip_x0=not self.codec.latent)
         save_samples(self.codec.decode(x), captions, run.path / "samples", step)

@@ -14,7 +14,6 @@ folder (peft/, for `PeftModel.from_pretrained`).
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +130,6 @@ class OpenModelTask(Task):
         transformer, targets = model.transformer, lora_targets(self.cfg)
         save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix=LORA_PREFIXES[0])
         save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
-        for f in [folder / "lora.safetensors", *(folder / "peft").iterdir()]:
-            os.chmod(f, 0o644)
 
 
 def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool = False) -> Path:

@@ -102,6 +102,7 @@ class Trainer:
             check_resumable(cfg, folder, task.sections)
         torch.manual_seed(cfg.train.seed)
         self.task = task(cfg, self.device, folder)
+        self.task.progress = self.progress
         self.model = self.task.model
         # parameters train.init_from's checkpoint did not have
         self.added = self._initialize_from(cfg.train.init_from) if folder is None and cfg.train.init_from else []
