@@ -245,3 +245,20 @@ def test_a_full_fine_tune_exports_a_transformer_diffusers_loads(wan_dir, lora_ru
     r = subprocess.run([sys.executable, "-m", "vidiff", "export", str(lora_run[3]), str(tmp_path / "lora")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "pass --merge-lora" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["extend", "{clip}", PROMPT, "--frames", "20"], "extension conditions on given frames"),
+    (["interpolate", "{clip}", "--factor", "2"], "interpolation conditions on given frames"),
+    (["eval", "--num", "1"], "for a diffusers-format model, generate videos"),
+])
+def test_commands_for_vidiffs_own_models_refuse_a_diffusers_model_in_one_line(wan_dir, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from vidiff.cli import app
+    from vidiff.data.io import save_video
+    save_video(np.zeros((4, 16, 16, 3), np.uint8), tmp_path / "c.mp4")
+    args = [a.replace("{clip}", str(tmp_path / "c.mp4")) for a in args]
+    out = str(tmp_path / ("out" if args[0] == "eval" else "out.mp4"))
+    result = CliRunner().invoke(app, [*args, "--model", str(wan_dir), "--out", out])
+    assert isinstance(result.exception, VidiffError) and message in str(result.exception), result.output

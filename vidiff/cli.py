@@ -383,6 +383,9 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
             from .pipeline import VideoPipeline        # under torchrun: each process samples its share
             pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device,
                                                  torch_dtype=dtype, compile=compile)
+            if not isinstance(pipe, VideoPipeline):
+                raise VidiffError("vidiff eval --model scores a vidiff model on held-out prompts of its own world; "
+                                  "for a diffusers-format model, generate videos and pass their folder")
             options = pipe.options(steps, guidance, sampler, spacing)
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=world if ground_truth else None, num=num,
                                  options=options, seed=seed, overwrite=overwrite, dist=dist, world=world,

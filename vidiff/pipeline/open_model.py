@@ -99,6 +99,11 @@ class OpenVideoPipeline:
         if height < fh or width < fw or height % fh or width % fw:
             raise VidiffError(f"cannot make frames of {height}x{width}: the VAE and the patches need a height that is "
                               f"a multiple of {fh} and a width that is a multiple of {fw}")
+        most = self.model.backbone.max_patches
+        grid = ((frames - 1) // codec.time_factor // pt + 1, height // fh, width // fw)
+        if max(grid) > most:
+            raise VidiffError(f"a clip of {frames}x{height}x{width} is {'x'.join(map(str, grid))} patches; this model's "
+                              f"position tables cover {most} along each axis")
 
     def encode_prompts(self, prompts: list[str], negative: str, guided: bool) -> tuple[Tensor, Tensor]:
         with self._placed(self.model.text.encoder):
@@ -157,6 +162,14 @@ class OpenVideoPipeline:
         kwargs = {"eta": o.eta} if o.sampler == "ddim" else {}
         return SAMPLERS[o.sampler](denoiser, x_T, grid.to(self.device), generator=generator, progress=o.progress,
                                    **kwargs)
+
+    def extend(self, *args, **kwargs):
+        raise VidiffError("extension conditions on given frames, which vidiff's own models are trained for; "
+                          "a diffusers-format model makes text-to-video here")
+
+    def interpolate(self, *args, **kwargs):
+        raise VidiffError("interpolation conditions on given frames, which vidiff's own models are trained for; "
+                          "a diffusers-format model makes text-to-video here")
 
     def split_sequences(self, group) -> None:
         """Sampling under torchrun: every process makes the same video, each holding 1/N of the

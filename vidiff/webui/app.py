@@ -142,7 +142,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                        api_name="evaluate")
 
         with gr.Tab("Runs", id="runs"):
-            runs = gr.Dropdown([m for m in jobs.models() if m != "default"], label="run folder", value=None)
+            runs = gr.Dropdown(jobs.run_names(), label="run folder", value=None)
             with gr.Row():
                 r_loss = gr.Image(label="loss", type="filepath")
                 r_samples = gr.Image(label="latest samples", type="filepath")

@@ -19,8 +19,9 @@ from ..config import DISPLAY_SCALE
 from ..data.io import save_video, upscale
 from ..errors import VidiffError
 from ..pipeline import VideoPipeline
+from ..pipeline.open_model import OpenVideoPipeline
 from ..pipeline.inputs import as_frames
-from .limits import Limits, inside, run_folders
+from .limits import Limits, inside, open_model_folders, run_folders
 
 SCALE = DISPLAY_SCALE   # results are shown and downloaded enlarged, as the CLI and API write them
 KEEP = 64          # request folders kept before the oldest are removed
@@ -42,7 +43,20 @@ class Jobs:
 
     # models and runs -------------------------------------------------------------------------------
     def models(self) -> list[str]:
-        return ["default", *run_folders(self.runs)]
+        """What the model picker offers: the default, the run folders and the diffusers-format model
+        directories under --runs."""
+        return ["default", *run_folders(self.runs), *open_model_folders(self.runs)]
+
+    def run_names(self) -> list[str]:
+        return run_folders(self.runs)
+
+    def own(self, name: str | None, what: str) -> VideoPipeline:
+        """The pipeline of a vidiff model: frames in (image-to-video, extension, interpolation, scoring)."""
+        pipe = self.pipeline(name)
+        if isinstance(pipe, OpenVideoPipeline):
+            raise VidiffError(f"{what} is for vidiff's own models; '{name}' is a diffusers-format model "
+                              "(text-to-video only)")
+        return pipe
 
     def pipeline(self, name: str | None) -> VideoPipeline:
         name = name or "default"
@@ -59,10 +73,16 @@ class Jobs:
     def defaults(self, name: str | None = None) -> tuple[int, float, str, str, int]:
         """(steps, guidance, sampler, spacing, frames) a model samples with by default."""
         pipe = self.pipeline(name)
+        if isinstance(pipe, OpenVideoPipeline):      # its own scheduler: no vidiff sampler or spacing picked
+            d = pipe.model.defaults
+            return d["steps"], d["guidance"], None, None, d["num_frames"]
         return (*pipe.defaults(), pipe.config.data.frames)
 
     def vocabulary(self, name: str | None = None) -> str:
-        return ", ".join(self.pipeline(name).model.tokenizer.known)
+        pipe = self.pipeline(name)
+        if isinstance(pipe, OpenVideoPipeline):
+            return "any words (its own text encoder reads free text)"
+        return ", ".join(pipe.model.tokenizer.known)
 
     def _folder(self) -> Path:
         old = sorted(self.workdir.iterdir(), key=lambda p: p.stat().st_mtime)
@@ -74,7 +94,8 @@ class Jobs:
 
     def _write(self, frames: np.ndarray, fps: int = 8) -> tuple[str, str, str]:
         """(mp4, gif, png contact sheet) of (T, H, W, 3) frames, enlarged for the page."""
-        folder, big = self._folder(), upscale(frames, SCALE)
+        scale = max(1, min(SCALE, 1024 // max(frames.shape[1:3])))     # 32-px clips enlarged, 480x832 ones as they are
+        folder, big = self._folder(), upscale(frames, scale)
         return tuple(str(save_video(big if suffix != ".png" else frames, folder / f"video{suffix}", fps=fps))
                      for suffix in (".mp4", ".gif", ".png"))
 
@@ -89,36 +110,37 @@ class Jobs:
                  spacing: str | None = None):
         self.limits.check_request(steps=steps, frames=frames)
         pipe = self.pipeline(model)
+        progress = {} if isinstance(pipe, OpenVideoPipeline) else {"progress": True}   # an open pipeline: its own bar
         video = pipe(prompt, num_frames=frames, num_inference_steps=steps, guidance_scale=guidance, sampler=sampler,
-                     spacing=spacing,
-                     generator=torch.Generator().manual_seed(int(seed)), progress=True)
+                     spacing=spacing, generator=torch.Generator().manual_seed(int(seed)), **progress)
         return self._write(video.frames[0])
 
     def image_to_video(self, image, prompt: str, model: str | None = "default", seed: int = 0,
                        steps: int | None = None, method: str | None = None):
         self.limits.check_request(steps=steps)
+        pipe = self.own(model, "image-to-video")
         given = self._upload(image, "the image")[:1]
-        video = self.pipeline(model)(prompt, image=given[0], num_inference_steps=steps, method=method or None,
-                                     generator=torch.Generator().manual_seed(int(seed)), progress=True)
+        video = pipe(prompt, image=given[0], num_inference_steps=steps, method=method or None,
+                     generator=torch.Generator().manual_seed(int(seed)), progress=True)
         return self._write(video.frames[0])
 
     def extend(self, video, prompt: str, frames: int, model: str | None = "default", seed: int = 0,
                steps: int | None = None, method: str | None = None, mode: str = "windows"):
         self.limits.check_request(steps=steps, frames=int(frames))
+        pipe = self.own(model, "extension")
         given = self._upload(video, "the video")
-        out = self.pipeline(model).extend(given, prompt, num_frames=int(frames), num_inference_steps=steps,
-                                          method=method or None, generator=torch.Generator().manual_seed(int(seed)),
-                                          mode=mode or "windows")
+        out = pipe.extend(given, prompt, num_frames=int(frames), num_inference_steps=steps, method=method or None,
+                          generator=torch.Generator().manual_seed(int(seed)), mode=mode or "windows")
         return self._write(out.frames[0])
 
     def interpolate(self, video, factor: int, prompt: str | None = None, model: str | None = "default",
                     seed: int = 0, steps: int | None = None, method: str | None = None):
         self.limits.check_request(steps=steps)
+        pipe = self.own(model, "interpolation")
         given = self._upload(video, "the video")
         self.limits.check_request(frames=(len(given) - 1) * int(factor) + 1)
-        out = self.pipeline(model).interpolate(given, factor=int(factor), prompt=prompt or None,
-                                               num_inference_steps=steps, method=method or None,
-                                               generator=torch.Generator().manual_seed(int(seed)))
+        out = pipe.interpolate(given, factor=int(factor), prompt=prompt or None, num_inference_steps=steps,
+                               method=method or None, generator=torch.Generator().manual_seed(int(seed)))
         return self._write(out.frames[0])
 
     def evaluate(self, files: list | None = None, captions: str = "", model: str | None = None, num: int = 8):
@@ -144,7 +166,7 @@ class Jobs:
             evaluate(out, videos=folder)
         elif model:
             self.limits.check_request(videos=int(num))
-            evaluate(out, pipe=self.pipeline(model), num=int(num))
+            evaluate(out, pipe=self.own(model, "scoring a model's samples"), num=int(num))
         else:
             raise VidiffError("upload videos or pick a model to evaluate")
         return (out / "report.md").read_text(), str(out / "best_worst.png"), str(out / "metrics.png")

@@ -42,10 +42,19 @@ def run_folders(root: Path | None) -> list[str]:
     found = []
     for config in sorted(root.rglob("config.json")):
         folder = config.parent
+        if (folder.parent / "model_index.json").is_file():        # a component of a diffusers-format model
+            continue
         if (folder / "latest").is_file() or ((folder / "model.safetensors").is_file()
                                              and folder.parent.name != "checkpoints"):
             found.append(str(folder.relative_to(root)))
     return found
+
+
+def open_model_folders(root: Path | None) -> list[str]:
+    """Diffusers-format model directories under root (model_index.json), relative to it."""
+    if root is None or not root.is_dir():
+        return []
+    return [str(index.parent.relative_to(root)) for index in sorted(root.rglob("model_index.json"))]
 
 
 def inside(root: Path | None, name: str) -> Path:

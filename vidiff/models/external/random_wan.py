@@ -14,7 +14,7 @@ WORDS = ("a cat walks on the grass dog runs in snow red blue ball bounces over t
 PRESETS = {
     "tiny": {
         "transformer": dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4,
-                            out_channels=4, text_dim=16, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32),
+                            out_channels=4, text_dim=16, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=64),
         "vae": dict(base_dim=8, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
                     latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.8, 1.2, 2.0]),
         "text": dict(vocab_size=len(WORDS) + 3, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4,

@@ -40,6 +40,11 @@ class WanBackbone(nn.Module):
         return out
 
     @property
+    def max_patches(self) -> int:
+        """Patches along each axis its rotary tables cover."""
+        return self.transformer.config.rope_max_seq_len
+
+    @property
     def multiples(self) -> tuple[int, int, int]:
         """(frames, height, width) of latent a patch spans."""
         return tuple(self.transformer.config.patch_size)
