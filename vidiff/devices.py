@@ -63,6 +63,20 @@ def to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None =
     return t.to(device, dtype)
 
 
+NOISE_STRIDE = 1_000_003    # sample j of a batch drawn with seed s gets the stream s * stride + 8 j + k
+
+
+def sample_randn(shape, generator: torch.Generator | None, samples: range, device: torch.device,
+                 dtype=torch.float32, stream: int = 0) -> torch.Tensor:
+    """Full-size standard normal draws for `samples` (indices into a global batch), each from its own
+    generator on `device`, seeded by (the batch generator's seed, sample index, stream): a process draws
+    its own samples only, instead of the whole global batch to slice (memory and time that grew with
+    the process count), and N processes still draw exactly what one would. shape: one sample's."""
+    base = generator.initial_seed() if generator is not None else 0
+    return torch.stack([torch.randn(shape, device=device, dtype=dtype, generator=torch.Generator(device).manual_seed(
+        (base * NOISE_STRIDE + 8 * j + stream) % 2**63)) for j in samples])
+
+
 def randn(shape, generator: torch.Generator | None, device: torch.device, dtype=torch.float32) -> torch.Tensor:
     """Standard normal draws from `generator` on the generator's own device (a CPU generator draws on the
     CPU, as every vidiff seed always has; a CUDA generator on its GPU), then moved to `device`."""

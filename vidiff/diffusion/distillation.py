@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..devices import generator_on, randn
+from ..devices import sample_randn
 
 from .objectives import Denoiser, masked_mse
 from .schedules import alpha_sigma
@@ -61,12 +61,12 @@ def distillation_loss(student: Denoiser, teacher: Denoiser, x0: Tensor, grid: Te
     """Mean over the batch of the student's x0 error against the teacher's two-step target, at student
     steps drawn uniformly from the teacher's grid of 2N steps, weighted by max(SNR, 1) ("truncated
     SNR", as the paper). where: a 0/1 mask broadcastable to x0 (the unknown frames) or None.
-    part, batch: x0 is this process's `part` of a global batch of `batch` clips: the draws are made for
-    the whole batch and sliced, so N processes draw what one process would (not N copies of one draw)."""
+    part, batch: x0 is this process's `part` of a global batch of `batch` clips: the small draws are made
+    for the whole batch and sliced, the noise per sample, so N processes draw what one process would."""
     device, part = x0.device, part or slice(None)
     b = batch or x0.shape[0]
     index = torch.randint(0, (len(grid) - 1) // 2, (b,), generator=generator)[part]
-    noise = randn((b, *x0.shape[1:]), generator_on(generator, device), device, x0.dtype)[part]
+    noise = sample_randn(x0.shape[1:], generator, range(b)[part], device, x0.dtype)
     points, last = student_grid_points(grid.to(torch.float64), index)
     points, last = points.to(device, x0.dtype), last.to(device)
     alpha, sigma = alpha_sigma(_expand(points[:, 0], x0))

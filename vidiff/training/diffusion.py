@@ -17,7 +17,7 @@ from ..data import build_dataset, collate
 from ..data.synthetic import overlap_mask
 from ..data.splits import HELD_OUT, LATENT_SCALE
 from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
-from ..devices import generator_on, randn, to_device
+from ..devices import sample_randn, to_device
 from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
@@ -30,17 +30,17 @@ from .run_folder import RunFolder
 from .task import Task
 
 
-def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator, part: slice,
-                 noise_generator: torch.Generator | None = None) -> tuple[Tensor | None, Tensor | None]:
+def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
+                 part: slice) -> tuple[Tensor | None, Tensor | None]:
     """For a frame-conditioned model: (frame condition, unknown-frame mask for the loss) of a batch, the
-    known frames drawn by train.frame_masks and lightly noised; (None, None) for any other model.
-    noise_generator: the generator of full-size draws, on x0's device (default: `generator`)."""
+    known frames drawn by train.frame_masks and lightly noised (per-sample draws on x0's device);
+    (None, None) for any other model."""
     if not cfg.model.frame_conditioning:
         return None, None
     masks = cfg.train.frame_masks
     known = to_device(draw_masks(asdict(masks), x0.shape[2], b, generator)[part], x0.device)
     std = to_device((torch.rand(b, generator=generator) * masks.noise)[part].view(-1, 1, 1, 1, 1), x0.device)
-    jitter = randn((b, *x0.shape[1:]), noise_generator or generator, x0.device)[part]
+    jitter = sample_randn(x0.shape[1:], generator, range(b)[part], x0.device, stream=1)
     return frame_condition(x0 + std * jitter, known), (~known)[:, None, :, None, None]
 
 
@@ -49,11 +49,11 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
                   stride: Tensor | int = 1, weights: Tensor | None = None) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
-    The small draws (times, caption dropout, frame masks) come from it on the CPU; the full-size noise
-    on x0's device, from a generator there seeded like it (the same generator on a CPU run), so a GPU
-    step does not wait for noise made and copied by the host, and a seed reproduces a run per device.
-    With `part`, x0 and ids are this process's slice of a global batch of train.batch_size: the
-    draws are made for the whole global batch and sliced, so N processes see exactly the noise one
+    The small draws (times, caption dropout, frame masks) come from it on the CPU, for the whole global
+    batch; the full-size noise on x0's device, per sample (devices.sample_randn: seeded by the step's
+    seed and the sample's index in the global batch), so a GPU step does not wait for noise made and
+    copied by the host, and a process draws only its own samples. With `part`, x0 and ids are this
+    process's slice of a global batch of train.batch_size; N processes see exactly the noise one
     process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt.
     A frame-conditioned model (model.frame_conditioning) is also shown, per sample, some frames of
     x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others.
@@ -63,14 +63,13 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     device = x0.device
-    noise_generator = generator_on(generator, device)
     t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
-    noise = randn((b, *x0.shape[1:]), noise_generator, device)[part]
+    noise = sample_randn(x0.shape[1:], generator, range(b)[part], device)
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     ids = torch.where(drop[:, None], null_ids, ids)
     log_snr = to_device(SCHEDULES[cfg.diffusion.schedule](t), device)
     x_t = add_noise(x0, noise, log_snr)
-    frames, where = frame_inputs(cfg, x0, b, generator, part, noise_generator)
+    frames, where = frame_inputs(cfg, x0, b, generator, part)
     if weights is not None:
         weights = F.adaptive_max_pool3d(to_device(weights, device, x0.dtype), x0.shape[2:])
         where = weights if where is None else weights * where

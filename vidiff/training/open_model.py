@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..checkpoint import LORA_NAME
 from ..config import Config, LoRAConfig
 from ..data import build_dataset
-from ..devices import generator_on, randn
+from ..devices import sample_randn
 from ..diffusion import training_times
 from ..diffusion.objectives import masked_mse
 from ..errors import VidiffError
@@ -114,7 +114,7 @@ class OpenModelTask(Task):
         context = torch.stack(batch["context"]).to(self.device, non_blocking=True)
         t = training_times(b, generator, self.cfg.diffusion.time_sampling)[part]
         s = (k * t / (1 + (k - 1) * t)).to(self.device).view(-1, 1, 1, 1, 1)
-        noise = randn((b, *x0.shape[1:]), generator_on(generator, self.device), self.device)[part]
+        noise = sample_randn(x0.shape[1:], generator, range(b)[part], self.device)
         drop = (torch.rand(b, generator=generator) < self.cfg.train.cfg_dropout)[part].to(self.device)
         context = torch.where(drop[:, None, None], self.null.to(self.device), context)
         z = (1 - s) * x0 + s * noise
