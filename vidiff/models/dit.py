@@ -181,6 +181,11 @@ class DiT3D(nn.Module):
             raise ValueError(f"DiT3D takes (B, C, T, H, W) with T, H, W divisible by the patch {self.patch}, "
                              f"got shape {tuple(x.shape)}")
 
+    def split_sequence(self, group: SequenceGroup) -> None:
+        """Sequence parallelism: this process holds its frames of every clip (sequence_parallel.py); the
+        interface every backbone that splits its tokens across processes has."""
+        self.sequence = group
+
     def forward(self, x: Tensor, log_snr: Tensor, context: Tensor, mask: Tensor, frames: Tensor | None = None) -> Tensor:
         self.check_shape(x)
         pooled = (context * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)

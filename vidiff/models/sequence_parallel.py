@@ -117,6 +117,15 @@ def ulysses_attention(attn, x: Tensor, rope: tuple[Tensor, Tensor], group: Seque
     return attn.to_out(rearrange(out, "b h l d -> b l (h d)"))
 
 
+def split_backbone(backbone, group: SequenceGroup) -> None:
+    """Split `backbone`'s tokens across the group: the backbones that can (a DiT, a wrapped open model's
+    transformer) have split_sequence(group); any other is a one-line error."""
+    if not hasattr(backbone, "split_sequence"):
+        raise VidiffError(f"sequence parallelism splits a transformer's tokens across processes; this model is a "
+                          f"{type(backbone).__name__} (train with ddp or fsdp, sample on one process)")
+    backbone.split_sequence(group)
+
+
 def sequence_group() -> SequenceGroup:
     """Every process of the job as one sequence-parallel group."""
     return SequenceGroup(dist.get_rank(), dist.get_world_size())

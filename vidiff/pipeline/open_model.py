@@ -27,6 +27,7 @@ from ..diffusion.schedules import flow_sigmas_log_snr, rectified_log_snr, shifte
 from ..errors import VidiffError
 from ..models.external import OpenModel, load_open_model
 from ..models.lora import load_lora, merge_lora
+from ..models.sequence_parallel import split_backbone
 from .sampling import SampleOptions
 from .checks import (check_device, check_generator, check_guidance_scale,
                      check_lora_scale, prompt_list, whole)
@@ -174,7 +175,7 @@ class OpenVideoPipeline:
     def split_sequences(self, group) -> None:
         """Sampling under torchrun: every process makes the same video, each holding 1/N of the
         transformer's tokens (`group`: models.sequence_parallel.sequence_group())."""
-        self.model.backbone.split_sequence(group)
+        split_backbone(self.model.backbone, group)
 
     def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
         """A LoRA of the transformer: vidiff's, diffusers' (`transformer.` keys) or peft's (a folder

@@ -26,6 +26,7 @@ from ..world import parse_caption
 from ..models import LatentCodec, TextToVideoModel, input_multiples
 from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
+from ..models.sequence_parallel import split_backbone
 from ..models.vae import latent_frames
 from .checks import (check_callback, check_device, check_generator, check_guidance_scale, check_guidance_weight,
                      check_lora_scale, number, prompt_list, shown, whole)
@@ -112,10 +113,7 @@ class VideoPipeline:
         """Sequence parallelism for sampling under torchrun: every process makes the same video, each
         holding 1/N of a clip's DiT tokens (frames split; models/sequence_parallel.py), so a window of
         N times more frames fits. `group`: a SequenceGroup (models.sequence_parallel.sequence_group())."""
-        backbone = self.model.backbone
-        if not hasattr(backbone, "sequence"):
-            raise VidiffError(f"sequence parallelism splits a DiT's tokens; this model is a {type(backbone).__name__}")
-        backbone.sequence = group
+        split_backbone(self.model.backbone, group)
 
     def merge_lora(self) -> int:
         """Fold the loaded adapters into the weights (diffusers' fuse_lora): the same videos, no

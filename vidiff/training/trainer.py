@@ -32,8 +32,7 @@ from ..distributed import mean as dist_mean
 from ..distributed import mean_tensor
 from ..devices import allow_tf32, compile_module
 from ..errors import VidiffError
-from ..models.dit import DiT3D
-from ..models.sequence_parallel import check_split, sequence_group
+from ..models.sequence_parallel import check_split, sequence_group, split_backbone
 from .diffusion import DiffusionTask
 from .ema import EMA
 from .freeze import freeze_except
@@ -179,16 +178,13 @@ class Trainer:
         """train.parallel: sequence: the DiT's clips split by frames across the processes (the EMA copy,
         which samples on one process, keeps whole clips). Clips the processes cannot split: one-line error."""
         backbone = self.task.backbone()
-        if not isinstance(backbone, DiT3D):
-            raise VidiffError("train.parallel: sequence splits a DiT's tokens across processes; this model is a "
-                              f"{type(backbone).__name__} (use ddp or fsdp)")
         d, m = self.cfg.data, self.cfg.model
         _, frames, height, width = self.task.codec.shape(m.in_channels, d.frames, d.size, d.size)
         pt, ph, pw = m.dit.patch
         group = sequence_group()
         check_split(group, frames // pt, (height // ph) * (width // pw), m.dit.width // m.dit.head_dim,
                     m.dit.attention == "factorized")
-        backbone.sequence = group
+        split_backbone(backbone, group)
 
     def _resume_optimizers(self, folder: Path) -> None:
         try:
