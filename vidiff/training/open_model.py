@@ -14,6 +14,7 @@ folder (peft/, for `PeftModel.from_pretrained`).
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..devices import sample_randn
 from ..diffusion import training_times
 from ..diffusion.objectives import masked_mse
 from ..errors import VidiffError
-from ..models.external import OpenModel, family_of, load_open_backbone, load_open_model
+from ..models.external import OpenModel, family_of, load_open_backbone, load_scheduler, open_family
 from ..models.lora import add_lora, save_lora, save_peft_adapter
 from ..pipeline.open_model import LORA_PREFIXES, OpenVideoPipeline
 from .run_folder import RunFolder
@@ -66,8 +67,8 @@ def encode_folder(model: OpenModel, cfg: Config, device: torch.device) -> tuple[
     one at a time on `device`; returns the clips and the empty prompt's states (caption dropout)."""
     if cfg.data.type != "folder":
         raise VidiffError("fine-tuning a pretrained model takes your own clips: data.type: folder (data.folder.path)")
-    dataset = build_dataset(cfg.data)
-    dataset.cfg.folder.fixed_clips = True          # one fixed clip and crop per file: each is encoded once
+    # one fixed clip and crop per file: each is encoded once
+    dataset = build_dataset(replace(cfg.data, folder=replace(cfg.data.folder, fixed_clips=True)))
     latents, contexts, captions = [], [], []
     model.codec.vae.to(device)
     model.text.encoder.to(device)
@@ -87,14 +88,17 @@ class OpenModelTask(Task):
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
-        model = load_open_model(cfg.model.pretrained)
+        folder, family = open_family(cfg.model.pretrained)
+        self.model = self.new_model()          # the transformer, loaded once; on the host while the clips encode
+        model = OpenModel(folder, family_of(folder), self.model, family.load_codec(folder),
+                          family.load_text(folder, torch.float32), load_scheduler(folder), family.DEFAULTS)
         self.model_type, self.shift = model.family, model.flow_shift
         d = cfg.data
         OpenVideoPipeline(model, "cpu").check_size(d.frames, d.size, d.size)
         self.dataset, self.null = encode_folder(model, cfg, device)
         del model                    # the VAE and the text encoder leave memory before training starts
         gc.collect()
-        self.model = self.new_model().to(device)
+        self.model.to(device)
 
     def new_model(self) -> nn.Module:
         backbone = load_open_backbone(self.cfg.model.pretrained)
