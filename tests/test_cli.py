@@ -168,6 +168,10 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do_and_a_damaged_check
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
         assert f"step_00000002' is damaged ({damaged}" in r.stderr and "step_00000001" in r.stderr, r.stderr
         (last / damaged).write_bytes(saved)
+    for step in ("step_00000001", "step_00000002"):        # both damaged: no advice to resume from a broken one
+        (tmp_path / "run" / "checkpoints" / step / "state.json").write_text("{")
+    r = vidiff("train", "--out", tmp_path / "run", "--resume", "--steps", 3)
+    assert r.returncode == 2 and "no earlier checkpoint is intact either" in r.stderr, r.stderr
 
 
 def test_version():

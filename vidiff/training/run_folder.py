@@ -3,8 +3,11 @@ loss.png. A folder that already has checkpoints is only ever continued (--resume
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
+
+import torch
 
 from ..checkpoint import resolve_checkpoint, write_checkpoint, write_pointer
 from ..config import Config
@@ -12,11 +15,28 @@ from ..errors import VidiffError
 from .plots import save_loss_plot
 
 
+def intact(folder: Path) -> bool:
+    """Do a checkpoint's files read: its state, its optimizer state and the headers of its weights?"""
+    from safetensors import SafetensorError, safe_open
+    try:
+        json.loads((folder / "state.json").read_text())
+        torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        for weights in folder.glob("*.safetensors"):
+            with safe_open(str(weights), "pt") as f:
+                f.keys()
+        return True
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError):
+        return False
+
+
 def damaged(folder: Path, name: str, error: Exception) -> VidiffError:
-    """The one-line error of a checkpoint a crash or a full disk left incomplete, naming the way out."""
-    earlier = sorted(p.name for p in folder.parent.iterdir() if p.name.startswith("step_") and p.name < folder.name)
-    fix = (f"write '{earlier[-1]}' into {folder.parent.parent / 'latest'} to resume from the checkpoint before it"
-           if earlier else "start the run again")
+    """The one-line error of a checkpoint a crash or a full disk left incomplete, naming the way out:
+    the newest earlier checkpoint that is itself intact, if there is one."""
+    earlier = sorted((p for p in folder.parent.iterdir() if p.name.startswith("step_") and p.name < folder.name),
+                     reverse=True)
+    good = next((p.name for p in earlier if intact(p)), None)
+    fix = (f"write '{good}' into {folder.parent.parent / 'latest'} to resume from the newest intact checkpoint before it"
+           if good else "no earlier checkpoint is intact either: start the run again")
     return VidiffError(f"checkpoint '{folder}' is damaged ({name}: {type(error).__name__}); {fix}")
 
 
