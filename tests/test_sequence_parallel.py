@@ -54,6 +54,24 @@ def test_training_with_split_clips_matches_one_process(tmp_path):
     assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], rel=1e-4)
 
 
+def test_sequence_parallel_training_gives_the_one_process_gradients(tmp_path):
+    """Not only the losses: Adam would hide gradients that are N times too large."""
+    import torch
+    worker = Path(__file__).parent / "sequence_training_worker.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(worker), json.dumps(dit_values()), str(tmp_path / "one"),
+                          str(tmp_path / "one.pt")], capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(worker), json.dumps(dit_values(parallel="sequence")), str(tmp_path / "two"),
+                          str(tmp_path / "two.pt")], capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-6, msg=name)
+
+
 def test_sequence_parallel_needs_a_dit(tmp_path):
     (tmp_path / "u.yaml").write_text(yaml.safe_dump(tiny_config_dict(steps=1, parallel="sequence")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,0 +1,23 @@
+"""Run under torchrun by tests/test_sequence_parallel.py (or alone, as the one-process reference): the
+gradients of one training micro-batch of a Trainer (train.parallel from the config), after DDP's
+averaging, saved by rank 0. Adam normalises an N-times gradient away, so losses and weights alone
+would not show one."""
+import json
+import sys
+from contextlib import nullcontext
+
+import torch
+
+from vidiff.config import config_from_dict
+from vidiff.training import Trainer
+from vidiff.training.trainer import step_generator
+
+values, run, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+trainer = Trainer(config_from_dict(values), run, progress=False)
+loss, _ = trainer.task.loss(trainer.net, trainer.batch(0), step_generator(trainer.cfg.train.seed, 0), trainer.part,
+                            nullcontext())
+loss.backward()
+if trainer.dist.main:
+    torch.save({n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None}, out)
+if trainer.dist.enabled:
+    torch.distributed.destroy_process_group()
