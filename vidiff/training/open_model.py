@@ -90,7 +90,7 @@ class OpenModelTask(Task):
         self.cfg, self.device = cfg, device
         folder, family = open_family(cfg.model.pretrained)
         self.model = self.new_model()          # the transformer, loaded once; on the host while the clips encode
-        model = OpenModel(folder, family_of(folder), self.model, family.load_codec(folder),
+        model = OpenModel(folder, family.NAME, self.model, family.load_codec(folder),
                           family.load_text(folder, torch.float32), load_scheduler(folder), family.DEFAULTS)
         self.model_type, self.shift = model.family, model.flow_shift
         d = cfg.data

@@ -97,13 +97,13 @@ def open_family(path: str | Path):
 def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> OpenModel:
     """All of a directory's components, wrapped (the transformer and text encoder in `dtype`)."""
     folder, family = open_family(path)
-    return OpenModel(folder, family.__name__.rsplit(".", 1)[-1], family.load_backbone(folder, dtype),
+    return OpenModel(folder, family.NAME, family.load_backbone(folder, dtype),
                      family.load_codec(folder), family.load_text(folder, dtype), load_scheduler(folder), family.DEFAULTS)
 
 
 def family_of(path: str | Path) -> str:
     """The adapter family of a directory (its weights' model_type in vidiff checkpoints), e.g. 'wan'."""
-    return open_family(path)[1].__name__.rsplit(".", 1)[-1]
+    return open_family(path)[1].NAME
 
 
 def load_open_backbone(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:

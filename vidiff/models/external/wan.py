@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ...errors import VidiffError
 from ..sequence_parallel import all_to_all, gather
 
+NAME = "wan"                   # the family: the model_type of its weights in vidiff checkpoints
 TRAIN_TIMESTEPS = 1000
 MAX_TEXT_TOKENS = 512          # WanPipeline's max_sequence_length
 DEFAULTS = {"num_frames": 81, "height": 480, "width": 832, "steps": 50, "guidance": 5.0}   # WanPipeline's
