@@ -1,5 +1,6 @@
 """Occlusion: the blend measure finds two-tone blobs and never the truth's opaque overlaps, and the
-overlap loss weight (train.overlap_weight) weighs exactly the pixels where objects overlap."""
+overlap loss weights (train.overlap_weight for diffusion, vae.overlap_weight for the VAE) weigh exactly
+the pixels where objects overlap."""
 import numpy as np
 import torch
 
@@ -11,6 +12,7 @@ from vidiff.data.synthetic import ObjectTrack, overlap_mask
 from vidiff.evaluation import corruptions as C
 from vidiff.evaluation.occlusion import blend_share
 from vidiff.training.diffusion import DiffusionTask, training_loss
+from vidiff.training.vae import VAETask, vae_loss
 from vidiff.world import parse_caption
 
 from conftest import tiny_config_dict
@@ -61,3 +63,30 @@ def test_overlap_weights_leave_the_loss_alone_without_overlaps_and_change_it_wit
     weights = task.overlap_weights(batch)
     assert weights.max() == 5.0 and weights.min() == 1.0
     assert not torch.allclose(loss(None), loss(weights))
+
+
+def test_vae_overlap_weights_count_the_overlap_pixels_that_many_times():
+    values = tiny_config_dict()
+    values["data"] = {"frames": 8, "size": 32, "shapes": {"min_objects": 2, "max_objects": 2}}
+    values["vae"] = {"channels": 8, "channel_mults": [1, 2], "overlap_weight": 9.0}
+    cfg = config_from_dict(values)
+    task = VAETask(cfg, torch.device("cpu"))
+    items = [task.dataset[i] for i in range(40)]
+    batch = collate([it for it in items if overlap_mask(it["tracks"], 8, 32).any()][:2])
+    weights = task.overlap_weights(batch)
+    masks = np.stack([overlap_mask(t, 8, 32) for t in batch["tracks"]])[:, None]
+    assert torch.equal(weights, torch.from_numpy(1 + 9.0 * masks).float())
+
+    target = batch["video"]
+    mean = logvar = torch.zeros(2, 4, 8, 16, 16)
+    recon = target.clone()
+    recon[torch.from_numpy(np.broadcast_to(masks, target.shape).copy())] += 0.5   # wrong only where objects overlap
+    plain = vae_loss(cfg, recon, target, mean, logvar)[1]
+    weighted = vae_loss(cfg, recon, target, mean, logvar, weights)[1]
+    share = masks.mean()
+    # an error on overlap pixels alone: the plain mean sees it at their share, the weighted one 10x more often
+    assert abs(plain["l1"] - 0.5 * share) < 1e-6
+    assert abs(weighted["l1"] - 0.5 * 10 * share / (1 + 9 * share)) < 1e-6
+    assert weighted["grad"] > plain["grad"]
+    ones = torch.ones_like(weights)
+    assert torch.allclose(vae_loss(cfg, recon, target, mean, logvar, ones)[0], vae_loss(cfg, recon, target, mean, logvar)[0])

@@ -24,6 +24,7 @@ from ..config import Config
 from ..data import build_dataset, collate
 from ..data.io import save_video, tile, to_uint8, upscale
 from ..data.splits import HELD_OUT
+from ..data.synthetic import overlap_mask
 from ..devices import generator_on
 from ..errors import VidiffError
 from ..models import build_vae
@@ -39,11 +40,25 @@ def finite_differences(x: torch.Tensor) -> list[torch.Tensor]:
     return [x.diff(dim=d) for d in (2, 3, 4) if x.shape[d] > 1]
 
 
+def weighted_mean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of x, each pixel counted `weights` times (weights broadcast over x; None = plain mean)."""
+    if weights is None:
+        return x.mean()
+    weights = weights.expand_as(x)
+    return (x * weights).sum() / weights.sum()
+
+
 def vae_loss(cfg: Config, recon: torch.Tensor, target: torch.Tensor, mean: torch.Tensor,
-             logvar: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    l1 = (recon - target).abs().mean()
-    mse = (recon - target).pow(2).mean()
-    grad = sum((a - b).abs().mean() for a, b in zip(finite_differences(recon), finite_differences(target)))
+             logvar: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """weights: (B, 1, T, H, W) per-pixel weights of the reconstruction terms (vae.overlap_weight), or
+    None. A finite difference takes the larger weight of its two pixels."""
+    l1 = weighted_mean((recon - target).abs(), weights)
+    mse = weighted_mean((recon - target).pow(2), weights)
+    pair_weights = [None] * 3 if weights is None else \
+        [torch.maximum(weights.narrow(d, 0, weights.shape[d] - 1), weights.narrow(d, 1, weights.shape[d] - 1))
+         for d in (2, 3, 4) if weights.shape[d] > 1]
+    grad = sum(weighted_mean((a - b).abs(), w)
+               for a, b, w in zip(finite_differences(recon), finite_differences(target), pair_weights))
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
     loss = l1 + cfg.vae.mse_weight * mse + cfg.vae.gradient_weight * grad + cfg.vae.kl_weight * kl
     return loss, {"l1": l1.detach(), "mse": mse.detach(), "grad": grad.detach(), "kl": kl.detach()}   # read at log time
@@ -92,7 +107,7 @@ class VAETask(Task):
         video = batch["video"].to(self.device, non_blocking=True)
         with autocast:
             recon, mean, logvar = net(video, generator_on(generator, self.device))
-        loss, parts = vae_loss(self.cfg, recon.float(), video, mean.float(), logvar.float())
+        loss, parts = vae_loss(self.cfg, recon.float(), video, mean.float(), logvar.float(), self.overlap_weights(batch))
         if self.disc is not None and self.step_of(batch) >= self.cfg.vae.adversarial_start:
             fake = generator_adversarial_loss(self.disc(recon))
             weight = self.cfg.vae.adversarial_weight * adaptive_weight(loss, fake, self.model.decoder[-1].weight)
@@ -100,6 +115,17 @@ class VAETask(Task):
             parts.update(adversarial=fake.detach(), adversarial_weight=weight)
             self.pending = (video, recon.detach())
         return loss, parts
+
+    def overlap_weights(self, batch: dict) -> Tensor | None:
+        """1 + vae.overlap_weight on each clip's overlap pixels (data.synthetic.overlap_mask), else None:
+        an L1/L2 decoder unsure which object is in front draws the mean of both colours there, and
+        those few pixels are too rare in the plain mean to pay for drawing one in front."""
+        w = self.cfg.vae.overlap_weight
+        if not w or "tracks" not in batch:
+            return None
+        _, _, frames, height, _ = batch["video"].shape
+        masks = np.stack([overlap_mask(tracks, frames, height) for tracks in batch["tracks"]])
+        return (1.0 + w * torch.from_numpy(masks[:, None]).float()).to(self.device, non_blocking=True)
 
     def step_of(self, batch: dict) -> int:
         return batch["index"] // self.cfg.train.grad_accum
