@@ -43,7 +43,7 @@ from vidiff.data.io import save_video, to_uint8  # noqa: E402
 from vidiff.data.splits import HELD_OUT  # noqa: E402
 from vidiff.evaluation.evaluate import score_clips  # noqa: E402
 from vidiff.data.objects import track  # noqa: E402
-from vidiff.pipeline import VideoPipeline  # noqa: E402
+from vidiff.pipeline import FrameConditioning, SampleOptions, VideoPipeline  # noqa: E402
 from vidiff.world import COLOURS  # noqa: E402
 
 MOVING = 0.3        # px/frame: below this on average an object is called static
@@ -81,9 +81,9 @@ def image_to_video(pipe, items, methods, steps, seed, out: Path) -> dict:
             given = to_uint8(it["video"])
             g = torch.Generator().manual_seed(seed + i)
             if kwargs is None:         # plain text-to-video, for comparison
-                video = pipe(it["caption"], num_inference_steps=steps, generator=g, progress=False).frames[0]
+                video = pipe(it["caption"], generator=g, sampling=SampleOptions(steps, progress=False)).frames[0]
             else:
-                video = pipe(it["caption"], image=given[0], num_inference_steps=steps, generator=g, progress=False,
+                video = pipe(it["caption"], image=given[0], generator=g, sampling=SampleOptions(steps, progress=False),
                              **kwargs).frames[0]
             clips.append(video), captions.append(it["caption"])
             step = steps_of(positions(video, colours_of(it)))
@@ -126,7 +126,7 @@ def extension(pipe, items, long_items, methods, steps, seed, have: int) -> tuple
             else:
                 g = torch.Generator().manual_seed(seed + i)
                 video = pipe.extend(to_uint8(it["video"])[:have], it["caption"], num_frames=length, generator=g,
-                                    num_inference_steps=steps, progress=False, **kwargs).frames[0]
+                                    sampling=SampleOptions(steps, progress=False), **kwargs).frames[0]
                 starts = seam_frames(pipe.window, have, length, kwargs.get("stride"))
             per_segment.append(segments(video, it["caption"], data))
             step = steps_of(positions(video, colours_of(it)))
@@ -166,7 +166,7 @@ def interpolation(pipe, items, methods, steps, seed, factor: int = 4, keys: int 
             else:
                 g = torch.Generator().manual_seed(seed + i)
                 video = pipe.interpolate(given, factor=factor, prompt=it["caption"], generator=g,
-                                         num_inference_steps=steps, progress=False, **kwargs).frames[0]
+                                         sampling=SampleOptions(steps, progress=False), **kwargs).frames[0]
             found = positions(video, colours_of(it))
             tracks, _ = track(video, colours_of(it))
             for tr in it["tracks"]:
@@ -225,16 +225,17 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = VideoPipeline.from_pretrained(args.model)
-    steps, guidance, sampler, spacing = pipe.defaults(args.steps)      # every row samples with the model's own
+    own = pipe.options(SampleOptions(args.steps))      # every row samples with the model's own
+    steps, guidance, sampler, spacing = own.steps, own.guidance, own.sampler, own.spacing
     data = unit_stride(pipe.config.data)
     dataset = ShapesDataset(data)
     items = [dataset[HELD_OUT + i] for i in range(args.num)]
     long_data = ShapesDataset(dataclasses.replace(data, frames=args.long))
     long_items = [long_data[HELD_OUT + i] for i in range(args.num_long)]
     weights = [float(w) for w in args.weights.split(",")]
-    methods = ([("trained", {"method": "trained"})] if pipe.model.frame_conditioning else []) + \
-        [(f"guidance w_r={w:g}", {"method": "guidance", "guidance_weight": w}) for w in weights] + \
-        [("replacement", {"method": "replacement"})]
+    methods = ([("trained", {"conditioning": FrameConditioning("trained")})] if pipe.model.frame_conditioning else []) + \
+        [(f"guidance w_r={w:g}", {"conditioning": FrameConditioning("guidance", w)}) for w in weights] + \
+        [("replacement", {"conditioning": FrameConditioning("replacement")})]
     start = time.time()
     cache_path = args.out / "sections.json"      # finished sections, so a rerun continues where one stopped
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -248,7 +249,7 @@ def main() -> None:
                                                  args.seed, args.out))
     ext_methods = [(n, k, args.long if n == "trained" else min(args.long, 4 * pipe.window))
                    for n, k in methods if n in ("trained", "replacement") or n == f"guidance w_r={weights[len(weights) // 2]:g}"]
-    ext_methods += [(f"trained hierarchical s={s}", {"method": "trained", "mode": "hierarchical", "stride": s}, args.long)
+    ext_methods += [(f"trained hierarchical s={s}", {"conditioning": FrameConditioning("trained"), "mode": "hierarchical", "stride": s}, args.long)
                     for s in pipe.trained_strides() if s > 1 and pipe.model.frame_conditioning]
     ext, curves = section("extension", lambda: extension(pipe, items[:args.num_long], long_items,
                                                           ext_methods + [("ground truth", None, args.long)],

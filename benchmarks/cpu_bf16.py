@@ -18,7 +18,7 @@ from results import RESULTS, publish, sample_sheet
 from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.world import score_video
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 
 
 def main() -> None:
@@ -32,9 +32,9 @@ def main() -> None:
     prompts = [data[HELD_OUT + i]["caption"] for i in range(args.num)]
     videos, rows, sheet = {}, [], []
     for name, pipe in pipes.items():
-        pipe(prompts[0], generator=torch.Generator().manual_seed(0), progress=False)       # warm-up
+        pipe(prompts[0], generator=torch.Generator().manual_seed(0), sampling=SampleOptions(progress=False))  # warm-up
         start = time.perf_counter()
-        videos[name] = [pipe(p, generator=torch.Generator().manual_seed(i), progress=False).frames[0]
+        videos[name] = [pipe(p, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False)).frames[0]
                         for i, p in enumerate(prompts)]
         seconds = (time.perf_counter() - start) / args.num
         diff = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(videos[name], videos["fp32"])])

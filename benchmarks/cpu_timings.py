@@ -16,7 +16,7 @@ import torch
 
 from results import publish
 from vidiff.config import load_config
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 from vidiff.training import Trainer
 
 
@@ -35,11 +35,11 @@ def time_train_step(config_path: str, warmup: int = 3, measured: int = 10) -> tu
 
 def time_generation(sampler: str, steps: int = 25, repeats: int = 3) -> float:
     pipe = VideoPipeline.from_pretrained()
-    pipe("a red circle bouncing", num_inference_steps=2, progress=False)            # warm-up
+    pipe("a red circle bouncing", sampling=SampleOptions(2, progress=False))            # warm-up
     start = time.perf_counter()
     for seed in range(repeats):
-        pipe("a red circle and a blue square bouncing", num_inference_steps=steps, sampler=sampler,
-             generator=torch.Generator().manual_seed(seed), progress=False)
+        pipe("a red circle and a blue square bouncing", generator=torch.Generator().manual_seed(seed),
+             sampling=SampleOptions(steps, sampler=sampler, progress=False))
     return (time.perf_counter() - start) / repeats
 
 

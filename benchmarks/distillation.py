@@ -22,14 +22,14 @@ from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.fvd import reference_clips
 from vidiff.evaluation.report import HIGHER_IS_BETTER
 from vidiff.evaluation.sources import ground_truth
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 
 
 def sample(pipe, captions, steps, guidance) -> tuple[list, float]:
     clips, start = [], time.perf_counter()
     for i, caption in enumerate(captions):     # one clip at a time: the latency a user sees
-        clips.append(pipe(caption, num_inference_steps=steps, guidance_scale=guidance,
-                          generator=torch.Generator().manual_seed(i), progress=False).frames[0])
+        clips.append(pipe(caption, generator=torch.Generator().manual_seed(i),
+                          sampling=SampleOptions(steps, guidance, progress=False)).frames[0])
     return clips, (time.perf_counter() - start) / len(captions)
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     rows = {}
     own = teacher.defaults()       # the teacher's own sampling (sampler, grid, guidance from its config)
     for name, pipe, steps in (("teacher", teacher, own.steps), ("teacher", teacher, n), ("student", student, n)):
-        d = pipe.defaults(steps)
+        d = pipe.options(SampleOptions(steps))
         clips, seconds = sample(pipe, captions, d.steps, d.guidance)
         passes = d.steps * (2 if d.guidance != 1 else 1) * (2 if d.sampler == "heun" else 1)
         rows[f"{name}, {d.sampler} {d.steps} steps ({d.spacing}), guidance {d.guidance:g}"] = {

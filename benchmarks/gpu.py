@@ -257,15 +257,15 @@ def measure_train(args, device) -> list[str]:
 
 
 def measure_sampling(args, device) -> list[str]:
-    from vidiff.pipeline import VideoPipeline
+    from vidiff.pipeline import SampleOptions, VideoPipeline
     rows = []
     for dtype in ("fp32", "bf16"):
         pipe = VideoPipeline.from_pretrained(device=device, torch_dtype=dtype)
         for batch in (1, 2) if args.smoke else (1, 32, 128):
             try:
-                seconds = timed(lambda: pipe(["a red circle bouncing"] * batch, progress=False,
-                                             generator=torch.Generator().manual_seed(0),
-                                             **({"num_inference_steps": 2} if args.smoke else {})), 1 if args.smoke else 3)
+                seconds = timed(lambda: pipe(["a red circle bouncing"] * batch, generator=torch.Generator().manual_seed(0),
+                                             sampling=SampleOptions(2 if args.smoke else None, progress=False)),
+                                1 if args.smoke else 3)
                 rows.append(f"| {dtype} | {batch} | {seconds:.3f} | {batch / seconds:.0f} |")
             except Exception as e:   # noqa: BLE001
                 rows.append(f"| {dtype} | {batch} | crash: {type(e).__name__} | |")

@@ -32,7 +32,7 @@ from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.fvd import reference_clips
 from vidiff.evaluation.report import HIGHER_IS_BETTER
 from vidiff.evaluation.sources import ground_truth
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 from vidiff.training import Trainer
 
 RECIPES = {"pixel U-Net": "configs/tiny-shapes.yaml", "latent DiT": "configs/tiny-shapes-latent-dit.yaml",
@@ -89,8 +89,8 @@ def score(folder: Path, captions, data, reference, num: int) -> dict:
     pipe = VideoPipeline.from_pretrained(folder)
     clips, start = [], time.perf_counter()
     for chunk in range(0, num, CHUNK):
-        clips += list(pipe(captions[chunk:chunk + CHUNK], num_inference_steps=25, guidance_scale=3.0,
-                           sampler="ddim", generator=torch.Generator().manual_seed(chunk), progress=False).frames)
+        clips += list(pipe(captions[chunk:chunk + CHUNK], generator=torch.Generator().manual_seed(chunk),
+                           sampling=SampleOptions(25, 3.0, "ddim", progress=False)).frames)
     seconds = (time.perf_counter() - start) / num
     state = json.loads((folder / "state.json").read_text())
     return {**evaluate(clips, captions, data, reference), "seconds_per_clip": seconds,

@@ -33,7 +33,7 @@ from vidiff.data import ShapesDataset                                 # noqa: E4
 from vidiff.data.io import save_video, to_uint8                       # noqa: E402
 from vidiff.data.splits import HELD_OUT                               # noqa: E402
 from vidiff.evaluation.evaluate import score_clips                    # noqa: E402
-from vidiff.pipeline import VideoPipeline                             # noqa: E402
+from vidiff.pipeline import SampleOptions, VideoPipeline              # noqa: E402
 from vidiff.training import Trainer                                   # noqa: E402
 from vidiff.training.diffusion import training_loss                   # noqa: E402
 from vidiff.training.tune import tune_config                          # noqa: E402
@@ -57,8 +57,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def score(pipe: VideoPipeline, clip: dict, prompts: list[str], data) -> dict:
     frames = to_uint8(clip["video"])
-    sample = pipe(clip["caption"], image=frames[0], generator=torch.Generator().manual_seed(0), progress=False).frames[0]
-    others = [pipe(p, generator=torch.Generator().manual_seed(i), progress=False).frames[0] for i, p in enumerate(prompts)]
+    quiet = SampleOptions(progress=False)
+    sample = pipe(clip["caption"], image=frames[0], generator=torch.Generator().manual_seed(0), sampling=quiet).frames[0]
+    others = [pipe(p, generator=torch.Generator().manual_seed(i), sampling=quiet).frames[0] for i, p in enumerate(prompts)]
     summary, _ = score_clips(others, prompts, data, fvd=False)
     return {"clip_loss": clip_loss(pipe, clip), "clip_psnr": psnr(sample, frames), "others_viewer_pass": summary["viewer_pass"]}
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from results import publish                                              # noqa: E402
 from vidiff.models.external.random_wan import components, save_random_wan  # noqa: E402
+from vidiff.pipeline import SampleOptions                                # noqa: E402
 from vidiff.pipeline.open_model import OpenVideoPipeline                 # noqa: E402
 
 PROMPT = "a red ball bounces over the table"
@@ -71,18 +72,19 @@ def best_of(fn, repeats: int, device: torch.device) -> float:
 def sampling(folder: Path, args, device: torch.device) -> list[str]:
     from diffusers import WanPipeline
     h, w = args.height, args.width
-    kw = dict(num_frames=args.frames, height=h, width=w, num_inference_steps=args.steps, guidance_scale=5.0)
+    kw = dict(num_frames=args.frames, height=h, width=w, num_inference_steps=args.steps, guidance_scale=5.0)   # diffusers'
+    size = dict(num_frames=args.frames, height=h, width=w)
+    options = lambda sampler=None: SampleOptions(args.steps, 5.0, sampler, progress=False)   # noqa: E731
     theirs = WanPipeline.from_pretrained(str(folder)).to(device)
     theirs.set_progress_bar_config(disable=True)
     ours = OpenVideoPipeline.from_pretrained(folder, device=device)
-    ours.progress = False
     seed = lambda: torch.Generator().manual_seed(0)   # noqa: E731
     ref = best_of(lambda: theirs(PROMPT, generator=seed(), output_type="np", **kw), args.repeats, device)
     rows = [f"| diffusers WanPipeline (UniPC) | {ref:.3f} | {ref / args.steps:.4f} | 1.00 |"]
     for label, sampler in (("vidiff, the directory's UniPC", None), ("vidiff, flow-euler", "flow-euler")):
-        t = best_of(lambda: ours(PROMPT, generator=seed(), sampler=sampler, **kw), args.repeats, device)
+        t = best_of(lambda: ours(PROMPT, generator=seed(), sampling=options(sampler), **size), args.repeats, device)
         rows.append(f"| {label} | {t:.3f} | {t / args.steps:.4f} | {t / ref:.2f} |")
-    a = ours(PROMPT, generator=seed(), **kw).frames.astype(int)
+    a = ours(PROMPT, generator=seed(), sampling=options(), **size).frames.astype(int)
     b = (np.asarray(theirs(PROMPT, generator=seed(), output_type="np", **kw).frames) * 255).round().astype(int)
     return [f"{args.frames} frames of {h}x{w}, {args.steps} steps, guidance 5, fp32, best of {args.repeats}; "
             f"largest difference between the two videos: {np.abs(a - b).max()}/255.", "",
@@ -157,14 +159,13 @@ def full_size(args) -> list[str]:
             with time_limit(args.limit):
                 pipe = OpenVideoPipeline.from_pretrained(folder, device=device, torch_dtype="bf16", offload=offload,
                                                          vae_tiling=True)
-                pipe.progress = False
                 torch.cuda.reset_peak_memory_stats()
                 times = {}
                 for steps in (1, 1 + args.steps):      # the difference: denoising steps alone
                     sync(device)
                     start = time.perf_counter()
-                    pipe(PROMPT, num_frames=81, height=480, width=832, num_inference_steps=steps,
-                         generator=torch.Generator().manual_seed(0))
+                    pipe(PROMPT, num_frames=81, height=480, width=832, generator=torch.Generator().manual_seed(0),
+                         sampling=SampleOptions(steps, progress=False))
                     sync(device)
                     times[steps] = time.perf_counter() - start
                 per_step = (times[1 + args.steps] - times[1]) / args.steps

@@ -46,7 +46,7 @@ from vidiff.data.io import to_uint8                                 # noqa: E402
 from vidiff.data.synthetic import render, step_world                # noqa: E402
 from vidiff.data.splits import HELD_OUT                             # noqa: E402
 from vidiff.evaluation.evaluate import score_clips                  # noqa: E402
-from vidiff.pipeline import VideoPipeline                           # noqa: E402
+from vidiff.pipeline import SampleOptions, VideoPipeline                           # noqa: E402
 from vidiff.training import Trainer                                 # noqa: E402
 from vidiff.world import parse_caption                              # noqa: E402
 
@@ -120,8 +120,8 @@ def inertia(items: list[dict], known: int, size: int) -> list[np.ndarray]:
 
 
 def continue_clips(pipe: VideoPipeline, items: list[dict], known: int) -> list[np.ndarray]:
-    return [pipe.extend(to_uint8(it["video"])[:known], it["caption"], len(it["tracks"][0].positions), context=known,
-                        generator=torch.Generator().manual_seed(i), progress=False).frames[0]
+    return [pipe.extend(to_uint8(it["video"])[:known], it["caption"], len(it["tracks"][0].positions),
+                        torch.Generator().manual_seed(i), SampleOptions(progress=False), context=known).frames[0]
             for i, it in enumerate(items)]
 
 

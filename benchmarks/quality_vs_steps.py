@@ -23,7 +23,7 @@ from vidiff.evaluation.evaluate import score_clips
 from vidiff.evaluation.fvd import reference_clips
 from vidiff.evaluation.report import HIGHER_IS_BETTER
 from vidiff.evaluation.sources import ground_truth
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 
 CHUNK = 4
 METRICS = ("viewer_pass", "permanence", "fidelity", "shape_stability", "size_stability", "physics_error_px",
@@ -49,7 +49,8 @@ def main() -> None:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
     pipe = VideoPipeline.from_pretrained()
-    _, guidance, _, spacing = pipe.defaults(None, args.guidance, None, args.spacing)
+    own = pipe.options(SampleOptions(guidance=args.guidance, spacing=args.spacing))
+    guidance, spacing = own.guidance, own.spacing
     data = unit_stride(pipe.config.data)
     captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
     reference = reference_clips(data)
@@ -61,9 +62,8 @@ def main() -> None:
             start = time.perf_counter()
             clips = []
             for chunk in range(0, args.num, CHUNK):   # small batches stay in cache: faster on CPUs
-                clips += list(pipe(captions[chunk:chunk + CHUNK], num_inference_steps=steps, guidance_scale=guidance,
-                                   sampler=sampler, spacing=spacing, generator=torch.Generator().manual_seed(chunk),
-                                   progress=False).frames)
+                clips += list(pipe(captions[chunk:chunk + CHUNK], generator=torch.Generator().manual_seed(chunk),
+                                   sampling=SampleOptions(steps, guidance, sampler, spacing, progress=False)).frames)
             seconds = (time.perf_counter() - start) / args.num
             cache[key] = {**evaluate(clips, captions, data, reference), "seconds_per_clip": seconds}
             cache_path.write_text(json.dumps(cache, indent=1))

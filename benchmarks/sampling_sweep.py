@@ -14,7 +14,7 @@ from pathlib import Path
 
 from results import publish
 from vidiff.evaluation.evaluate import evaluate
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 
 # name -> (sampler, steps, guidance, spacing, guidance interval in sigma or None)
 SETTINGS = {
@@ -50,7 +50,7 @@ def main() -> None:
         report = args.out / name / "report.json"
         if not report.is_file():
             pipe.config.diffusion.guidance_interval = list(interval or [])
-            evaluate(args.out / name, pipe=pipe, num=args.num, options=pipe.options(steps, guidance, sampler, spacing))
+            evaluate(args.out / name, pipe=pipe, num=args.num, options=pipe.options(SampleOptions(steps, guidance, sampler, spacing)))
         summary = json.loads(report.read_text())["summary"]
         where = f"({interval[0]:g}, {interval[1]:g}]" if interval else "all"
         lines.append(f"| {sampler} | {steps} | {guidance:g} | {where} | {spacing} | "

@@ -43,7 +43,7 @@ from vidiff.data.splits import HELD_OUT                       # noqa: E402
 from vidiff.evaluation.evaluate import score_clips            # noqa: E402
 from vidiff.evaluation.fvd import reference_clips             # noqa: E402
 from vidiff.data.objects import track                   # noqa: E402
-from vidiff.pipeline import VideoPipeline                     # noqa: E402
+from vidiff.pipeline import SampleOptions, VideoPipeline, ZeroShot  # noqa: E402
 from vidiff.training import Trainer                           # noqa: E402
 from vidiff.world import parse_caption                        # noqa: E402
 
@@ -100,8 +100,9 @@ def score(run: Path, unseen: list[str], seen: list[str], reference, zero_shot: b
     out, start = {}, time.perf_counter()
     sheet = []
     for name, captions in (("unseen", unseen), ("seen", seen)):
-        clips = [pipe(c, generator=torch.Generator().manual_seed(i), progress=False, zero_shot=zero_shot,
-                      motion=MOTION, num_frames=16).frames[0] for i, c in enumerate(captions)]
+        clips = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False),
+                      zero_shot=ZeroShot(MOTION) if zero_shot else None, num_frames=16).frames[0]
+                 for i, c in enumerate(captions)]
         summary, _ = score_clips(clips, captions, world, reference=reference)
         out[name] = summary
         if zero_shot:
@@ -174,7 +175,7 @@ def main() -> None:
     for name, folder in (("(a) video only", "video-only"), ("(c) inflate, temporal only", "inflate-temporal"),
                          ("(d) inflate, all layers", "inflate-all"), ("ceiling: full data", "full-data")):
         pipe = VideoPipeline.from_pretrained(work / folder)
-        sheets[name] = [pipe(c, generator=torch.Generator().manual_seed(i), progress=False).frames[0]
+        sheets[name] = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False)).frames[0]
                         for i, c in enumerate(unseen[:4])]
     write(results, sheets, unseen, seen, args)
 

@@ -191,11 +191,11 @@ class VidiffArm:
         self.seconds, self.step = trainer.seconds, trainer.step
 
     def sample(self, captions: list[str], seed: int) -> list[np.ndarray]:
-        from vidiff.pipeline import VideoPipeline
+        from vidiff.pipeline import SampleOptions, VideoPipeline
         pipe = VideoPipeline.from_pretrained(self.run)
         d = pipe.defaults()
         self.sampler = f"{SAMPLER_NAMES.get(d.sampler, d.sampler)} {d.steps} steps ({d.spacing}), guidance {d.guidance:g} (its defaults)"
-        return [pipe(c, generator=torch.Generator().manual_seed(seed + i), progress=False).frames[0]   # its defaults
+        return [pipe(c, generator=torch.Generator().manual_seed(seed + i), sampling=SampleOptions(progress=False)).frames[0]
                 for i, c in enumerate(captions)]
 
 

@@ -22,7 +22,7 @@ from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.splits import HELD_OUT
 from vidiff.evaluation.evaluate import score_clips
 from vidiff.data.objects import track
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline, ZeroShot
 from vidiff.world import parse_caption
 
 MOTIONS = [(1.5, 0.0), (0.0, 1.5), (-1.0, 1.0), (0.0, 0.0)]
@@ -45,8 +45,8 @@ def main() -> None:
     for motion in MOTIONS:
         clips, moves = [], []
         for i, caption in enumerate(captions):
-            video = pipe(caption, num_frames=args.frames, num_inference_steps=args.steps, zero_shot=True, motion=motion,
-                         generator=torch.Generator().manual_seed(i), progress=False).frames[0]
+            video = pipe(caption, num_frames=args.frames, generator=torch.Generator().manual_seed(i),
+                         sampling=SampleOptions(args.steps, progress=False), zero_shot=ZeroShot(motion)).frames[0]
             clips.append(video)
             tracks, _ = track(video, [c for c, _ in parse_caption(caption)])
             for tr in tracks.values():

@@ -108,7 +108,7 @@ def test_distill_command_makes_a_student_that_samples_in_its_own_steps(tmp_path)
     import sys
     from conftest import tiny_config_dict
     from vidiff.config import config_from_dict
-    from vidiff.pipeline import VideoPipeline
+    from vidiff.pipeline import SampleOptions, VideoPipeline
     from vidiff.training import Trainer
     values = tiny_config_dict(steps=2)
     values["model"]["frame_conditioning"] = True
@@ -119,9 +119,9 @@ def test_distill_command_makes_a_student_that_samples_in_its_own_steps(tmp_path)
             "--teacher-steps", "8", "--train-steps", "4", "--no-progress")
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 4, r.stderr[-2000:]
     pipe = VideoPipeline.from_pretrained(tmp_path / "student")
-    assert pipe.config.diffusion.distilled_steps == 2 and pipe.defaults() == (2, 1.0, "ddim", "uniform")
+    assert pipe.config.diffusion.distilled_steps == 2 and pipe.defaults() == SampleOptions(2, 1.0, "ddim", "uniform")
     calls = []
-    pipe("a red circle bouncing", num_frames=4, progress=False, callback=lambda i, x0: calls.append(i))
+    pipe("a red circle bouncing", num_frames=4, sampling=SampleOptions(progress=False, callback=lambda i, x0: calls.append(i)))
     assert calls == [0, 1]
     r = cli("distill", "--model", str(tmp_path / "teacher"), "--out", str(tmp_path / "s2"), "--steps", "3",
             "--teacher-steps", "8")

@@ -65,14 +65,14 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, sing
 
 
 def test_fsdp_checkpoint_resumes_and_loads_in_one_process(tmp_path):
-    from vidiff.pipeline import VideoPipeline
+    from vidiff.pipeline import SampleOptions, VideoPipeline
     config, _ = config_file(tmp_path, "fsdp")
     torchrun(config, tmp_path / "run")
     torchrun(config, tmp_path / "run", "--resume", "--steps", str(STEPS + 1))
     _, state = final_state(tmp_path / "run")
     assert state["step"] == STEPS + 1
     pipe = VideoPipeline.from_pretrained(tmp_path / "run", device="cpu")
-    video = pipe("a red circle bouncing", num_inference_steps=2, progress=False)
+    video = pipe("a red circle bouncing", sampling=SampleOptions(2, progress=False))
     assert video.frames.shape == (1, 4, 16, 16, 3)
 
 

@@ -90,7 +90,7 @@ def test_dit_overfits_a_single_clip(tmp_path):
 
 
 def test_a_dit_checkpoint_generates_through_the_pipeline(tmp_path):
-    from vidiff.pipeline import VideoPipeline
+    from vidiff.pipeline import SampleOptions, VideoPipeline
     from vidiff.checkpoint import write_checkpoint
     values = tiny_config_dict()
     values["model"] = {"type": "dit", "dit": {"width": 32, "depth": 1, "head_dim": 16, "patch": [2, 2, 2]},
@@ -98,10 +98,10 @@ def test_a_dit_checkpoint_generates_through_the_pipeline(tmp_path):
     cfg = config_from_dict(values)
     write_checkpoint(tmp_path / "dit", cfg, tiny_dit_from(cfg))
     pipe = VideoPipeline.from_pretrained(tmp_path / "dit", device="cpu")
-    assert pipe("a red circle bouncing", num_frames=6, num_inference_steps=2, progress=False).frames.shape == (1, 6, 16, 16, 3)
+    assert pipe("a red circle bouncing", num_frames=6, sampling=SampleOptions(2, progress=False)).frames.shape == (1, 6, 16, 16, 3)
     from vidiff.errors import VidiffError
     with pytest.raises(VidiffError, match="a multiple of 2"):
-        pipe("a red circle bouncing", num_frames=5, num_inference_steps=2, progress=False)
+        pipe("a red circle bouncing", num_frames=5, sampling=SampleOptions(2, progress=False))
 
 
 def tiny_dit_from(cfg):

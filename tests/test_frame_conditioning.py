@@ -11,7 +11,7 @@ from vidiff.diffusion import diffusion_loss
 from vidiff.diffusion.conditioning import MASK_KINDS, draw_masks, frame_condition, frame_mask
 from vidiff.errors import VidiffError
 from vidiff.models import build_model
-from vidiff.pipeline import KnownFrames, SampleOptions, VideoPipeline, sample_video
+from vidiff.pipeline import FrameConditioning, KnownFrames, SampleOptions, VideoPipeline, sample_video
 from vidiff.pipeline.windows import extension_plan, interpolation_plan
 from vidiff.training import Trainer
 
@@ -106,9 +106,9 @@ def test_image_extend_and_interpolate_keep_the_given_frames_and_lengths(masked_r
     pipe = VideoPipeline.from_pretrained(run)
     video = ((clips[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()     # (4, 16, 16, 3)
     g = lambda: torch.Generator().manual_seed(0)
-    kw = dict(num_inference_steps=3, progress=False)
+    kw = dict(sampling=SampleOptions(3, progress=False))
     for method in ("trained", "guidance", "replacement"):
-        out = pipe("a red circle bouncing", image=video[0], generator=g(), method=method, **kw).frames[0]
+        out = pipe("a red circle bouncing", image=video[0], generator=g(), conditioning=FrameConditioning(method), **kw).frames[0]
         assert out.shape == (4, 16, 16, 3) and np.array_equal(out[0], video[0])
     big = np.repeat(np.repeat(video, 3, axis=1), 3, axis=2)           # 48x48: resized back exactly, with a notice
     longer = pipe.extend(big, "a red circle bouncing", num_frames=11, context=2, generator=g(), **kw).frames[0]
@@ -138,10 +138,10 @@ def test_bad_conditioning_input_is_a_one_line_error(masked_run, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     cases = [(dict(image=tmp_path / "broken.png"), "cannot read image"),
              (dict(image=np.zeros((16, 16), np.uint8)), "RGB uint8"),
-             (dict(image=np.zeros((16, 16, 3), np.uint8), method="magic"), "unknown conditioning method")]
+             (dict(image=np.zeros((16, 16, 3), np.uint8), conditioning=FrameConditioning("magic")), "unknown conditioning method")]
     for kwargs, match in cases:
         with pytest.raises(VidiffError, match=match):
-            pipe("a red circle bouncing", num_inference_steps=1, progress=False, **kwargs)
+            pipe("a red circle bouncing", sampling=SampleOptions(1, progress=False), **kwargs)
 
 
 def test_cli_generate_image_extend_and_interpolate(masked_run, tmp_path):

@@ -12,7 +12,7 @@ from vidiff.config import config_from_dict
 from vidiff.devices import generator_on, randn
 from vidiff.models import build_model, layers
 from vidiff.models.layers import Attention
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 from vidiff.training import Trainer
 
 
@@ -159,7 +159,8 @@ def test_a_non_finite_step_changes_neither_weights_nor_average_and_is_counted(tm
 
 def test_bf16_inference_makes_the_fp32_video_and_a_cast_model_samples():
     prompts = ["a red circle bouncing", "a blue square and a yellow triangle bouncing"]
-    make = lambda pipe: pipe(prompts, generator=torch.Generator().manual_seed(0), progress=False).frames.astype(float)
+    make = lambda pipe: pipe(prompts, generator=torch.Generator().manual_seed(0),
+                              sampling=SampleOptions(progress=False)).frames.astype(float)
     reference = make(VideoPipeline.from_pretrained())
     pipe = VideoPipeline.from_pretrained(torch_dtype="bf16")
     assert pipe.model.backbone.stem.weight.dtype == torch.bfloat16 and pipe.codec.vae is not None
@@ -179,8 +180,8 @@ def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     cfg = config_from_dict(tiny_config_dict())
     model = randomised(build_model(cfg.model, cfg.trained_words()))
     pipe = VideoPipeline(model, cfg)
-    make = lambda: pipe("a red circle bouncing", generator=torch.Generator().manual_seed(0), progress=False,
-                        num_inference_steps=2, guidance_scale=2.0).frames.astype(int)
+    make = lambda: pipe("a red circle bouncing", generator=torch.Generator().manual_seed(0),
+                        sampling=SampleOptions(2, 2.0, progress=False)).frames.astype(int)
     eager = make()
     assert eager.std() > 10                                        # not a blank video that any model would make
     model.backbone.compile()

@@ -75,19 +75,19 @@ def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_
     from functools import partial
     from vidiff.diffusion import SCHEDULES, sampling_grid
     from vidiff.pipeline import VideoPipeline
-    from vidiff.pipeline.sampling import SampleOptions, sample_video
+    from vidiff.pipeline.sampling import GridSpan, SampleOptions, sample_video
     from vidiff.pipeline.zero_shot import motion_steps, moving_start
     image_run(tmp_path)
     pipe = VideoPipeline.from_pretrained(tmp_path / "image")
     ids = pipe.model.tokenizer.encode(["a red circle bouncing"])
     sample = partial(sample_video, pipe.model, pipe.config.diffusion, ids, shape=(3, 2, 16, 16), options=SampleOptions(6))
     noise = torch.randn(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0))
-    whole = sample(x_T=noise)
-    middle = sample(x_T=noise, stop=2)
+    whole = sample(span=GridSpan(noise))
+    middle = sample(span=GridSpan(noise, stop=2))
     assert not torch.allclose(middle, whole, atol=1e-2)
-    assert torch.allclose(sample(x_T=middle, start=2), whole, atol=1e-5)
+    assert torch.allclose(sample(span=GridSpan(middle, start=2)), whole, atol=1e-5)
     with pytest.raises(ValueError, match="DDIM"):
-        sample(x_T=noise, stop=2, options=SampleOptions(6, sampler="ddpm"))
+        sample(span=GridSpan(noise, stop=2), options=SampleOptions(6, sampler="ddpm"))
     assert motion_steps(25) == (5, 8) and motion_steps(50) == (10, 16) and motion_steps(3) == (0, 1)
     grid = sampling_grid(SCHEDULES["cosine"], 25)
     start, t1 = moving_start(partial(sample_video, pipe.model, pipe.config.diffusion, ids, options=SampleOptions(25)), 1,
@@ -104,14 +104,15 @@ def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_
 
 
 def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):
-    from vidiff.pipeline import VideoPipeline
+    from vidiff.pipeline import SampleOptions, VideoPipeline, ZeroShot
     image_run(tmp_path)
     pipe = VideoPipeline.from_pretrained(tmp_path / "image")
-    still = pipe("a red circle bouncing", num_frames=3, num_inference_steps=3, zero_shot=True, motion=(0.0, 0.0),
-                 generator=torch.Generator().manual_seed(0), progress=False).frames[0]
+    quick = SampleOptions(3, progress=False)
+    still = pipe("a red circle bouncing", num_frames=3, sampling=quick, zero_shot=ZeroShot((0.0, 0.0)),
+                 generator=torch.Generator().manual_seed(0)).frames[0]
     assert np.array_equal(still[0], still[1]) and np.array_equal(still[0], still[2])   # same noise, frame 0's keys
-    moving = pipe("a red circle bouncing", num_frames=3, num_inference_steps=3, zero_shot=True, motion=(2.0, 0.0),
-                  generator=torch.Generator().manual_seed(0), progress=False).frames[0]
+    moving = pipe("a red circle bouncing", num_frames=3, sampling=quick, zero_shot=ZeroShot((2.0, 0.0)),
+                  generator=torch.Generator().manual_seed(0)).frames[0]
     assert moving.shape == (3, 16, 16, 3) and not np.array_equal(moving[0], moving[2])
     assert not any(m.cross_frame for m in pipe.model.modules() if hasattr(m, "cross_frame"))   # switched off after
     layer = next(m for m in pipe.model.modules() if hasattr(m, "cross_frame"))
@@ -130,8 +131,8 @@ def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):
     values["model"] = {"type": "dit", "dit": {"width": 32, "depth": 1, "head_dim": 16}, "text": values["model"]["text"]}
     Trainer(config_from_dict(values), tmp_path / "dit", progress=False).train()
     with pytest.raises(VidiffError, match="needs a U-Net with spatial attention"):
-        VideoPipeline.from_pretrained(tmp_path / "dit")("a red circle", num_frames=2, num_inference_steps=1,
-                                                         zero_shot=True, progress=False)
+        VideoPipeline.from_pretrained(tmp_path / "dit")("a red circle", num_frames=2, sampling=SampleOptions(1, progress=False),
+                                                         zero_shot=ZeroShot())
 
 
 def test_tune_learns_one_clip_with_temporal_layers_and_queries_only(tmp_path):

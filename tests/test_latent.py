@@ -6,7 +6,7 @@ import torch
 from conftest import tiny_config_dict
 from test_vae import vae_values
 from vidiff.config import config_from_dict
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 from vidiff.checkpoint import export_pretrained
 from vidiff.training import Trainer, VAETask
 
@@ -33,11 +33,11 @@ def test_train_on_latents_then_generate_pixels(tmp_path, vae_run, backbone):
     folder = export_pretrained(tmp_path / "run", tmp_path / "exported")
     assert (folder / "vae.safetensors").is_file()
     pipe = VideoPipeline.from_pretrained(folder, device="cpu")
-    out = pipe("a red circle bouncing", num_inference_steps=2, progress=False)
+    out = pipe("a red circle bouncing", sampling=SampleOptions(2, progress=False))
     assert out.frames.shape == (1, 4, 16, 16, 3)                 # pixels, decoded from 4x4 latents
     from vidiff.errors import VidiffError
     with pytest.raises(VidiffError, match="a multiple of"):
-        pipe("a red circle bouncing", height=10, width=10, num_inference_steps=2, progress=False)
+        pipe("a red circle bouncing", height=10, width=10, sampling=SampleOptions(2, progress=False))
     # resuming reads the latent set-up from the checkpoint, not from the VAE run
     resumed = Trainer(config_from_dict({**values, "train": {**values["train"], "steps": 4}}), tmp_path / "run",
                       resume=True, progress=False)
@@ -118,8 +118,8 @@ def test_decoder_fine_tune_of_a_latent_model_swaps_in_by_export(tmp_path, vae_ru
     assert codec.scale == old.scale and read_config(swapped).vae == load_vae(tmp_path / "decoder")[1].vae
     for a, b in zip(codec.vae.decoder.parameters(), new.decoder.parameters()):
         assert torch.equal(a, b)
-    out = VideoPipeline.from_pretrained(swapped, device="cpu")("a red circle bouncing", num_inference_steps=2,
-                                                                progress=False)
+    out = VideoPipeline.from_pretrained(swapped, device="cpu")("a red circle bouncing",
+                                                                sampling=SampleOptions(2, progress=False))
     assert out.frames.shape == (1, 4, 16, 16, 3)
 
     other = tmp_path / "other"

@@ -14,7 +14,7 @@ from vidiff.config import config_from_dict
 from vidiff.errors import VidiffError
 from vidiff.models import build_model
 from vidiff.models.lora import add_lora, load_lora, merge_lora, save_lora
-from vidiff.pipeline import VideoPipeline
+from vidiff.pipeline import SampleOptions, VideoPipeline
 from vidiff.training import Trainer
 
 TARGETS = ["backbone.*.to_q", "backbone.*.to_kv", "backbone.*.to_out"]
@@ -129,7 +129,7 @@ def test_cli_generate_with_lora_export_merged_and_tune_lora(tmp_path):
     assert r.returncode == 2 and "--merge-lora" in r.stderr and "Traceback" not in r.stderr
     r = cli("export", str(tmp_path / "lora"), str(tmp_path / "merged"), "--merge-lora")
     assert r.returncode == 0, r.stderr[-2000:]
-    videos = [VideoPipeline.from_pretrained(tmp_path / name)("a red circle", num_inference_steps=2, progress=False,
+    videos = [VideoPipeline.from_pretrained(tmp_path / name)("a red circle", sampling=SampleOptions(2, progress=False),
                                                              generator=torch.Generator().manual_seed(0)).frames
               for name in ("lora", "merged")]
     assert abs(videos[0].astype(int) - videos[1].astype(int)).max() <= 1

@@ -15,11 +15,13 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline  # noqa: E402
 
 from vidiff.errors import VidiffError  # noqa: E402
 from vidiff.models.external.random_wan import save_random_wan  # noqa: E402
-from vidiff.pipeline import VideoPipeline  # noqa: E402
+from vidiff.pipeline import SampleOptions, VideoPipeline  # noqa: E402
 from vidiff.pipeline.open_model import OpenVideoPipeline  # noqa: E402
 
 PROMPT = "a red ball bounces over the table"
-SIZE = dict(num_frames=9, height=32, width=48, num_inference_steps=4, guidance_scale=5.0)
+SIZE = dict(num_frames=9, height=32, width=48, num_inference_steps=4, guidance_scale=5.0)   # WanPipeline's names
+OURS = dict(num_frames=9, height=32, width=48)
+STEPS, GUIDANCE = 4, 5.0
 TOLERANCE = 2          # in 8-bit levels
 
 
@@ -43,10 +45,10 @@ def reference(folder, prompt=PROMPT, negative="", seed=0, lora=None, scheduler=N
 def ours(folder, prompt=PROMPT, negative="", seed=0, lora=None, **options) -> np.ndarray:
     pipe = VideoPipeline.from_pretrained(folder)
     assert isinstance(pipe, OpenVideoPipeline)
-    pipe.progress = False
     if lora is not None:
         pipe.load_lora(lora)
-    return pipe(prompt, negative, generator=torch.Generator().manual_seed(seed), **{**SIZE, **options}).frames.astype(int)
+    sampling = SampleOptions(STEPS, GUIDANCE, progress=False, **options)
+    return pipe(prompt, negative, generator=torch.Generator().manual_seed(seed), sampling=sampling, **OURS).frames.astype(int)
 
 
 def test_the_directorys_scheduler_gives_diffusers_video_for_a_seed(wan_dir):
@@ -111,9 +113,8 @@ def test_without_the_extra_a_diffusers_directory_names_it(wan_dir, monkeypatch):
 
 def test_a_prompt_over_the_text_encoders_length_is_truncated_with_a_warning(wan_dir):
     pipe = VideoPipeline.from_pretrained(wan_dir)
-    pipe.progress = False
     with pytest.warns(UserWarning, match="reads the first 512"):
-        pipe(" ".join(["red ball"] * 300), **{**SIZE, "num_inference_steps": 1})
+        pipe(" ".join(["red ball"] * 300), sampling=SampleOptions(1, progress=False), **OURS)
 
 
 @pytest.fixture(scope="module")

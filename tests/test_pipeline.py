@@ -8,7 +8,7 @@ from PIL import Image
 from vidiff.data.io import read_video
 from vidiff.errors import VidiffError
 from vidiff.models import build_model
-from vidiff.pipeline import DEFAULT_MODEL, VideoPipeline, VideoPipelineOutput
+from vidiff.pipeline import DEFAULT_MODEL, FrameConditioning, SampleOptions, VideoPipeline, VideoPipelineOutput, ZeroShot
 from vidiff.checkpoint import export_pretrained, write_checkpoint
 
 
@@ -25,9 +25,14 @@ def tiny_checkpoint(tmp_path_factory):
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", cfg, model)
 
 
-def generate(pipe, seed=0, **kwargs):
-    args = dict(num_frames=3, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), progress=False)
-    return pipe("a red circle bouncing", **{**args, **kwargs})
+SAMPLING = ("steps", "guidance", "sampler", "spacing", "eta", "callback")
+
+
+def generate(pipe, seed=0, prompt="a red circle bouncing", **kwargs):
+    """A video of 3 frames in 2 steps; sampling options among kwargs go into the SampleOptions group."""
+    sampling = {"steps": 2, "progress": False, **{k: kwargs.pop(k) for k in SAMPLING if k in kwargs}}
+    args = dict(num_frames=3, generator=torch.Generator().manual_seed(seed), sampling=SampleOptions(**sampling))
+    return pipe(prompt, **{**args, **kwargs})
 
 
 def test_generate_returns_uint8_frames_reproducible_by_seed(tiny_checkpoint):
@@ -70,27 +75,30 @@ def test_existing_output_is_not_overwritten_and_bad_paths_fail_cleanly(tiny_chec
     ({"prompt": "a red dog bouncing"}, "unknown word 'dog'"),
     ({"height": 17}, "--size a multiple of 2"),
     ({"num_frames": 0}, r"frames\) must be a whole number >= 1"),
-    ({"num_inference_steps": 0}, "whole number from 1"),
+    ({"steps": 0}, "whole number from 1"),
     ({"sampler": "lms"}, "unknown sampler"),
     # the Python API's inputs of a new user's pass (issue 34): our message, never an internal exception
     ({"num_frames": "16"}, "num_frames .* must be a whole number"),
-    ({"num_inference_steps": 2.5}, "steps .* must be a whole number"),
+    ({"steps": 2.5}, "steps .* must be a whole number"),
     ({"prompt": None}, "string or a list of strings"),
     ({"prompt": 123}, "string or a list of strings"),
     ({"prompt": b"a red circle"}, "string or a list of strings"),
     ({"prompt": ["a red circle bouncing", 5]}, "string or a list of strings"),
     ({"generator": 0}, "must be a torch.Generator"),
     ({"callback": 5}, "callback must be a function"),
-    ({"guidance_scale": 1e30}, "guidance scale .* from 0 to 50"),
-    ({"guidance_weight": float("nan"), "image": np.zeros((8, 8, 3), np.uint8)}, "reconstruction guidance weight"),
-    ({"motion": (float("nan"), 0.0), "zero_shot": True}, "motion"),
+    ({"guidance": 1e30}, "guidance scale .* from 0 to 50"),
+    ({"eta": 2.0}, "eta"),
+    ({"conditioning": FrameConditioning(weight=float("nan")), "image": np.zeros((8, 8, 3), np.uint8)},
+     "reconstruction guidance weight"),
+    ({"conditioning": FrameConditioning(method="magic")}, "unknown conditioning method"),
+    ({"zero_shot": ZeroShot((float("nan"), 0.0))}, "motion"),
+    ({"sampling": {"steps": 2}}, "sampling must be a vidiff.pipeline.SampleOptions"),
 ])
 def test_bad_generation_input_is_a_one_line_error(tiny_checkpoint, kwargs, message):
     pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
     prompt = kwargs.pop("prompt", "a red circle bouncing")
     with pytest.raises(VidiffError, match=message) as e:
-        pipe(prompt, num_frames=kwargs.pop("num_frames", 2), num_inference_steps=kwargs.pop("num_inference_steps", 1),
-             progress=False, **kwargs)
+        generate(pipe, prompt=prompt, num_frames=kwargs.pop("num_frames", 2), **{"steps": 1, **kwargs})
     assert "\n" not in str(e.value)
 
 
@@ -171,7 +179,7 @@ def test_embedded_default_model_generates_the_prompted_colour():
     assert (DEFAULT_MODEL / "model.safetensors").stat().st_size < 25e6
     pipe = VideoPipeline.from_pretrained()
     # its own sampling settings (config.json: 10 DPM-Solver++(2M) steps on the Karras grid, guidance 2)
-    video = pipe(["a red square bouncing", "a blue circle bouncing"], progress=False,
+    video = pipe(["a red square bouncing", "a blue circle bouncing"], sampling=SampleOptions(progress=False),
                  generator=torch.Generator().manual_seed(0)).frames.astype(int)
     red = (video[..., 0] > 150) & (video[..., 1] < 100) & (video[..., 2] < 100)
     blue = (video[..., 2] > 150) & (video[..., 0] < 120) & (video[..., 1] < 150)
@@ -184,22 +192,21 @@ def test_the_models_own_sampling_settings_are_the_defaults_and_explicit_ones_win
     from vidiff.registry import validate
     from conftest import tiny_config_dict
     pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
-    assert pipe.defaults() == (25, 3.0, "ddim", "uniform")
+    assert pipe.defaults() == SampleOptions(25, 3.0, "ddim", "uniform")
     raw = tiny_config_dict()
     raw["diffusion"] = {**raw.get("diffusion", {}), "guidance": 2.0, "sampler": "dpm++2m", "sampling_steps": 3,
                         "spacing": "karras"}
     tuned = VideoPipeline.from_pretrained(write_checkpoint(tmp_path / "g2", config_from_dict(raw), pipe.model))
-    assert tuned.defaults() == (3, 2.0, "dpm++2m", "karras")
-    assert tuned.defaults(5, 4.5, "ddim", "uniform") == (5, 4.5, "ddim", "uniform")
+    assert tuned.defaults() == SampleOptions(3, 2.0, "dpm++2m", "karras")
+    assert tuned.options(SampleOptions(5, 4.5, "ddim", "uniform")) == SampleOptions(5, 4.5, "ddim", "uniform")
     # the defaults are what sampling uses: same seed, nothing specified == every setting explicit
     calls = []
-    default = tuned("a red circle bouncing", num_frames=3, generator=torch.Generator().manual_seed(0), progress=False,
-                    callback=lambda i, x0: calls.append(i))
-    explicit = generate(tuned, num_inference_steps=3, guidance_scale=2.0, sampler="dpm++2m", spacing="karras")
+    default = tuned("a red circle bouncing", num_frames=3, generator=torch.Generator().manual_seed(0),
+                    sampling=SampleOptions(progress=False, callback=lambda i, x0: calls.append(i)))
+    explicit = generate(tuned, steps=3, guidance=2.0, sampler="dpm++2m", spacing="karras")
     assert calls == [0, 1, 2] and np.array_equal(default.frames, explicit.frames)
-    for other in (dict(guidance_scale=3.0), dict(sampler="ddim"), dict(spacing="uniform")):
-        changed = generate(tuned, num_inference_steps=3, **{"guidance_scale": 2.0, "sampler": "dpm++2m",
-                                                             "spacing": "karras", **other})
+    for other in (dict(guidance=3.0), dict(sampler="ddim"), dict(spacing="uniform")):
+        changed = generate(tuned, steps=3, **{"guidance": 2.0, "sampler": "dpm++2m", "spacing": "karras", **other})
         assert not np.array_equal(default.frames, changed.frames), other
     raw["diffusion"]["guidance"] = -1.0
     with pytest.raises(VidiffError, match="guidance"):
@@ -222,7 +229,8 @@ def test_interpolation_without_a_prompt_keeps_the_shapes_the_frames_show():
     for i in (0, 2):
         clip = dataset[i]
         frames = ((clip["video"].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype(np.uint8)[::4]
-        result = pipe.interpolate(frames, factor=4, generator=torch.Generator().manual_seed(0), progress=False)
+        result = pipe.interpolate(frames, factor=4, generator=torch.Generator().manual_seed(0),
+                                  sampling=SampleOptions(progress=False))
         assert sorted(parse_caption(result.prompts[0])) == sorted(parse_caption(clip["caption"]))
         new = np.delete(result.frames[0], np.arange(0, 13, 4), axis=0)           # the frames it made
         tracks, _ = track(new)

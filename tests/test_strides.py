@@ -92,7 +92,7 @@ def test_hierarchical_extension_keeps_the_video_and_reaches_the_length(strided_r
     run, clips = strided_run
     pipe = VideoPipeline.from_pretrained(run)
     video = ((clips[1]["video"].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()   # (4, 16, 16, 3)
-    kw = dict(num_inference_steps=3, progress=False, generator=torch.Generator().manual_seed(0))
+    kw = dict(sampling=SampleOptions(3, progress=False), generator=torch.Generator().manual_seed(0))
     out = pipe.extend(video, clips[1]["caption"], num_frames=13, mode="hierarchical", **kw).frames[0]
     assert out.shape == (13, 16, 16, 3) and np.array_equal(out[:4], video)
     with pytest.raises(VidiffError, match="frame strides 1, 3"):

@@ -10,7 +10,7 @@ import numpy as np
 from ..config import MAX_GRAVITY, DataConfig, load_config
 from ..data import unit_stride
 from ..data.objects import track
-from ..distributed import Dist, init_distributed
+from ..distributed import init_distributed
 from ..errors import VidiffError
 from ..pipeline import SampleOptions
 from . import sources
@@ -57,12 +57,12 @@ def world_of(config: Path | None = None, gravity: float = 0.0) -> DataConfig:
 
 
 def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
-             options: SampleOptions | None = None, seed: int = 0, overwrite: bool = False, dist: Dist | None = None,
+             options: SampleOptions | None = None, seed: int = 0, overwrite: bool = False,
              world: DataConfig | None = None, known: int = 0) -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
     world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
-    ranks other than 0 under torchrun, which only sample). An existing `out` is kept unless `overwrite`.
+    ranks other than 0 under torchrun, which only sample their share). An existing `out` is kept unless `overwrite`.
     `options`: how `pipe` samples (default: the model's own, pipe.options()).
     `world`: the world a folder's videos show (its frame size sets the pixels objects are measured in;
     default: the shipped recipes' world, 32x32). known: `pipe` continues the first `known` frames of
@@ -75,7 +75,7 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         raise VidiffError(f"--out '{out}' is a file; give a folder for the report")
     if any((out / name).exists() for name in REPORT_FILES) and not overwrite:
         raise VidiffError(f"'{out}' already holds a report; pass --overwrite to replace it, or choose another --out")
-    dist = dist or init_distributed()
+    dist = init_distributed()          # the command's process group, or one process
     if known and pipe is None:
         raise VidiffError("--known continues ground-truth clips with a model: give --model")
     skipped, world, truths = [], world if world is not None else DataConfig(), None

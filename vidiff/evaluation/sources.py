@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,8 @@ def model_samples(pipe, num: int, seed: int, options: SampleOptions, save_to: Pa
     and every rank gets all of them back in order: the distributed sampler for evaluation."""
     data = ShapesDataset(unit_stride(pipe.config.data))
     captions = [data[HELD_OUT + i]["caption"] for i in range(num)]
-    return _make(lambda i, g: pipe(captions[i], num_inference_steps=options.steps, guidance_scale=options.guidance,
-                                   sampler=options.sampler, spacing=options.spacing, eta=options.eta, generator=g,
-                                   progress=False).frames[0], num, seed, captions, save_to, dist)
+    quiet = replace(options, progress=False)
+    return _make(lambda i, g: pipe(captions[i], generator=g, sampling=quiet).frames[0], num, seed, captions, save_to, dist)
 
 
 def continued_samples(pipe, num: int, seed: int, options: SampleOptions, known: int, save_to: Path | None = None,
@@ -88,10 +88,9 @@ def continued_samples(pipe, num: int, seed: int, options: SampleOptions, known: 
     items = [data[HELD_OUT + i] for i in range(num)]
     captions = [it["caption"] for it in items]
     names, videos, captions = _make(
-        lambda i, g: pipe.extend(to_uint8(items[i]["video"])[:known], captions[i], frames, context=known,
-                                 num_inference_steps=options.steps, guidance_scale=options.guidance,
-                                 sampler=options.sampler, spacing=options.spacing, eta=options.eta,
-                                 generator=g, progress=False).frames[0], num, seed, captions, save_to, dist)
+        lambda i, g: pipe.extend(to_uint8(items[i]["video"])[:known], captions[i], frames, generator=g,
+                                 sampling=replace(options, progress=False), context=known).frames[0],
+        num, seed, captions, save_to, dist)
     return names, videos, captions, [it["tracks"] for it in items]
 
 

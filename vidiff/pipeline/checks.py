@@ -8,7 +8,9 @@ from numbers import Integral, Real
 
 import torch
 
+from ..diffusion import SAMPLERS, SPACINGS
 from ..errors import VidiffError
+from .sampling import FrameConditioning, SampleOptions
 
 ECHO = 80                  # characters of a bad value an error repeats
 MAX_GUIDANCE = 50.0        # classifier-free guidance past this saturates every pixel (1e30 gave all-black frames)
@@ -77,6 +79,39 @@ def check_device(value) -> torch.device:
 
 def check_guidance_scale(value) -> float:
     return number(value, "the guidance scale (--guidance)", 0.0, MAX_GUIDANCE)
+
+
+def group(value, kind: type, name: str):
+    if not isinstance(value, kind):
+        raise VidiffError(f"{name} must be a vidiff.pipeline.{kind.__name__}, got {shown(value)}")
+    return value
+
+
+def sampling_group(value) -> SampleOptions:
+    """The sampling options given (None: all the model's own), before their defaults are filled in."""
+    return SampleOptions() if value is None else group(value, SampleOptions, "sampling")
+
+
+def check_sample_options(o: SampleOptions, samplers=tuple(SAMPLERS), spacings=tuple(SPACINGS)) -> SampleOptions:
+    """Resolved sampling options (no None left) that the loop can run; `samplers` and `spacings`: the
+    names this pipeline takes."""
+    group(o, SampleOptions, "sampling")
+    whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
+    check_guidance_scale(o.guidance)
+    number(o.eta, "--eta", 0.0, 1.0)
+    for what, name, names in (("sampler (--sampler)", o.sampler, samplers), ("spacing (--spacing)", o.spacing, spacings)):
+        if name not in names:
+            raise VidiffError(f"unknown {what} {shown(name)}; choose one of: {', '.join(names)}")
+    check_callback(o.callback)
+    return o
+
+
+def check_conditioning(c: FrameConditioning, methods: tuple[str, ...]) -> FrameConditioning:
+    group(c, FrameConditioning, "conditioning")
+    if c.method is not None and c.method not in methods:
+        raise VidiffError(f"unknown conditioning method (--method) {shown(c.method)}; choose one of: {', '.join(methods)}")
+    check_guidance_weight(c.weight)
+    return c
 
 
 def check_lora_scale(value) -> float:

@@ -29,8 +29,8 @@ from ..models.external import OpenModel, load_open_model
 from ..models.lora import load_lora, merge_lora
 from ..models.sequence_parallel import split_backbone
 from .sampling import SampleOptions
-from .checks import (check_device, check_generator, check_guidance_scale,
-                     check_lora_scale, prompt_list, whole)
+from .checks import (check_device, check_generator, check_lora_scale, check_sample_options, prompt_list,
+                     sampling_group, whole)
 from .output import VideoPipelineOutput
 
 SCHEDULER = "scheduler"      # sampler: the directory's own diffusers scheduler (the default)
@@ -47,7 +47,6 @@ class OpenVideoPipeline:
         if offload not in OFFLOADS:
             raise VidiffError(f"unknown --offload '{offload}'; choose one of: {', '.join(OFFLOADS)}")
         self.model, self.device, self.offload, self.vae_tiling = model, torch.device(device), offload, vae_tiling
-        self.progress = True
         for module in model.modules().values():
             module.to("cpu" if offload != "none" else self.device)
 
@@ -76,20 +75,14 @@ class OpenVideoPipeline:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
 
-    def options(self, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                spacing: str | None = None) -> SampleOptions:
+    def options(self, sampling: SampleOptions | None = None) -> SampleOptions:
+        """Unset options from the family pipeline's defaults and the directory's own scheduler, checked."""
         d = self.model.defaults
-        o = SampleOptions(d["steps"] if steps is None else steps, d["guidance"] if guidance_scale is None else guidance_scale,
-                          sampler or SCHEDULER, spacing or MODEL_SPACING, progress=self.progress)
-        whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
-        check_guidance_scale(o.guidance)
-        if o.sampler != SCHEDULER and o.sampler not in SAMPLERS:
-            raise VidiffError(f"unknown sampler (--sampler) '{o.sampler}'; choose one of: {SCHEDULER} (the model's "
-                              f"own), {', '.join(SAMPLERS)}")
-        if o.spacing != MODEL_SPACING and o.spacing not in SPACINGS:
-            raise VidiffError(f"unknown spacing (--spacing) '{o.spacing}'; choose one of: {MODEL_SPACING}, "
-                              f"{', '.join(SPACINGS)}")
-        return o
+        o = sampling_group(sampling).filled(d["steps"], d["guidance"], SCHEDULER, MODEL_SPACING)
+        if o.sampler == SCHEDULER and (o.eta or o.callback is not None):
+            raise VidiffError(f"eta and callback are for vidiff's samplers (--sampler ddim, ...), not the directory's "
+                              f"own scheduler (--sampler {SCHEDULER})")
+        return check_sample_options(o, (SCHEDULER, *SAMPLERS), (MODEL_SPACING, *SPACINGS))
 
     def check_size(self, frames: int, height: int, width: int) -> None:
         codec, (pt, ph, pw) = self.model.codec, self.model.backbone.multiples
@@ -113,16 +106,16 @@ class OpenVideoPipeline:
         return cond.to(self.device), null.to(self.device)
 
     def __call__(self, prompt: str | list[str], negative_prompt: str = "", num_frames: int | None = None,
-                 height: int | None = None, width: int | None = None, num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, generator: torch.Generator | None = None,
-                 sampler: str | None = None, spacing: str | None = None) -> VideoPipelineOutput:
-        """Text-to-video. Unset sizes and sampling settings are the family pipeline's defaults (Wan: 81
-        frames of 480x832, 50 steps, guidance 5). generator: a CPU one gives diffusers' video for its seed."""
+                 height: int | None = None, width: int | None = None, generator: torch.Generator | None = None,
+                 sampling: SampleOptions | None = None) -> VideoPipelineOutput:
+        """Text-to-video. Unset sizes and sampling options are the family pipeline's defaults (Wan: 81
+        frames of 480x832, 50 steps, guidance 5; the directory's scheduler). generator: a CPU one gives
+        diffusers' video for its seed."""
         prompts = prompt_list(prompt)
         check_generator(generator)
         if not isinstance(negative_prompt, str):
             raise VidiffError(f"the negative prompt must be a string, got {type(negative_prompt).__name__}")
-        o = self.options(num_inference_steps, guidance_scale, sampler, spacing)
+        o = self.options(sampling)
         d = self.model.defaults
         frames, height, width = (d["num_frames"] if num_frames is None else num_frames,
                                  d["height"] if height is None else height, d["width"] if width is None else width)
@@ -162,6 +155,7 @@ class OpenVideoPipeline:
         x_T = z * (alpha + sigma).float()            # the VP state whose flow state is z
         kwargs = {"eta": o.eta} if o.sampler == "ddim" else {}
         return SAMPLERS[o.sampler](denoiser, x_T, grid.to(self.device), generator=generator, progress=o.progress,
+                                   callback=o.callback,
                                    **kwargs)
 
     def extend(self, *args, **kwargs):

@@ -2,7 +2,7 @@
 it for sample sheets, VideoPipeline for everything it generates."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -22,15 +22,35 @@ METHODS = ("trained", "guidance", "replacement")
 
 @dataclass
 class SampleOptions:
-    """How the denoising loop runs, resolved once (VideoPipeline.defaults fills what the user left out
-    from the model's config) and passed down whole."""
-    steps: int = DiffusionConfig.sampling_steps   # the defaults are the diffusion config's, defined there once
-    guidance: float = DiffusionConfig.guidance    # classifier-free guidance scale (1: none)
-    sampler: str = DiffusionConfig.sampler        # a key of vidiff.diffusion.SAMPLERS
-    spacing: str = DiffusionConfig.spacing        # a key of vidiff.diffusion.SPACINGS
+    """How the denoising loop runs: the sampling option group of the Python API, the CLI and the web UI.
+    None is the model's own setting (its config's diffusion section), filled in by `resolved`."""
+    steps: int | None = None               # sampling steps
+    guidance: float | None = None          # classifier-free guidance scale (1: none)
+    sampler: str | None = None             # a key of vidiff.diffusion.SAMPLERS
+    spacing: str | None = None             # a key of vidiff.diffusion.SPACINGS
     eta: float = 0.0                       # DDIM's noise (0: deterministic)
-    progress: bool = False                 # a progress bar over the steps
+    progress: bool = True                  # a progress bar over the steps
     callback: Callable[[int, Tensor], None] | None = None   # callback(i, x0) after every step
+
+    def filled(self, steps: int, guidance: float, sampler: str, spacing: str) -> SampleOptions:
+        """These options with the given values where they say None."""
+        given = dict(steps=steps, guidance=guidance, sampler=sampler, spacing=spacing)
+        return replace(self, **{k: v for k, v in given.items() if getattr(self, k) is None})
+
+    def resolved(self, diffusion: DiffusionConfig) -> SampleOptions:
+        """The model's settings where these say None: its diffusion.sampling_steps, guidance, sampler and
+        spacing; a distilled student's own step count on the uniform DDIM grid it learnt, no guidance."""
+        if diffusion.distilled_steps:
+            return self.filled(diffusion.distilled_steps, 1.0, "ddim", "uniform")
+        return self.filled(diffusion.sampling_steps, diffusion.guidance, diffusion.sampler, diffusion.spacing)
+
+
+@dataclass
+class FrameConditioning:
+    """How given frames (an image to animate, a video to extend or interpolate) condition the video: the
+    conditioning option group beside SampleOptions."""
+    method: str | None = None              # one of METHODS; None: "trained" for a masked-frame model, else "guidance"
+    weight: float = RECONSTRUCTION_WEIGHT  # w_r of reconstruction guidance (method "guidance")
 
 
 @dataclass
@@ -42,6 +62,15 @@ class KnownFrames:
     weight: float = RECONSTRUCTION_WEIGHT  # w_r of reconstruction guidance (method "guidance")
 
 
+@dataclass
+class GridSpan:
+    """A run over part of the sampling grid: from x_T (noise if None; else a partly denoised video at grid
+    point `start`) to grid point `stop` (None: the end; DDIM only otherwise, the result then unclipped)."""
+    x_T: Tensor | None = None
+    start: int = 0
+    stop: int | None = None
+
+
 def dtype_of(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
@@ -50,7 +79,7 @@ def dtype_of(module: torch.nn.Module) -> torch.dtype:
 def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tensor, shape: tuple[int, int, int, int],
                  options: SampleOptions | None = None, generator: torch.Generator | None = None, *,
                  clip_x0: bool = True, known: KnownFrames | None = None, stride: int = 1,
-                 x_T: Tensor | None = None, start: int = 0, stop: int | None = None) -> Tensor:
+                 span: GridSpan | None = None) -> Tensor:
     """Generate (B, C, T, H, W) for tokenized prompts ids (B, L): videos in [-1, 1], or latents.
 
     shape is (C, T, H, W). The initial noise is drawn from `generator` where it lives: a CPU generator
@@ -60,13 +89,14 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     arithmetic stays float64.
     known: frames the video must contain, put in by its method. Text guidance keeps the frame
     condition in both of its passes: it steers towards the prompt, not away from the frames.
-    x_T: the initial noise, if not drawn here (e.g. zero-shot video's translated noise).
-    start, stop: run only the steps from grid point `start` (x_T is then a partly denoised video at that
-    noise level) to grid point `stop` (DDIM only; returns the partly denoised video there, unclipped).
+    options: unset ones are the model's own (SampleOptions.resolved).
+    span: run only part of the grid, or from given noise (e.g. zero-shot video's translated noise).
     stride: the frame stride to make the video at (a stride-conditioned model); both guidance passes
     take it, like the frame condition.
     """
-    o = options or SampleOptions()
+    o = (options or SampleOptions()).resolved(diffusion)
+    span = span or GridSpan()
+    x_T, start, stop = span.x_T, span.start, span.stop
     device, dtype = next(model.parameters()).device, dtype_of(model.backbone)
     ids = ids.to(device)
     with autocast(dtype_of(model.text_encoder), device):

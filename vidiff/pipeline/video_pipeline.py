@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from ..config import Config
 from ..data.io import to_uint8
 from ..data.objects import caption_frames
 from ..devices import allow_tf32, compile_module, resolve_dtype
-from ..diffusion import SAMPLERS, SCHEDULES, SPACINGS, sampling_grid
+from ..diffusion import SCHEDULES, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..world import parse_caption
@@ -28,36 +28,25 @@ from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
 from ..models.sequence_parallel import split_backbone
 from ..models.vae import latent_frames
-from .checks import (check_callback, check_device, check_generator, check_guidance_scale, check_guidance_weight,
-                     check_lora_scale, number, prompt_list, shown, whole)
-from ..config import RECONSTRUCTION_WEIGHT
+from .checks import (check_conditioning, check_device, check_generator, check_lora_scale, check_sample_options, number,
+                     prompt_list, sampling_group, shown, whole)
 from .output import VideoPipelineOutput
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
-from .sampling import METHODS, KnownFrames, SampleOptions, sample_video
+from .sampling import METHODS, FrameConditioning, GridSpan, KnownFrames, SampleOptions, sample_video
 from .windows import extension_plan, interpolation_plan
-from .zero_shot import cross_frame_attention, moving_start
+from .zero_shot import ZeroShot, cross_frame_attention, moving_start
 
 
 MAX_SCALE = 256    # the largest clip, in pixels x frames, as a multiple of the trained clip (16 frames -> 4,096)
 MAX_EXTENDED_FRAMES = 10_000   # `extend`: 20 minutes at 8 fps (10^8 frames started 8.3 million windows)
 
 
-class Sampling(NamedTuple):
-    """A model's sampling defaults (VideoPipeline.defaults)."""
-    steps: int
-    guidance: float
-    sampler: str
-    spacing: str
-
-
 class Windows(NamedTuple):
     """What every window of an extension or interpolation is sampled with."""
     ids: Tensor
-    options: SampleOptions
+    options: SampleOptions     # resolved; its progress is the bar over the windows (each window's steps: none)
     generator: torch.Generator | None
-    method: str
-    weight: float          # w_r of reconstruction guidance
-    progress: bool         # a bar over the windows
+    conditioning: FrameConditioning   # its method resolved
 
 
 class VideoPipeline:
@@ -167,40 +156,22 @@ class VideoPipeline:
             raise VidiffError(f"this model makes clips at frame strides {', '.join(map(str, strides))} "
                               f"(data.shapes.strides), not {stride}")
 
-    def defaults(self, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                 spacing: str | None = None) -> Sampling:
-        """What is not given, from the model's config: its diffusion.sampling_steps, guidance, sampler and
-        spacing; a distilled student: its own step count on the uniform DDIM grid it learnt, no guidance."""
-        d = self.config.diffusion
-        distilled = d.distilled_steps
-        return Sampling(steps if steps is not None else distilled or d.sampling_steps,
-                        guidance_scale if guidance_scale is not None else 1.0 if distilled else d.guidance,
-                        sampler if sampler is not None else "ddim" if distilled else d.sampler,
-                        spacing if spacing is not None else "uniform" if distilled else d.spacing)
+    def defaults(self) -> SampleOptions:
+        """The model's own sampling settings (its config's diffusion section; a distilled student's)."""
+        return SampleOptions().resolved(self.config.diffusion)
 
-    def options(self, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                spacing: str | None = None, eta: float = 0.0, progress: bool = False,
-                callback: Callable[[int, Tensor], None] | None = None) -> SampleOptions:
+    def options(self, sampling: SampleOptions | None = None) -> SampleOptions:
         """The loop's options: what is given, the model's defaults for the rest, checked."""
-        o = SampleOptions(*self.defaults(steps, guidance_scale, sampler, spacing), eta=eta, progress=progress,
-                          callback=check_callback(callback))
-        check_guidance_scale(o.guidance)
-        number(o.eta, "--eta", 0.0, 1.0)
-        whole(o.steps, "the number of sampling steps (--steps)", 1, 10_000)
-        for what, name, registry in (("sampler (--sampler)", o.sampler, SAMPLERS), ("spacing (--spacing)", o.spacing, SPACINGS)):
-            if name not in registry:
-                raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(registry)}")
-        return o
+        return check_sample_options(sampling_group(sampling).resolved(self.config.diffusion))
 
-    def _method(self, method: str | None) -> str:
-        """The conditioning method for given frames: the one asked for, checked, or the model's best."""
-        if method is not None and method not in METHODS:
-            raise VidiffError(f"unknown conditioning method (--method) '{method}'; choose one of: {', '.join(METHODS)}")
-        method = method or self.default_method()
+    def _conditioning(self, conditioning: FrameConditioning | None) -> FrameConditioning:
+        """How given frames condition the video: the method asked for, checked, or the model's best."""
+        c = check_conditioning(conditioning or FrameConditioning(), METHODS)
+        method = c.method or self.default_method()
         if method == "trained" and not self.model.frame_conditioning:
             raise VidiffError("this model was not trained with frame masks (model.frame_conditioning); "
                               "use --method guidance or --method replacement")
-        return method
+        return replace(c, method=method)
 
     def _encode_frames(self, pixels: Tensor) -> Tensor:
         """(B, 3, T, H, W) in [-1, 1] -> model space, each frame encoded on its own as an image (with
@@ -221,57 +192,56 @@ class VideoPipeline:
         return fit_frames(as_frames(source, what), size, what)
 
     def __call__(self, prompt: str | list[str], num_frames: int | None = None, height: int | None = None,
-                 width: int | None = None, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 generator: torch.Generator | None = None, sampler: str | None = None, eta: float = 0.0,
-                 spacing: str | None = None, progress: bool = True,
-                 callback: Callable[[int, Tensor], None] | None = None, image: FrameSource | None = None,
-                 method: str | None = None, guidance_weight: float = RECONSTRUCTION_WEIGHT, zero_shot: bool = False,
-                 motion: tuple[float, float] = (1.0, 0.0), stride: int = 1) -> VideoPipelineOutput:
-        """Text-to-video; with `image`, image-to-video: the image is the first frame of every video.
-        zero_shot: video from an image model (Text2Video-Zero): frame 0's partly denoised latent moves by
-        `motion` (dx, dy) pixels a frame, and each frame attends to frame 0. stride: make every stride-th
-        frame of the video (a model trained with data.shapes.strides), e.g. the keyframes of a long one.
-        generator: a CPU generator (the same video on any device) or one on the model's device."""
+                 width: int | None = None, generator: torch.Generator | None = None,
+                 sampling: SampleOptions | None = None, image: FrameSource | None = None,
+                 conditioning: FrameConditioning | None = None, zero_shot: ZeroShot | None = None,
+                 stride: int = 1) -> VideoPipelineOutput:
+        """Text-to-video; with `image`, image-to-video: the image is the first frame of every video,
+        conditioning the video as `conditioning` says. sampling: steps, guidance, sampler, ... (unset:
+        the model's own). zero_shot: video from an image model (Text2Video-Zero): frame 0's partly
+        denoised latent moves by its `motion` (dx, dy) pixels a frame, and each frame attends to frame 0.
+        stride: make every stride-th frame of the video (a model trained with data.shapes.strides), e.g.
+        the keyframes of a long one. generator: a CPU generator (the same video on any device) or one on
+        the model's device."""
         prompts = self._prompts(prompt)
-        options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta, progress, callback)
+        options = self.options(sampling)
         check_generator(generator)
-        check_guidance_weight(guidance_weight)
         data = self.config.data
         frames = whole(data.frames if num_frames is None else num_frames, "num_frames (--frames)")
         height = whole(data.size if height is None else height, "height (--size)")
         width = whole(data.size if width is None else width, "width (--size)")
         whole(stride, "the frame stride (--stride)")
-        for v in motion:
-            number(v, "the motion (--motion DX,DY) in pixels a frame", -max(height, width), max(height, width))
+        if zero_shot is not None:
+            for v in zero_shot.motion:
+                number(v, "the motion (--motion DX,DY) in pixels a frame", -max(height, width), max(height, width))
         self.check_size(frames, height, width)
         self.check_scale(frames, height, width)
         self.check_stride(stride)
         ids = self.model.tokenizer.encode(prompts)
         shape = self.codec.shape(self.config.model.in_channels, frames, height, width)
         known = given = None
+        conditioning = self._conditioning(conditioning)    # checked even where no frames are given
         if image is not None:
-            method = self._method(method)
             if height != width:
                 raise VidiffError(f"image-to-video makes square frames; got --size {height}x{width}")
             given = self._fit(image, "the image", height)[:1]
             pixels = torch.zeros(1, 3, frames, height, width)
             pixels[:, :, 0] = to_model_range(given)[:, :, 0]
             encoded = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
-            known = KnownFrames(encoded, frame_mask("first", shape[1]), method, guidance_weight)
-        elif method is not None and method not in METHODS:
-            self._method(method)              # the one-line error, even where no frames are given
+            known = KnownFrames(encoded, frame_mask("first", shape[1]), conditioning.method, conditioning.weight)
         sample = partial(sample_video, self.model, self.config.diffusion, ids, generator=generator,
                          clip_x0=not self.codec.latent, stride=stride)
-        x_T, start = None, 0
-        with cross_frame_attention(self.model) if zero_shot else nullcontext():
-            if zero_shot:
+        span = None
+        with cross_frame_attention(self.model) if zero_shot is not None else nullcontext():
+            if zero_shot is not None:
                 factor = self.codec.vae.spatial_factor if self.codec.latent else 1
                 grid = sampling_grid(SCHEDULES[self.config.diffusion.schedule], options.steps, options.spacing)
                 first_stage = replace(options, sampler="ddim", progress=False, callback=None)
-                x_T, start = moving_start(partial(sample, options=first_stage), len(prompts), shape, grid,
-                                          (motion[0] / factor, motion[1] / factor), generator)
-            x = sample(shape=shape, options=options, known=known, x_T=x_T, start=start)
-        out = to_uint8(self.codec.decode(x, progress=progress and frames > 4 * data.frames))   # long clips: a bar
+                dx, dy = zero_shot.motion
+                span = GridSpan(*moving_start(partial(sample, options=first_stage), len(prompts), shape, grid,
+                                              (dx / factor, dy / factor), generator))
+            x = sample(shape=shape, options=options, known=known, span=span)
+        out = to_uint8(self.codec.decode(x, progress=options.progress and frames > 4 * data.frames))   # long clips: a bar
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
         return VideoPipelineOutput(out, prompts)
@@ -290,16 +260,15 @@ class VideoPipeline:
         """One trained-length window with the frames in `mask` given (model space); returns model space."""
         size = self.config.data.size
         shape = self.codec.shape(self.config.model.in_channels, self.window, size, size)
-        return sample_video(self.model, self.config.diffusion, job.ids, shape, job.options, job.generator,
-                            clip_x0=not self.codec.latent, known=KnownFrames(known, mask, job.method, job.weight),
+        c = job.conditioning
+        return sample_video(self.model, self.config.diffusion, job.ids, shape, replace(job.options, progress=False),
+                            job.generator, clip_x0=not self.codec.latent, known=KnownFrames(known, mask, c.method, c.weight),
                             stride=stride)
 
-    def extend(self, video: FrameSource, prompt: str, num_frames: int, context: int | None = None,
-               num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
-               sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
-               guidance_weight: float = RECONSTRUCTION_WEIGHT, progress: bool = True, mode: str = "windows",
-               stride: int | None = None) -> VideoPipelineOutput:
-        """Continue `video` to num_frames frames.
+    def extend(self, video: FrameSource, prompt: str, num_frames: int, generator: torch.Generator | None = None,
+               sampling: SampleOptions | None = None, conditioning: FrameConditioning | None = None,
+               context: int | None = None, mode: str = "windows", stride: int | None = None) -> VideoPipelineOutput:
+        """Continue `video` to num_frames frames (sampling.progress: a bar over the windows).
 
         mode "windows": windows of the trained length, each conditioned on the last `context` frames
         made so far (default a quarter of the window, at least 2, so velocity carries across the seam).
@@ -312,10 +281,8 @@ class VideoPipeline:
         prompts = self._prompts(prompt)
         whole(num_frames, "num_frames (--frames)", 1, MAX_EXTENDED_FRAMES)
         check_generator(generator)
-        check_guidance_weight(guidance_weight)
-        job = Windows(self.model.tokenizer.encode(prompts),
-                      self.options(num_inference_steps, guidance_scale, sampler, spacing, eta),
-                      generator, self._method(method), guidance_weight, progress)
+        job = Windows(self.model.tokenizer.encode(prompts), self.options(sampling), generator,
+                      self._conditioning(conditioning))
         given = self._fit(video, "the video", self.config.data.size)
         if mode == "windows":
             return VideoPipelineOutput(self._continue(given, num_frames, context, 1, job)[None], prompts)
@@ -347,7 +314,7 @@ class VideoPipeline:
         last = self._encode_frames(to_model_range(given[-context:]).to(device))   # (1, C, k, h, w)
         mask = frame_mask("first_k", window, context)
         for new in tqdm(plan, desc="windows" if stride == 1 else f"keyframes (stride {stride})",
-                        disable=not job.progress, leave=False):
+                        disable=not job.options.progress, leave=False):
             known = torch.zeros(1, last.shape[1], window, *last.shape[3:], device=device)
             known[:, :, :context] = last
             x = self._window(job, known, mask, stride)
@@ -358,26 +325,24 @@ class VideoPipeline:
         return np.concatenate(frames)
 
     def interpolate(self, video: FrameSource, factor: int, prompt: str | None = None,
-                    num_inference_steps: int | None = None, guidance_scale: float | None = None, generator: torch.Generator | None = None,
-                    sampler: str | None = None, eta: float = 0.0, spacing: str | None = None, method: str | None = None,
-                    guidance_weight: float = RECONSTRUCTION_WEIGHT, progress: bool = True) -> VideoPipelineOutput:
+                    generator: torch.Generator | None = None, sampling: SampleOptions | None = None,
+                    conditioning: FrameConditioning | None = None) -> VideoPipelineOutput:
         """N frames in, (N - 1) * factor + 1 out: `factor - 1` new frames between each pair, the given
         frames kept exactly. Without a prompt, a model of the shapes world is told what the frames show
         (their objects, found as the evaluation finds them); any other model is unconditional on text
         (guidance off): the empty prompt let the model draw its own shapes between the given frames."""
         whole(factor, "the interpolation factor (--factor)", 2, 64)
         check_generator(generator)
-        check_guidance_weight(guidance_weight)
         given = self._fit(video, "the video", self.config.data.size)
         if prompt is None and self.config.data.type == "shapes":
             world = self.config.data.shapes
             prompt = caption_frames(given, world.colours, world.shapes, world.max_objects)
         prompts = self._prompts(prompt) if prompt is not None else [""]
-        options = self.options(num_inference_steps, guidance_scale, sampler, spacing, eta)
+        options = self.options(sampling)
         if prompt is None:
-            options.guidance = 1.0
+            options = replace(options, guidance=1.0)
         ids = self.model.tokenizer.encode(prompts) if prompt is not None else self.model.tokenizer.empty(1)
-        job = Windows(ids, options, generator, self._method(method), guidance_weight, progress)
+        job = Windows(ids, options, generator, self._conditioning(conditioning))
         return VideoPipelineOutput(self._fill(given, factor, job)[None], prompts)
 
     def _fill(self, given: np.ndarray, factor: int, job: Windows) -> np.ndarray:
@@ -387,7 +352,7 @@ class VideoPipeline:
         device = self._device()
         keys = self._encode_frames(to_model_range(given).to(device))     # (1, C, N, h, w)
         frames = np.zeros(((len(given) - 1) * factor + 1, size, size, 3), dtype=np.uint8)
-        for start, held in tqdm(plan, desc="windows", disable=not job.progress, leave=False):
+        for start, held in tqdm(plan, desc="windows", disable=not job.options.progress, leave=False):
             mask = torch.zeros(window, dtype=torch.bool)
             known = torch.zeros(1, keys.shape[1], window, *keys.shape[3:], device=device)
             for j in held:

@@ -7,6 +7,7 @@ frame alone, as the image model did in training."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor
 from ..devices import randn
 from ..diffusion.schedules import alpha_sigma
 from ..errors import VidiffError
+from .sampling import GridSpan
 
 # Text2Video-Zero samples 50 DDIM steps, moves frame 0's latent after step 6 (t0 = 881 of 1000) and
 # noises it back to step 3 (t1 = 941): late enough that the layout exists, early enough that the other
@@ -23,6 +25,13 @@ from ..errors import VidiffError
 # 20-minute image model: 0.47 px a frame of the commanded 1.5); at 32 % and 20 % they follow (0.64,
 # error 0.96 px) with little loss of fidelity (0.85 vs 0.92); later still, fidelity drops (0.75).
 LAYOUT_FRACTION, RESTART_FRACTION = 0.32, 0.2
+
+
+@dataclass
+class ZeroShot:
+    """Zero-shot video (VideoPipeline(..., zero_shot=ZeroShot((dx, dy)))): frame 0 moves by `motion`
+    (dx, dy) pixels a frame."""
+    motion: tuple[float, float] = (1.0, 0.0)
 
 
 def motion_steps(steps: int) -> tuple[int, int]:
@@ -72,11 +81,11 @@ def moving_start(sample: Callable[..., Tensor], batch: int, shape: tuple[int, in
                  motion: tuple[float, float], generator: torch.Generator | None = None) -> tuple[Tensor, int]:
     """(x, t1): every frame at grid point t1, built from frame 0 denoised alone to t0 and moved.
 
-    sample(x_T=, shape=, stop=) runs the model's DDIM steps from pure noise to grid point `stop`; grid
+    sample(shape=, span=) runs the model's DDIM steps from pure noise to grid point `stop`; grid
     is the sampling grid (log-SNRs) both stages use."""
     c, t, h, w = shape
     t1, t0 = motion_steps(len(grid) - 1)
-    first = sample(x_T=randn((batch, c, 1, h, w), generator, "cpu"), shape=(c, 1, h, w), stop=t0)
+    first = sample(shape=(c, 1, h, w), span=GridSpan(randn((batch, c, 1, h, w), generator, "cpu"), stop=t0))
     moved = slide(first.cpu(), t, motion)
     (a0, s0), (a1, s1) = alpha_sigma(grid[t0].cpu()), alpha_sigma(grid[t1].cpu())
     keep = a1 / a0                      # DDPM's forward process from t0 back to t1 (t1 noisier)

@@ -173,9 +173,9 @@ class DiffusionTask(Task):
     def sample_options(self) -> SampleOptions:
         """The sample sheets sample as the model will: its own sampler, spacing, steps and guidance
         (train.sample_steps and sample_guidance may override the last two, e.g. for a quick sheet)."""
-        d, t = self.cfg.diffusion, self.cfg.train
-        return SampleOptions(t.sample_steps or d.sampling_steps, d.guidance if t.sample_guidance < 0 else t.sample_guidance,
-                             d.sampler, d.spacing)
+        t = self.cfg.train
+        return SampleOptions(t.sample_steps or None, None if t.sample_guidance < 0 else t.sample_guidance,
+                             progress=False).resolved(self.cfg.diffusion)
 
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
         tc, dc = self.cfg.train, self.cfg.data

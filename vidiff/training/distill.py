@@ -87,7 +87,7 @@ class DistillTask(DiffusionTask):
 
     def sample_options(self) -> SampleOptions:
         """The student of this round: half its teacher's DDIM steps, no guidance (it has its teacher's built in)."""
-        return SampleOptions(self.rounds[self.round] // 2, 1.0)
+        return SampleOptions(self.rounds[self.round] // 2, 1.0, "ddim", "uniform", progress=False)
 
 
 def distill_config(teacher: str, steps: int, teacher_steps: int = 32, guidance: float | None = None,

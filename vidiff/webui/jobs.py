@@ -18,7 +18,7 @@ import torch
 from ..config import DISPLAY_SCALE
 from ..data.io import save_video, upscale
 from ..errors import VidiffError
-from ..pipeline import VideoPipeline
+from ..pipeline import FrameConditioning, SampleOptions, VideoPipeline
 from ..pipeline.open_model import OpenVideoPipeline
 from ..pipeline.inputs import as_frames
 from .limits import Limits, inside, open_model_folders, run_folders
@@ -76,7 +76,8 @@ class Jobs:
         if isinstance(pipe, OpenVideoPipeline):      # its own scheduler: no vidiff sampler or spacing picked
             d = pipe.model.defaults
             return d["steps"], d["guidance"], None, None, d["num_frames"]
-        return (*pipe.defaults(), pipe.config.data.frames)
+        d = pipe.defaults()
+        return d.steps, d.guidance, d.sampler, d.spacing, pipe.config.data.frames
 
     def vocabulary(self, name: str | None = None) -> str:
         pipe = self.pipeline(name)
@@ -110,9 +111,8 @@ class Jobs:
                  spacing: str | None = None):
         self.limits.check_request(steps=steps, frames=frames)
         pipe = self.pipeline(model)
-        progress = {} if isinstance(pipe, OpenVideoPipeline) else {"progress": True}   # an open pipeline: its own bar
-        video = pipe(prompt, num_frames=frames, num_inference_steps=steps, guidance_scale=guidance, sampler=sampler,
-                     spacing=spacing, generator=torch.Generator().manual_seed(int(seed)), **progress)
+        video = pipe(prompt, num_frames=frames, generator=torch.Generator().manual_seed(int(seed)),
+                     sampling=SampleOptions(steps, guidance, sampler, spacing))
         return self._write(video.frames[0])
 
     def image_to_video(self, image, prompt: str, model: str | None = "default", seed: int = 0,
@@ -120,8 +120,8 @@ class Jobs:
         self.limits.check_request(steps=steps)
         pipe = self.own(model, "image-to-video")
         given = self._upload(image, "the image")[:1]
-        video = pipe(prompt, image=given[0], num_inference_steps=steps, method=method or None,
-                     generator=torch.Generator().manual_seed(int(seed)), progress=True)
+        video = pipe(prompt, generator=torch.Generator().manual_seed(int(seed)), sampling=SampleOptions(steps),
+                     image=given[0], conditioning=FrameConditioning(method or None))
         return self._write(video.frames[0])
 
     def extend(self, video, prompt: str, frames: int, model: str | None = "default", seed: int = 0,
@@ -129,8 +129,8 @@ class Jobs:
         self.limits.check_request(steps=steps, frames=int(frames))
         pipe = self.own(model, "extension")
         given = self._upload(video, "the video")
-        out = pipe.extend(given, prompt, num_frames=int(frames), num_inference_steps=steps, method=method or None,
-                          generator=torch.Generator().manual_seed(int(seed)), mode=mode or "windows")
+        out = pipe.extend(given, prompt, int(frames), torch.Generator().manual_seed(int(seed)), SampleOptions(steps),
+                          FrameConditioning(method or None), mode=mode or "windows")
         return self._write(out.frames[0])
 
     def interpolate(self, video, factor: int, prompt: str | None = None, model: str | None = "default",
@@ -139,8 +139,8 @@ class Jobs:
         pipe = self.own(model, "interpolation")
         given = self._upload(video, "the video")
         self.limits.check_request(frames=(len(given) - 1) * int(factor) + 1)
-        out = pipe.interpolate(given, factor=int(factor), prompt=prompt or None, num_inference_steps=steps,
-                               method=method or None, generator=torch.Generator().manual_seed(int(seed)))
+        out = pipe.interpolate(given, int(factor), prompt or None, torch.Generator().manual_seed(int(seed)),
+                               SampleOptions(steps), FrameConditioning(method or None))
         return self._write(out.frames[0])
 
     def evaluate(self, files: list | None = None, captions: str = "", model: str | None = None, num: int = 8):

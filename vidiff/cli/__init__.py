@@ -8,8 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from .errors import VidiffError
-from .config import DECODE_TILE, DISPLAY_SCALE, RECONSTRUCTION_WEIGHT
+from ..errors import VidiffError
+from ..config import DECODE_TILE
+from .groups import Conditioning, Model, Output, Run, Sampling, grouped
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, sample and evaluate video diffusion models.")   # no markup: "[ui]" is text
@@ -17,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
         typer.echo(f"vidiff {__version__}")
         raise typer.Exit()
 
@@ -28,13 +29,13 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train, sample and evaluate video diffusion models."""
 
 
-def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[int], minutes: Optional[float] = None,
-               recipe=None):
+def run_config(run: Run, recipe=None):
     """The recipe a training command runs: the YAML given (or a Config built by the command), or the
     run's own config when resuming."""
-    from .checkpoint import read_config, resolve_checkpoint
-    from .config import load_config
-    from .training.options import validate_training
+    from ..checkpoint import read_config, resolve_checkpoint
+    from ..config import load_config
+    from ..training.options import validate_training
+    config, out, resume, steps, minutes = run.config, run.out, run.resume, run.steps, run.minutes
     if config is None and recipe is None and not resume:
         raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
     if out.exists() and not out.is_dir():
@@ -54,30 +55,29 @@ def run_config(config: Optional[Path], out: Path, resume: bool, steps: Optional[
     return validate_training(cfg)
 
 
-def run_training(task, config: Optional[Path], out: Path, resume: bool, steps: Optional[int],
-                 minutes: Optional[float], progress: bool, recipe=None) -> None:
-    """`vidiff train`, `train-vae` and `distill`: one task's Trainer, the summary printed as JSON by rank 0."""
-    from .distributed import process_group
-    from .training import Trainer
-    cfg = run_config(config, out, resume, steps, minutes, recipe)
+def run_training(task, run: Run, recipe=None) -> None:
+    """`vidiff train`, `train-vae`, `distill` and `tune`: one task's Trainer, the summary printed as JSON by rank 0."""
+    from ..distributed import process_group
+    from ..training import Trainer
+    cfg = run_config(run, recipe)
     with process_group():
-        trainer = Trainer(cfg, out, resume=resume, progress=progress, task=task)
+        trainer = Trainer(cfg, run.out, resume=run.resume, progress=run.progress, task=task)
         summary = trainer.train()
         if trainer.dist.main:
             typer.echo(json.dumps(summary))
 
 
+def _run(out: Path, resume: bool = False, minutes: Optional[float] = None, progress: bool = True) -> Run:
+    """A Run for a command that builds its own recipe (distill, tune)."""
+    return Run(config=None, out=out, resume=resume, steps=None, minutes=minutes, progress=progress)
+
+
 @app.command()
-def train(config: Optional[Path] = typer.Option(None, help="YAML recipe, e.g. configs/tiny-shapes.yaml"),
-          out: Path = typer.Option(..., help="run folder: checkpoints, samples, loss.png"),
-          resume: bool = typer.Option(False, help="continue the run in --out from its latest checkpoint"),
-          steps: Optional[int] = typer.Option(None, help="override train.steps"),
-          minutes: Optional[float] = typer.Option(None, help="override train.time_limit_minutes: stop after this "
-                                                              "much training time (0 = no limit)"),
-          progress: bool = typer.Option(True, help="show a progress bar")):
+@grouped(run=Run)
+def train(run: Run = None):
     """Train a text-to-video model."""
-    from .training import DiffusionTask
-    run_training(DiffusionTask, config, out, resume, steps, minutes, progress)
+    from ..training import DiffusionTask
+    run_training(DiffusionTask, run)
 
 
 @app.command()
@@ -92,9 +92,9 @@ def distill(model: str = typer.Option(..., help="the model to distil: run, check
             resume: bool = typer.Option(False, help="continue the student run in --out"),
             progress: bool = typer.Option(True, help="show a progress bar")):
     """Progressive distillation: a student that samples in --steps DDIM steps, one pass each."""
-    from .training.distill import DistillTask, distill_config
+    from ..training.distill import DistillTask, distill_config
     recipe = None if resume else distill_config(model, steps, teacher_steps, guidance, train_steps)
-    run_training(DistillTask, None, out, resume, None, minutes, progress, recipe)
+    run_training(DistillTask, _run(out, resume, minutes, progress), recipe)
 
 
 @app.command()
@@ -109,8 +109,8 @@ def tune(video: Path = typer.Argument(..., help="the one clip to learn the motio
                                                     "(a file of kilobytes: RUN/checkpoints/step_*/lora.safetensors; `--lora RUN` finds the latest)"),
          progress: bool = typer.Option(True, help="show a progress bar")):
     """One-shot tuning (Tune-A-Video): fine-tune temporal layers and attention queries on one clip."""
-    from .training import DiffusionTask
-    from .training.tune import tune_config
+    from ..training import DiffusionTask
+    from ..training.tune import tune_config
     lr = lr if lr is not None else 1e-3 if lora else 1e-4
     if steps < 1 or not lr > 0:
         raise VidiffError("--steps must be at least 1 and --lr positive")
@@ -118,45 +118,7 @@ def tune(video: Path = typer.Argument(..., help="the one clip to learn the motio
         raise VidiffError(f"'{out}' already holds a tuned run; choose another --out")
     if lora < 0:
         raise VidiffError("--lora takes the adapter's rank, at least 1")
-    run_training(DiffusionTask, None, out, False, None, None, progress,
-                 tune_config(video, caption, model, out, steps, lr, lora))
-
-
-MAX_SCALE = 64     # enlargement of the written frames (--scale 1000 asked for 45.8 GiB); the pipeline caps the pixels
-
-
-def _outputs(out: Path, sheet: bool, overwrite: bool, scale: int, fps: int) -> list[Path]:
-    """The files a sampling command writes, checked before minutes of sampling, not after."""
-    from .data.io import check_writable
-    outputs = [out] + ([out.with_suffix(".png")] if sheet and out.suffix != ".png" else [])
-    for path in outputs:
-        check_writable(path, overwrite)
-    if not 1 <= scale <= MAX_SCALE or not 1 <= fps <= 240:
-        raise VidiffError(f"--scale must be 1 to {MAX_SCALE} and --fps 1 to 240, got --scale {scale} --fps {fps}")
-    return outputs
-
-
-def _save(video, outputs: list[Path], fps: int, scale: int, overwrite: bool) -> None:
-    for path in outputs:
-        if video.frames.shape[1] > 64:       # a long video takes a while to encode: say so before, not only after
-            typer.echo(f"writing {path} ({video.frames.shape[1]} frames)...")
-        video.save(path, fps=fps, scale=scale, overwrite=overwrite)
-        typer.echo(f"wrote {path}")
-
-
-OUT = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
-MODEL = typer.Option(None, help="checkpoint or run folder, or a diffusers-format model directory (Wan 2.1); "
-                                "default: embedded model")
-STEPS = typer.Option(None, help="sampling steps (default: the model's diffusion.sampling_steps; a distilled "
-                                "model's own count)")
-GUIDANCE = typer.Option(None, help="classifier-free guidance scale (default: the model's diffusion.guidance; 1 = none, "
-                                     "a distilled model's default)")
-SAMPLER = typer.Option(None, help="ddim | ddpm | dpm++2m | euler | heun | flow-euler (default: the model's "
-                                  "diffusion.sampler)")
-SPACING = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr (default: the "
-                                  "model's diffusion.spacing)")
-ETA = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
-MAX_SEED = 2 ** 63 - 1    # torch.Generator.manual_seed takes a signed 64-bit integer
+    run_training(DiffusionTask, _run(out, progress=progress), tune_config(video, caption, model, out, steps, lr, lora))
 
 
 def _size(value: str | None) -> tuple[int | None, int | None]:
@@ -169,29 +131,31 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
     return int(parts[0]), int(parts[-1])
 
 
-def _seed(value: int) -> int:
-    if not 0 <= value <= MAX_SEED:
-        raise VidiffError(f"--seed must be 0 to {MAX_SEED}, got {value}")
-    return value
+def _motion(value: str):
+    from ..pipeline import ZeroShot
+    try:
+        dx, dy = (float(v) for v in value.split(","))
+    except ValueError:
+        raise VidiffError(f"--motion takes DX,DY in pixels a frame, e.g. 1,0; got '{value}'") from None
+    return ZeroShot((dx, dy))
 
 
-SEED = typer.Option(0, help="random seed", callback=_seed)
-FPS = typer.Option(8, help="frames per second of the file")
-SCALE = typer.Option(DISPLAY_SCALE, help="enlarge frames this many times (nearest neighbour)")
-SHEET = typer.Option(False, help="also write a PNG contact sheet beside the video")
-OVERWRITE = typer.Option(False, help="replace existing output files")
-METHOD = typer.Option(None, help="how given frames condition the video: trained (a masked-frame model) | guidance "
-                                 "(VDM reconstruction guidance, any model) | replacement; default: trained if the "
-                                 "model has it, else guidance")
-GUIDANCE_WEIGHT = typer.Option(RECONSTRUCTION_WEIGHT, help="w_r of reconstruction guidance (--method guidance)")
-DTYPE = typer.Option("fp32", help="weights and activations: fp32 | bf16 | fp16 (bf16 halves memory, is faster on a "
-                                  "GPU and on this CPU too; fp16 is ~20x slower on a CPU: docs/results/cpu_bf16.md)")
-COMPILE = typer.Option(False, "--compile", help="torch.compile the backbone: slow first call, faster after (a GPU)")
+def _load_loras(pipe, lora: list[Path], scales: list[float]) -> None:
+    for i, path in enumerate(lora):
+        pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
+
+
+def _check_loras(lora: list[Path], scales: list[float]) -> None:
+    if scales and not lora:
+        raise VidiffError("--lora-scale sets the strength of a --lora adapter; give --lora PATH too")
+    if scales and len(scales) not in (1, len(lora)):
+        raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
 
 
 @app.command()
+@grouped(output=Output, load=Model, sampling=Sampling, frames_given=Conditioning)
 def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a blue square bouncing'"),
-             out: Path = OUT, model: Optional[Path] = MODEL,
+             output: Output = None, load: Model = None, sampling: Sampling = None, frames_given: Conditioning = None,
              frames: Optional[int] = typer.Option(None, help="frame count (default: the model's)"),
              size: Optional[str] = typer.Option(None, help="frame size: S (square) or HxW, e.g. 480x832 (default: "
                                                            "the model's)"),
@@ -202,113 +166,76 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              vae_tiling: bool = typer.Option(False, help="decode in tiles: less memory for large frames "
                                                          "(diffusers-format models)"),
              image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),
-             method: Optional[str] = METHOD, guidance_weight: float = GUIDANCE_WEIGHT,
              zero_shot: bool = typer.Option(False, help="video from an image model (Text2Video-Zero): moving noise "
                                                           "and cross-frame attention"),
              motion: str = typer.Option("1,0", help="with --zero-shot: DX,DY pixels a frame"),
              stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
-             steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE, sampler: Optional[str] = SAMPLER,
-             spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS, scale: int = SCALE,
-             sheet: bool = SHEET, overwrite: bool = OVERWRITE, dtype: str = DTYPE, compile: bool = COMPILE,
              lora: Optional[List[Path]] = typer.Option(None, help="apply this LoRA adapter (lora.safetensors, or a "
                                                                   "LoRA run); repeat to stack several"),
              lora_scale: Optional[List[float]] = typer.Option(None, help="strength of each --lora, in order "
                                                                          "(default 1; one value applies to all)")):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
-    import torch
-
-    from .pipeline import VideoPipeline
+    from ..distributed import process_group
+    from ..pipeline.open_model import OpenVideoPipeline
     if not prompt.strip():
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
-    try:
-        dx, dy = (float(v) for v in motion.split(","))
-    except ValueError:
-        raise VidiffError(f"--motion takes DX,DY in pixels a frame, e.g. 1,0; got '{motion}'") from None
-    outputs = _outputs(out, sheet, overwrite, scale, fps)
+    zero = _motion(motion) if zero_shot else None
+    paths = output.paths()
     lora, scales = lora or [], lora_scale or []
-    if scales and not lora:
-        raise VidiffError("--lora-scale sets the strength of a --lora adapter; give --lora PATH too")
-    if scales and len(scales) not in (1, len(lora)):
-        raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
+    _check_loras(lora, scales)
     height, width = _size(size)
-    from .distributed import process_group
-    from .pipeline.open_model import OpenVideoPipeline
     with process_group() as dist:     # under torchrun: the processes share each clip (a DiT's sequence parallelism)
-        pipe = VideoPipeline.from_pretrained(model, device=dist.device, torch_dtype=dtype, compile=compile,
-                                             offload=offload)
+        pipe = load.load(dist.device, offload)
         if dist.enabled:
-            from .models.sequence_parallel import sequence_group
+            from ..models.sequence_parallel import sequence_group
             pipe.split_sequences(sequence_group())
-        for i, path in enumerate(lora):
-            pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
-        generator = torch.Generator().manual_seed(seed)
+        _load_loras(pipe, lora, scales)
         if isinstance(pipe, OpenVideoPipeline):
-            given = [flag for flag, used in (("--image", image), ("--zero-shot", zero_shot), ("--method", method),
-                                             ("--stride", stride != 1), ("--eta", eta)) if used]
+            given = [flag for flag, used in (("--image", image), ("--zero-shot", zero_shot),
+                                             ("--method", frames_given.method), ("--stride", stride != 1)) if used]
             if given:
                 raise VidiffError(f"{given[0]} is for vidiff's own models; a diffusers-format model makes text-to-video")
             pipe.vae_tiling = vae_tiling
-            video = pipe(prompt, negative_prompt, num_frames=frames, height=height, width=width,
-                         num_inference_steps=steps, guidance_scale=guidance, generator=generator, sampler=sampler,
-                         spacing=spacing)
+            video = pipe(prompt, negative_prompt, frames, height, width, sampling.generator(), sampling.options())
         else:
             if negative_prompt or vae_tiling:
                 raise VidiffError("--negative-prompt and --vae-tiling are for diffusers-format models (--model DIR)")
-            video = pipe(prompt, num_frames=frames, height=height, width=width, num_inference_steps=steps,
-                         guidance_scale=guidance, generator=generator, sampler=sampler, eta=eta,
-                         spacing=spacing, image=image, method=method, guidance_weight=guidance_weight,
-                         zero_shot=zero_shot, motion=(dx, dy), stride=stride)
+            video = pipe(prompt, frames, height, width, sampling.generator(), sampling.options(), image,
+                         frames_given.conditioning(), zero, stride)
         if dist.main:
-            _save(video, outputs, fps, scale, overwrite)
+            output.save(video, paths)
 
 
 @app.command()
+@grouped(output=Output, load=Model, sampling=Sampling, frames_given=Conditioning)
 def extend(video: Path = typer.Argument(..., help="the video to continue (any size: resized to the model's)"),
            prompt: str = typer.Argument(..., help="what the video shows, e.g. 'a red circle bouncing'"),
+           output: Output = None, load: Model = None, sampling: Sampling = None, frames_given: Conditioning = None,
            frames: int = typer.Option(..., help="length of the result in frames (the video's own included)"),
            context: Optional[int] = typer.Option(None, help="frames each new window is conditioned on "
                                                                "(default: a quarter of the model's window)"),
            mode: str = typer.Option("windows", help="windows: one window after another; hierarchical: keyframes "
                                                       "every --stride frames first, then the frames between"),
            stride: Optional[int] = typer.Option(None, help="with --mode hierarchical: keyframe spacing "
-                                                             "(default: the model's largest trained stride)"),
-           out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
-           guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
-           sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED, fps: int = FPS,
-           scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE, dtype: str = DTYPE,
-           compile: bool = COMPILE):
+                                                             "(default: the model's largest trained stride)")):
     """Continue a video to any length, one model-length window at a time."""
-    import torch
-
-    from .pipeline import VideoPipeline
-    outputs = _outputs(out, sheet, overwrite, scale, fps)
-    pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
-    result = pipe.extend(video, prompt, num_frames=frames, context=context, num_inference_steps=steps,
-                         guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
-                         eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight, mode=mode,
-                         stride=stride)
-    _save(result, outputs, fps, scale, overwrite)
+    paths = output.paths()
+    result = load.load().extend(video, prompt, frames, sampling.generator(), sampling.options(),
+                                frames_given.conditioning(), context, mode, stride)
+    output.save(result, paths)
 
 
 @app.command()
+@grouped(output=Output, load=Model, sampling=Sampling, frames_given=Conditioning)
 def interpolate(video: Path = typer.Argument(..., help="the frames to interpolate between (any size)"),
+                output: Output = None, load: Model = None, sampling: Sampling = None, frames_given: Conditioning = None,
                 factor: int = typer.Option(..., help="N frames become (N - 1) * factor + 1"),
-                prompt: Optional[str] = typer.Option(None, help="what the video shows (default: no text)"),
-                out: Path = OUT, model: Optional[Path] = MODEL, method: Optional[str] = METHOD,
-                guidance_weight: float = GUIDANCE_WEIGHT, steps: Optional[int] = STEPS, guidance: Optional[float] = GUIDANCE,
-                sampler: Optional[str] = SAMPLER, spacing: Optional[str] = SPACING, eta: float = ETA, seed: int = SEED,
-                fps: int = FPS, scale: int = SCALE, sheet: bool = SHEET, overwrite: bool = OVERWRITE,
-                dtype: str = DTYPE, compile: bool = COMPILE):
+                prompt: Optional[str] = typer.Option(None, help="what the video shows (default: no text)")):
     """Make factor - 1 new frames between each pair of frames of a video, keeping the given ones."""
-    import torch
-
-    from .pipeline import VideoPipeline
-    outputs = _outputs(out, sheet, overwrite, scale, fps)
-    pipe = VideoPipeline.from_pretrained(model, torch_dtype=dtype, compile=compile)
-    result = pipe.interpolate(video, factor=factor, prompt=prompt, num_inference_steps=steps,
-                              guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), sampler=sampler,
-                              eta=eta, spacing=spacing, method=method, guidance_weight=guidance_weight)
-    _save(result, outputs, fps, scale, overwrite)
+    paths = output.paths()
+    result = load.load().interpolate(video, factor, prompt, sampling.generator(), sampling.options(),
+                                     frames_given.conditioning())
+    output.save(result, paths)
 
 
 @app.command()
@@ -319,13 +246,13 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
           max_upload_mb: float = typer.Option(20.0, help="largest uploaded file"),
           max_frames: int = typer.Option(256, help="most frames of an uploaded video or a result"),
           max_side: int = typer.Option(1024, help="largest side of an uploaded frame, in pixels"),
-          dtype: str = DTYPE, compile: bool = COMPILE):
+          dtype: str = Model.dtype, compile: bool = Model.compile):
     """A web UI: text/image-to-video, extend, interpolate, evaluate and browse runs (needs the [ui] extra)."""
     try:
-        from .webui.app import serve as run_server
+        from ..webui.app import serve as run_server
     except ImportError:
         raise VidiffError('the web UI needs gradio: pip install -e ".[ui]"') from None
-    from .webui import Limits
+    from ..webui import Limits
     if runs is not None and not runs.is_dir():
         raise VidiffError(f"--runs '{runs}' is not a directory")
     if max_upload_mb <= 0 or max_frames < 1 or max_side < 8:
@@ -338,12 +265,13 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
     except (socket.gaierror, UnicodeError):
         raise VidiffError(f"--host '{host}' is not an address or name this machine can listen on "
                           "(e.g. 127.0.0.1, or 0.0.0.0 for every interface)") from None
-    from .devices import resolve_dtype
+    from ..devices import resolve_dtype
     resolve_dtype(dtype)                  # a wrong name fails now, not at the first request
     run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side), dtype=dtype, compile=compile)
 
 
 @app.command("eval")
+@grouped(sampling=Sampling)
 def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of videos (mp4/gif/frame folders) with "
                                                                 "captions.jsonl, captions.csv or <name>.txt"),
              out: Path = typer.Option(Path("eval"), help="folder for report.json, report.md and pictures"),
@@ -351,15 +279,7 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              ground_truth: bool = typer.Option(False, help="evaluate synthetic ground-truth clips"),
              num: int = typer.Option(20, "--num", "--num-videos", help="videos to generate / draw (under torchrun "
                                      "spell it --num-videos: torchrun claims --num)"),
-             steps: Optional[int] = typer.Option(None, help="sampling steps (with --model; default the model's "
-                                                            "diffusion.sampling_steps, or a distilled model's own)"),
-             guidance: Optional[float] = typer.Option(None, help="guidance scale (with --model; default the model's "
-                                                                 "diffusion.guidance, or 1 for a distilled model)"),
-             sampler: Optional[str] = typer.Option(None, help="sampler (with --model; default the model's "
-                                                              "diffusion.sampler)"),
-             spacing: Optional[str] = typer.Option(None, help="step spacing: uniform | karras | log_snr (with --model; "
-                                                              "default the model's diffusion.spacing)"),
-             seed: int = typer.Option(0, help="video i uses seed + i", callback=_seed),
+             sampling: Sampling = None,
              gravity: float = typer.Option(0.0, help="gravity of the world, in frame sizes per frame^2 (without --config)"),
              config: Optional[Path] = typer.Option(None, help="the world the videos show (its data section): clips "
                                                               "for --ground-truth, and the frame size objects of a folder's "
@@ -367,12 +287,12 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              overwrite: bool = typer.Option(False, help="replace a report already in --out"),
              known: int = typer.Option(0, help="with --model: continue the first K frames of held-out ground-truth "
                                                "clips and score the rest against the simulator (physics benchmark)"),
-             dtype: str = DTYPE, compile: bool = COMPILE):
+             dtype: str = Model.dtype, compile: bool = Model.compile):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
-    from .distributed import process_group
-    from .evaluation.evaluate import evaluate as run_evaluation
-    from .evaluation.evaluate import world_of
-    from .evaluation.report import markdown_table
+    from ..distributed import process_group
+    from ..evaluation.evaluate import evaluate as run_evaluation
+    from ..evaluation.evaluate import world_of
+    from ..evaluation.report import markdown_table
     if sum(x is not None and x is not False for x in (videos, model, ground_truth or None)) != 1:
         raise VidiffError("give exactly one of: a videos folder, --model PATH|default, or --ground-truth")
     pipe = None
@@ -380,16 +300,15 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         world = world_of(config, gravity)
         options = None
         if model is not None:
-            from .pipeline import VideoPipeline        # under torchrun: each process samples its share
+            from ..pipeline import VideoPipeline        # under torchrun: each process samples its share
             pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device,
                                                  torch_dtype=dtype, compile=compile)
             if not isinstance(pipe, VideoPipeline):
                 raise VidiffError("vidiff eval --model scores a vidiff model on held-out prompts of its own world; "
                                   "for a diffusers-format model, generate videos and pass their folder")
-            options = pipe.options(steps, guidance, sampler, spacing)
+            options = pipe.options(sampling.options())
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=world if ground_truth else None, num=num,
-                                 options=options, seed=seed, overwrite=overwrite, dist=dist, world=world,
-                                 known=known)
+                                 options=options, seed=sampling.seed, overwrite=overwrite, world=world, known=known)
     if summary is None:
         return
     for name, reason in summary.pop("skipped"):
@@ -406,26 +325,22 @@ def export(source: Path = typer.Argument(..., help="run folder or checkpoint fol
            merge_lora: bool = typer.Option(False, help="a LoRA run: fold its adapter into the weights")):
     """Export a checkpoint's EMA weights as an inference-only model folder (a fine-tuned diffusers-format
     model: its transformer folder, which the library's from_pretrained loads)."""
-    from .checkpoint import export_pretrained, read_config, resolve_checkpoint
+    from ..checkpoint import export_pretrained, read_config, resolve_checkpoint
     if read_config(resolve_checkpoint(source)).model.pretrained:
         if vae is not None:
             raise VidiffError("--vae swaps the decoder of vidiff's own latent models; this run fine-tuned a pretrained one")
-        from .training.open_model import export_transformer
+        from ..training.open_model import export_transformer
         typer.echo(f"wrote {export_transformer(source, out, merge_lora)}")
         return
     typer.echo(f"wrote {export_pretrained(source, out, vae, merge_lora)}")
 
 
 @app.command("train-vae")
-def train_vae(config: Optional[Path] = typer.Option(None, help="YAML recipe with a vae section, e.g. configs/vae-shapes.yaml"),
-              out: Path = typer.Option(..., help="run folder: checkpoints, reconstructions, loss.png"),
-              resume: bool = typer.Option(False, help="continue the run in --out"),
-              steps: Optional[int] = typer.Option(None, help="override train.steps"),
-              minutes: Optional[float] = typer.Option(None, help="override train.time_limit_minutes"),
-              progress: bool = typer.Option(True, help="show a progress bar")):
+@grouped(run=Run)
+def train_vae(run: Run = None):
     """Train the causal video VAE used for latent diffusion."""
-    from .training import VAETask
-    run_training(VAETask, config, out, resume, steps, minutes, progress)
+    from ..training import VAETask
+    run_training(VAETask, run)
 
 
 @app.command()
@@ -434,12 +349,12 @@ def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif
                 vae: Path = typer.Option(..., help="VAE run or checkpoint folder (vidiff train-vae)"),
                 tile: int = typer.Option(DECODE_TILE, help="decode in tiles of this many latent pixels"),
                 fps: int = typer.Option(8, help="frames per second of the output"),
-                scale: int = SCALE,    # an MP4 keeps colour at half resolution, which smears 32-px frames
+                scale: int = Output.scale,    # an MP4 keeps colour at half resolution, which smears 32-px frames
                 overwrite: bool = typer.Option(False, help="replace an existing output file")):
     """Encode and decode a video with a VAE; print PSNR and SSIM against the input (in memory, at its size)."""
-    from .checkpoint import load_vae
-    from .data.io import check_writable, read_video, save_video, upscale
-    from .evaluation.reconstruction import psnr, reconstruct as run_reconstruction, ssim
+    from ..checkpoint import load_vae
+    from ..data.io import check_writable, read_video, save_video, upscale
+    from ..evaluation.reconstruction import psnr, reconstruct as run_reconstruction, ssim
     check_writable(out, overwrite)
     if tile < 1:
         raise VidiffError("--tile must be at least 1")
@@ -464,7 +379,7 @@ def data_check(folder: Path = typer.Argument(..., help="folder of videos/images 
                frame_stride: Optional[int] = typer.Option(None, help="source frames between clip frames"),
                decode: bool = typer.Option(True, help="also decode one clip of every file, as training would")):
     """Report which files training would use and which it would skip, and why."""
-    from .data.video_folder import check_folder
+    from ..data.video_folder import check_folder
     if (frames is not None and frames < 1) or (frame_stride is not None and frame_stride < 1):
         raise VidiffError("--frames and --frame-stride must be at least 1")
     dataset = check_folder(folder, config, frames, frame_stride, decode)
