@@ -9,15 +9,15 @@ from contextlib import nullcontext
 import torch
 
 from vidiff.config import config_from_dict
+from vidiff.distributed import process_group
 from vidiff.training import Trainer
 from vidiff.training.trainer import step_generator
 
 values, run, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-trainer = Trainer(config_from_dict(values), run, progress=False)
-loss, _ = trainer.task.loss(trainer.net, trainer.batch(0), step_generator(trainer.cfg.train.seed, 0), trainer.part,
-                            nullcontext())
-loss.backward()
-if trainer.dist.main:
-    torch.save({n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None}, out)
-if trainer.dist.enabled:
-    torch.distributed.destroy_process_group()
+with process_group():
+    trainer = Trainer(config_from_dict(values), run, progress=False)
+    loss, _ = trainer.task.loss(trainer.net, trainer.batch(0), step_generator(trainer.cfg.train.seed, 0), trainer.part,
+                                nullcontext())
+    loss.backward()
+    if trainer.dist.main:
+        torch.save({n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None}, out)

@@ -133,3 +133,15 @@ def test_distillation_on_two_fsdp_processes_matches_one_process(tmp_path):
     (_, state), (_, ref_state) = final_state(tmp_path / "two"), final_state(tmp_path / "one")
     losses, ref_losses = [h["loss"] for h in state["history"]], [h["loss"] for h in ref_state["history"]]
     assert len(losses) == 4 and losses == pytest.approx(ref_losses, rel=1e-4, abs=1e-6)
+
+
+def test_a_trainer_under_torchrun_without_a_process_group_is_a_one_line_error(tmp_path, monkeypatch):
+    """Process groups have one home (distributed.process_group); a trainer never makes its own."""
+    from vidiff.distributed import current
+    from vidiff.errors import VidiffError
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(VidiffError, match="process_group"):
+        current()
+    with pytest.raises(VidiffError, match="process_group"):
+        Trainer(config_from_dict(tiny_config_dict(steps=1)), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -23,7 +23,7 @@ from torch import nn
 from .config import Config, LoRAConfig, VAEConfig, build_section, config_from_dict
 from .errors import VidiffError
 from .models import LatentCodec, TextToVideoModel, VideoVAE, build_model, build_vae
-from .models.lora import add_lora, merge_lora as fold_lora
+from .models.lora import merge_lora as fold_lora
 
 FORMAT = "vidiff-checkpoint-1"
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default"   # the embedded model; `default` names it
@@ -207,20 +207,10 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[TextToVideoModel, Co
     """The text-to-video model of a checkpoint or run folder (its EMA weights when there are any)."""
     folder = resolve_checkpoint(path)
     config = read_config(folder)
-    model = build_model(config.model, config.trained_words())
-    add_trained_lora(model, config)         # a LoRA run's checkpoint: the base and its adapter, applied
+    model = build_model(config.model, config.trained_words(), config.train.lora)   # a LoRA run's: with its adapter
     weights = folder / "ema.safetensors"
     load_weights(model, weights if ema and weights.is_file() else folder / "model.safetensors", config.model.type)
     return model, config, folder
-
-
-LORA_NAME = "default"   # the adapter a `train.lora` run trains (peft's default adapter name)
-
-
-def add_trained_lora(model: nn.Module, config: Config) -> list[str]:
-    """The adapter of train.lora (empty, to be trained or loaded), if the config has one."""
-    lora = config.train.lora
-    return add_lora(model, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora.targets) if lora.rank else []
 
 
 VAE_TYPE = "vae"

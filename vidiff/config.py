@@ -326,13 +326,29 @@ def _coerce(value, hint, key: str):
     return value
 
 
-def _check_range(value, bounds, key: str) -> None:
+def _check_range(value, bounds, key: str, what: str | None = None) -> None:
     low, high, open_low, open_high = bounds
     for v in value if isinstance(value, list) else [value]:
-        if v < low or v > high or (open_low and v == low) or (open_high and v == high):
+        if v != v or v < low or v > high or (open_low and v == low) or (open_high and v == high):   # v != v: NaN
             lo = f"{'>' if open_low else '>='} {low:g}" if low > -INF else ""
             hi = f"{'<' if open_high else '<='} {high:g}" if high < INF else ""
-            raise VidiffError(f"config key '{key}' must be {' and '.join(s for s in (lo, hi) if s)}, got {v!r}")
+            raise VidiffError(f"{what or f'config key {key!r}'} must be {' and '.join(s for s in (lo, hi) if s)}, got {v!r}")
+
+
+def override(cfg: Config, key: str, value, flag: str | None = None) -> Config:
+    """Set dotted `key` (e.g. "train.steps") to `value` with the checks a recipe's value gets on load;
+    `flag`: the command-line option that gave it, named in the error."""
+    *path, name = key.split(".")
+    section = cfg
+    for part in path:
+        section = getattr(section, part)
+    what = f"{flag} ({key})" if flag else None
+    value = _coerce(value, typing.get_type_hints(type(section))[name], key)
+    bounds = {f.name: f for f in dataclasses.fields(section)}[name].metadata.get("range")
+    if bounds is not None:
+        _check_range(value, bounds, key, what)
+    setattr(section, name, value)
+    return cfg
 
 
 def _check_shapes(d: DataConfig, m: ModelConfig) -> None:

@@ -41,7 +41,8 @@ class Dist:
 
 
 def init_distributed() -> Dist:
-    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPUs); one process otherwise."""
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPUs); one process otherwise.
+    Called by process_group() alone: the one place groups are made and left."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if world <= 1:
@@ -52,6 +53,15 @@ def init_distributed() -> Dist:
     if cuda:
         torch.cuda.set_device(local)
     return Dist(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu"))
+
+
+def current() -> Dist:
+    """The process group a caller holds (process_group()), or one process without torchrun. Under
+    torchrun with no group held: a one-line error, not N processes that each train alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        raise VidiffError("under torchrun, run this inside `with vidiff.distributed.process_group():` (the vidiff "
+                          "commands do), so that the processes join one group and leave it together")
+    return init_distributed()
 
 
 def shutdown(failed: bool = False) -> None:

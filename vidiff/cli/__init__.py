@@ -33,25 +33,21 @@ def run_config(run: Run, recipe=None):
     """The recipe a training command runs: the YAML given (or a Config built by the command), or the
     run's own config when resuming."""
     from ..checkpoint import read_config, resolve_checkpoint
-    from ..config import load_config
+    from ..config import load_config, override
     from ..training.options import validate_training
     config, out, resume, steps, minutes = run.config, run.out, run.resume, run.steps, run.minutes
     if config is None and recipe is None and not resume:
         raise VidiffError("pass --config <yaml> (or --resume to continue the run in --out)")
     if out.exists() and not out.is_dir():
         raise VidiffError(f"--out '{out}' is a file; give a folder for the run")
-    if steps is not None and steps < 1:
-        raise VidiffError(f"--steps must be at least 1, got {steps}")
-    if minutes is not None and not minutes >= 0:
-        raise VidiffError(f"--minutes must be 0 (no limit) or more, got {minutes}")
     if resume and config is None and not (out / "latest").is_file():
         raise VidiffError(f"nothing to resume in '{out}' (no 'latest' checkpoint); pass --config to start a run")
     cfg = (load_config(config) if config is not None else read_config(resolve_checkpoint(out)) if resume
            else recipe)
     if steps is not None:
-        cfg.train.steps = steps
+        override(cfg, "train.steps", steps, "--steps")
     if minutes is not None:
-        cfg.train.time_limit_minutes = minutes
+        override(cfg, "train.time_limit_minutes", minutes, "--minutes")
     return validate_training(cfg)
 
 

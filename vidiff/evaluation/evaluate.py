@@ -10,7 +10,7 @@ import numpy as np
 from ..config import MAX_GRAVITY, DataConfig, load_config
 from ..data import unit_stride
 from ..data.objects import track
-from ..distributed import init_distributed
+from ..distributed import current
 from ..errors import VidiffError
 from ..pipeline import SampleOptions
 from . import sources
@@ -75,7 +75,7 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         raise VidiffError(f"--out '{out}' is a file; give a folder for the report")
     if any((out / name).exists() for name in REPORT_FILES) and not overwrite:
         raise VidiffError(f"'{out}' already holds a report; pass --overwrite to replace it, or choose another --out")
-    dist = init_distributed()          # the command's process group, or one process
+    dist = current()                   # the caller's process group (distributed.process_group), or one process
     if known and pipe is None:
         raise VidiffError("--known continues ground-truth clips with a model: give --model")
     skipped, world, truths = [], world if world is not None else DataConfig(), None

@@ -67,7 +67,7 @@ def model_samples(pipe, num: int, seed: int, options: SampleOptions, save_to: Pa
                   dist=None) -> tuple[list[str], list[np.ndarray], list[str]]:
     """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each.
 
-    Under torchrun (`dist` from vidiff.distributed.init_distributed) rank r makes videos r, r + N, ...
+    Under torchrun (`dist` from vidiff.distributed.process_group) rank r makes videos r, r + N, ...
     and every rank gets all of them back in order: the distributed sampler for evaluation."""
     data = ShapesDataset(unit_stride(pipe.config.data))
     captions = [data[HELD_OUT + i]["caption"] for i in range(num)]

@@ -9,10 +9,11 @@ from typing import Callable
 
 from torch import nn
 
-from ..config import DiTConfig, ModelConfig, UNetConfig, VAEConfig
+from ..config import DiTConfig, LoRAConfig, ModelConfig, UNetConfig, VAEConfig
 from ..errors import VidiffError
 from .codec import LatentCodec
 from .dit import DiT3D, DiTBlock
+from .lora import add_recipe_lora
 from .text import TextEncoder
 from .text_to_video import TextToVideoModel
 from .unet3d import UNet3D, VideoBlock
@@ -37,16 +38,20 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {"unet3d": _unet3d, "dit": _dit
 BLOCK_TYPES: tuple[type[nn.Module], ...] = (VideoBlock, DiTBlock, TextEncoder)
 
 
-def build_model(cfg: ModelConfig, known_words: list[str] | None = None) -> TextToVideoModel:
+def build_model(cfg: ModelConfig, known_words: list[str] | None = None, lora: LoRAConfig | None = None) -> TextToVideoModel:
     """The text-to-video model a config describes; known_words: the words prompts may use
-    (Config.trained_words()), default all of model.text.vocab."""
+    (Config.trained_words()), default all of model.text.vocab; lora: a LoRA run's train.lora, whose
+    adapter is then part of the model (empty until trained or loaded)."""
     if cfg.type not in BACKBONES:           # a hand-edited config.json reaches here without registry.validate
         raise VidiffError(f"unknown model.type '{cfg.type}'; choose one of: {', '.join(BACKBONES)}")
     frame_channels = cfg.in_channels + 1 if cfg.frame_conditioning else 0
     backbone = BACKBONES[cfg.type](getattr(cfg, cfg.type), cfg.in_channels, cfg.text.dim, frame_channels)
     t = cfg.text
-    return TextToVideoModel(backbone, t.vocab, t.max_length, t.dim, t.layers, t.heads, known_words,
-                            cfg.frame_conditioning, cfg.stride_conditioning)
+    model = TextToVideoModel(backbone, t.vocab, t.max_length, t.dim, t.layers, t.heads, known_words,
+                             cfg.frame_conditioning, cfg.stride_conditioning)
+    if lora is not None:
+        add_recipe_lora(model, lora)
+    return model
 
 
 def build_vae(cfg: VAEConfig) -> VideoVAE:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..errors import VidiffError
 
+LORA_NAME = "default"   # the adapter a `train.lora` run trains (peft's default adapter name)
 PREFIX = "base_model.model."
 PROBE = 8              # base weights per adapted layer kept in a file to recognise its base model
 PROBE_TOLERANCE = 2e-2  # relative: a model cast to bf16 or fp16 is still the same base
@@ -95,6 +96,12 @@ def target_layers(model: nn.Module, targets: list[str]) -> dict[str, nn.Module]:
         example = next(n for n, m in model.named_modules() if isinstance(m, nn.Linear))
         raise VidiffError(f"LoRA targets {targets} match no linear or convolution layer; names look like '{example}'")
     return layers
+
+
+def add_recipe_lora(model: nn.Module, lora) -> list[str]:
+    """The adapter a recipe's train.lora (a config.LoRAConfig) describes, LORA_NAME, empty until trained
+    or loaded; none at rank 0. Returns the adapted layer names."""
+    return add_lora(model, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora.targets) if lora.rank else []
 
 
 def add_lora(model: nn.Module, name: str, rank: int, alpha: float, targets: list[str], scale: float = 1.0) -> list[str]:

@@ -17,12 +17,11 @@ from tqdm.auto import tqdm
 from ..checkpoint import DEFAULT_MODEL, load_codec, load_model, resolve_checkpoint
 from ..config import Config
 from ..data.io import to_uint8
-from ..data.objects import caption_frames
+from ..data.worlds import world_of
 from ..devices import allow_tf32, compile_module, resolve_dtype
 from ..diffusion import SCHEDULES, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
-from ..world import parse_caption
 from ..models import LatentCodec, TextToVideoModel, input_multiples
 from ..models.external import is_open_model
 from ..models.lora import load_lora, merge_lora
@@ -52,6 +51,7 @@ class Windows(NamedTuple):
 class VideoPipeline:
     def __init__(self, model: TextToVideoModel, config: Config, codec: LatentCodec | None = None):
         self.model, self.config, self.codec = model.eval(), config, codec or LatentCodec()
+        self.world = world_of(config.data)       # what the training data's world knows of prompts and frames
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -248,12 +248,7 @@ class VideoPipeline:
 
     def _prompts(self, prompt: str | list[str]) -> list[str]:
         prompts = prompt_list(prompt)
-        data = self.config.data
-        if data.type == "shapes":      # the shapes world's captions: a model never shown 3 objects draws 2
-            for p in prompts:
-                if len(parse_caption(p)) > data.shapes.max_objects:
-                    raise VidiffError(f"'{p}' names {len(parse_caption(p))} objects; this model was trained on clips "
-                                      f"of at most {data.shapes.max_objects}")
+        self.world.check_prompts(prompts)
         return prompts
 
     def _window(self, job: Windows, known: Tensor, mask: Tensor, stride: int = 1) -> Tensor:
@@ -334,9 +329,8 @@ class VideoPipeline:
         whole(factor, "the interpolation factor (--factor)", 2, 64)
         check_generator(generator)
         given = self._fit(video, "the video", self.config.data.size)
-        if prompt is None and self.config.data.type == "shapes":
-            world = self.config.data.shapes
-            prompt = caption_frames(given, world.colours, world.shapes, world.max_objects)
+        if prompt is None:
+            prompt = self.world.describe(given)
         prompts = self._prompts(prompt) if prompt is not None else [""]
         options = self.options(sampling)
         if prompt is None:

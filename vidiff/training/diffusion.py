@@ -6,15 +6,14 @@ from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import add_trained_lora, load_codec, load_vae, resolve_checkpoint, vae_metadata
+from ..checkpoint import load_codec, load_vae, resolve_checkpoint, vae_metadata
 from ..config import Config
 from ..data import build_dataset, collate
-from ..data.synthetic import overlap_mask
+from ..data.worlds import world_of
 from ..data.splits import HELD_OUT, LATENT_SCALE
 from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
 from ..devices import sample_randn, to_device
@@ -93,9 +92,8 @@ class DiffusionTask(Task):
         self.model = self.new_model().to(device)
 
     def new_model(self) -> TextToVideoModel:
-        model = build_model(self.cfg.model, self.cfg.trained_words())
-        add_trained_lora(model, self.cfg)     # train.lora: empty adapters, the only parameters that will train
-        return model
+        # train.lora: with empty adapters, the only parameters that will train
+        return build_model(self.cfg.model, self.cfg.trained_words(), self.cfg.train.lora)
 
     def backbone(self) -> nn.Module:
         return self.model.backbone
@@ -156,13 +154,8 @@ class DiffusionTask(Task):
         return loss, {}
 
     def overlap_weights(self, batch: dict) -> Tensor | None:
-        """1 + train.overlap_weight on each clip's overlap pixels (data.synthetic.overlap_mask), else None."""
-        w = self.cfg.train.overlap_weight
-        if not w or "tracks" not in batch:
-            return None
-        _, _, frames, height, _ = batch["video"].shape
-        masks = np.stack([overlap_mask(tracks, frames, height) for tracks in batch["tracks"]])
-        return 1.0 + w * torch.from_numpy(masks[:, None]).float()
+        """1 + train.overlap_weight where objects overlap, if the data's world can tell (data/worlds.py), else None."""
+        return world_of(self.cfg.data).overlap_weights(batch, self.cfg.train.overlap_weight)
 
     def extra_weights(self) -> dict:
         return {"vae": self.codec.vae} if self.codec.latent else {}

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from ..checkpoint import add_trained_lora, load_model, load_weights
+from ..checkpoint import load_model, load_weights
+from ..models.lora import add_recipe_lora
 from ..config import Config
 from ..diffusion import SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
 from ..diffusion.distillation import distillation_loss, round_at, rounds
@@ -39,7 +40,7 @@ class DistillTask(DiffusionTask):
         teacher, teacher_cfg, _ = load_model(d.teacher)
         if teacher_cfg.diffusion.distilled_steps:
             raise VidiffError(f"'{d.teacher}' is already a distilled student; distil its teacher instead")
-        add_trained_lora(teacher, cfg)         # train.lora: the student's adapters (zero: no change), so they pass on
+        add_recipe_lora(teacher, cfg.train.lora)   # train.lora: the student's adapters (zero: no change), so they pass on
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.round = 0
         self.per_round = max(1, cfg.train.steps // len(self.rounds))

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import LORA_NAME
 from ..config import Config, LoRAConfig
 from ..data import build_dataset
 from ..devices import sample_randn
@@ -29,7 +28,7 @@ from ..diffusion import training_times
 from ..diffusion.objectives import masked_mse
 from ..errors import VidiffError
 from ..models.external import OpenModel, family_of, load_open_backbone, load_scheduler, open_family
-from ..models.lora import add_lora, save_lora, save_peft_adapter
+from ..models.lora import LORA_NAME, add_lora, save_lora, save_peft_adapter
 from ..pipeline.open_model import LORA_PREFIXES, OpenVideoPipeline
 from .run_folder import RunFolder
 from .task import Task

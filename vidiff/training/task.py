@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import LORA_NAME
-from ..models.lora import save_lora
+from ..models.lora import LORA_NAME, save_lora
 from .run_folder import RunFolder
 
 

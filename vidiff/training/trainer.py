@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import initialize_from, load_weights, read_config, resolve_checkpoint
 from ..config import Config
 from ..data import collate
-from ..distributed import barrier, init_distributed
+from ..distributed import barrier, current
 from ..distributed import mean as dist_mean
 from ..distributed import mean_tensor
 from ..devices import allow_tf32, compile_module
@@ -88,7 +88,7 @@ class Trainer:
         if cfg.train.lora.rank and not task.lora:
             raise VidiffError(f"train.lora adapts text-to-video models (vidiff train, tune, distill); a {task.model_type} "
                               "run trains the whole network: remove train.lora from the config")
-        self.dist = init_distributed()
+        self.dist = current()             # the caller holds the process group (distributed.process_group)
         self.progress = progress and self.dist.main
         self.device = self.dist.device
         # sequence parallelism: every process takes the whole batch, and each clip's frames are split instead

@@ -24,7 +24,7 @@ from ..config import Config
 from ..data import build_dataset, collate
 from ..data.io import save_video, tile, to_uint8, upscale
 from ..data.splits import HELD_OUT
-from ..data.synthetic import overlap_mask
+from ..data.worlds import world_of
 from ..devices import generator_on
 from ..errors import VidiffError
 from ..models import build_vae
@@ -117,15 +117,11 @@ class VAETask(Task):
         return loss, parts
 
     def overlap_weights(self, batch: dict) -> Tensor | None:
-        """1 + vae.overlap_weight on each clip's overlap pixels (data.synthetic.overlap_mask), else None:
+        """1 + vae.overlap_weight where objects overlap (the data's world: data/worlds.py), else None:
         an L1/L2 decoder unsure which object is in front draws the mean of both colours there, and
         those few pixels are too rare in the plain mean to pay for drawing one in front."""
-        w = self.cfg.vae.overlap_weight
-        if not w or "tracks" not in batch:
-            return None
-        _, _, frames, height, _ = batch["video"].shape
-        masks = np.stack([overlap_mask(tracks, frames, height) for tracks in batch["tracks"]])
-        return (1.0 + w * torch.from_numpy(masks[:, None]).float()).to(self.device, non_blocking=True)
+        weights = world_of(self.cfg.data).overlap_weights(batch, self.cfg.vae.overlap_weight)
+        return None if weights is None else weights.to(self.device, non_blocking=True)
 
     def step_of(self, batch: dict) -> int:
         return batch["index"] // self.cfg.train.grad_accum
