@@ -143,8 +143,10 @@ def test_gradio_client_generate_errors_and_two_clients_at_once(server):
     assert read_video(video).shape[0] == 4
     with pytest.raises(Exception, match="unknown word 'purple'"):
         client.predict(prompt="a purple dog", api_name="/generate")
-    with pytest.raises(Exception, match="not in the list of choices"):     # the picker offers only run folders
+    with pytest.raises(Exception, match="is not a run folder under this server's --runs"):   # our message, not gradio's
         client.predict(run="../../etc", api_name="/run_info")
+    with pytest.raises(Exception, match="is not a run folder under this server's --runs"):
+        client.predict(prompt="a red circle bouncing", model="/etc", api_name="/generate")
     results = []
 
     def call(seed):

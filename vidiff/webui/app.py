@@ -42,7 +42,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
     with gr.Blocks(title="vidiff", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown("# vidiff\nText-to-video diffusion. Prompts use only the words the model was "
                     "trained on.")
-        model = gr.Dropdown(jobs.models(), value="default", label="model", elem_id="model")
+        # custom values reach our own check (inside --runs), whose message says what is wrong, not gradio's
+        model = gr.Dropdown(jobs.models(), value="default", label="model", elem_id="model", allow_custom_value=True)
         vocabulary = gr.Markdown(f"**Words this model knows:** {jobs.vocabulary()}", elem_id="vocabulary")
         first_steps, first_guidance, first_sampler, first_spacing, first_frames = jobs.defaults()
 
@@ -142,7 +143,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                        api_name="evaluate")
 
         with gr.Tab("Runs", id="runs"):
-            runs = gr.Dropdown(jobs.run_names(), label="run folder", value=None)
+            runs = gr.Dropdown(jobs.run_names(), label="run folder", value=None, allow_custom_value=True)
             with gr.Row():
                 r_loss = gr.Image(label="loss", type="filepath")
                 r_samples = gr.Image(label="latest samples", type="filepath")
