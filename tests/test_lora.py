@@ -111,6 +111,11 @@ def test_a_lora_fine_tune_learns_one_clip_with_the_base_frozen(tmp_path):
     adapter = tmp_path / "lora" / "checkpoints" / "step_00000150" / "lora.safetensors"
     assert adapter.is_file() and adapter.stat().st_size < 0.5 * (tmp_path / "base" / "checkpoints" /
                                                                    "step_00000060" / "model.safetensors").stat().st_size
+    # the average holds the frozen base once (the model's own tensors), and its own copy of the adapters
+    average = dict(trainer.ema.model.named_parameters())
+    for name, p in trainer.model.named_parameters():
+        assert (average[name].data_ptr() == p.data_ptr()) == (not p.requires_grad), name
+    assert not all(torch.equal(average[n], p) for n, p in tuned.items() if p.requires_grad)     # and it averaged them
 
 
 def test_cli_generate_with_lora_export_merged_and_tune_lora(tmp_path):

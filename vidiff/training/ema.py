@@ -8,9 +8,13 @@ from torch import nn
 
 
 class EMA:
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, share_frozen: bool = True):
+        """share_frozen: the average holds the model's own frozen parameters (which never change: a LoRA
+        run's base; 5.3 GB of fp32 for Wan 1.3B) instead of copies. Off where the average is sharded
+        apart from the model (FSDP wraps each on its own)."""
         self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        memo = {id(p): p for p in model.parameters() if not p.requires_grad} if share_frozen else {}
+        self.model = copy.deepcopy(model, memo).eval().requires_grad_(False)
 
     def effective_decay(self, step: int) -> float:
         """Warm up the decay, (1 + n) / (10 + n), so early averages are not dominated by the random init."""

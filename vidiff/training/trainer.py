@@ -110,7 +110,7 @@ class Trainer:
         self.trainable = freeze_except(self.model, "*.lora.*" if cfg.train.lora.rank else cfg.train.trainable,
                                        "temporal" if image_model else None)
         self.trainable_set = set(self.trainable)
-        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.ema = EMA(self.model, cfg.train.ema_decay, share_frozen=not self.fsdp)
         self.skipped = list(getattr(self.task.dataset, "skipped", []))   # files the data check rejected
         self._batches = None
         self.step, self.history, self.seconds = 0, [], 0.0
