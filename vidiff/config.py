@@ -343,7 +343,10 @@ def override(cfg: Config, key: str, value, flag: str | None = None) -> Config:
     for part in path:
         section = getattr(section, part)
     what = f"{flag} ({key})" if flag else None
-    value = _coerce(value, typing.get_type_hints(type(section))[name], key)
+    try:
+        value = _coerce(value, typing.get_type_hints(type(section))[name], key)
+    except VidiffError as e:
+        raise VidiffError(str(e).replace(f"config key '{key}'", what or f"config key '{key}'")) from None
     bounds = {f.name: f for f in dataclasses.fields(section)}[name].metadata.get("range")
     if bounds is not None:
         _check_range(value, bounds, key, what)
