@@ -16,7 +16,6 @@ the centroids; jitter: the median |second difference| of the drawn centroids (th
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -53,13 +52,18 @@ def position_error(truth: np.ndarray, video: np.ndarray, colours: list[str]) -> 
     return errors
 
 
+def to_model(clip: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (1, 3, T, H, W) in [-1, 1]."""
+    return torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
 @torch.no_grad()
 def redraw(pipe: VideoPipeline, clip: np.ndarray, caption: str, strength: float, known: int, seed: int) -> np.ndarray:
     """The clip's latent noised `strength` of the way back and denoised with its first `known` frames given."""
     options = pipe.options(SampleOptions(progress=False))
     grid = sampling_grid(SCHEDULES[pipe.config.diffusion.schedule], options.steps, options.spacing)
     start = min(options.steps - 1, round((1 - strength) * options.steps))
-    pixels = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    pixels = to_model(clip)
     z = pipe.codec.encode(pixels)
     g = torch.Generator().manual_seed(seed)
     alpha, sigma = alpha_sigma(grid[start])
@@ -79,13 +83,13 @@ def main() -> None:
     args = parser.parse_args()
     pipe = VideoPipeline.from_pretrained(None if args.model == "default" else args.model)
     data = unit_stride(pipe.config.data)
-    items = [ShapesDataset(replace(data))[HELD_OUT + i] for i in range(args.num)]
+    dataset = ShapesDataset(data)
+    items = [dataset[HELD_OUT + i] for i in range(args.num)]
     clips = [to_uint8(it["video"]) for it in items]
     colours = [[c for c, _ in parse_caption(it["caption"])] for it in items]
     k = args.known
-    rows = {"ground truth": clips, "VAE round trip": [pipe.codec.decode(pipe.codec.encode(
-        torch.from_numpy(c).permute(3, 0, 1, 2)[None].float() / 127.5 - 1)) for c in clips]}
-    rows["VAE round trip"] = [to_uint8(v)[0] for v in rows["VAE round trip"]]
+    round_trip = [to_uint8(pipe.codec.decode(pipe.codec.encode(to_model(c))))[0] for c in clips]
+    rows = {"ground truth": clips, "VAE round trip": round_trip}
     for s in STRENGTHS:
         rows[f"sampler, strength {s:g}"] = [redraw(pipe, c, it["caption"], s, k, i)
                                              for i, (c, it) in enumerate(zip(clips, items))]
