@@ -25,7 +25,7 @@ from vae_occlusion import centroids, velocity_error
 from vidiff.data import ShapesDataset, unit_stride
 from vidiff.data.io import to_uint8
 from vidiff.data.splits import HELD_OUT
-from vidiff.diffusion import SCHEDULES, alpha_sigma, sampling_grid
+from vidiff.diffusion import schedule_of, alpha_sigma, sampling_grid
 from vidiff.diffusion.conditioning import frame_mask
 from vidiff.pipeline import GridSpan, KnownFrames, SampleOptions, VideoPipeline, sample_video
 from vidiff.world import parse_caption
@@ -61,7 +61,7 @@ def to_model(clip: np.ndarray) -> torch.Tensor:
 def redraw(pipe: VideoPipeline, clip: np.ndarray, caption: str, strength: float, known: int, seed: int) -> np.ndarray:
     """The clip's latent noised `strength` of the way back and denoised with its first `known` frames given."""
     options = pipe.options(SampleOptions(progress=False))
-    grid = sampling_grid(SCHEDULES[pipe.config.diffusion.schedule], options.steps, options.spacing)
+    grid = sampling_grid(schedule_of(pipe.config.diffusion.schedule, pipe.config.diffusion.shift), options.steps, options.spacing)
     start = min(options.steps - 1, round((1 - strength) * options.steps))
     pixels = to_model(clip)
     z = pipe.codec.encode(pixels)

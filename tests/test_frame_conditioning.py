@@ -119,6 +119,25 @@ def test_image_extend_and_interpolate_keep_the_given_frames_and_lengths(masked_r
     assert more.shape == (10, 16, 16, 3) and np.array_equal(more[::3], video)
 
 
+def test_history_guidance_steers_by_the_given_frames_and_is_the_models_own_setting(masked_run):
+    run, clips = masked_run
+    pipe = VideoPipeline.from_pretrained(run)
+    video = ((clips[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    make = lambda history=None: pipe("a red circle bouncing", image=video[0], generator=torch.Generator().manual_seed(0),
+                                     sampling=SampleOptions(3, progress=False),
+                                     conditioning=FrameConditioning(history=history)).frames[0]
+    plain, guided = make(), make(3.0)
+    assert np.array_equal(make(1.0), plain) and not np.array_equal(guided, plain)
+    assert np.array_equal(guided[0], video[0])                            # the given frame, still exactly
+    pipe.config.diffusion.history_guidance = 3.0                          # a recipe's own scale is the default
+    assert np.array_equal(make(), guided)
+    for conditioning, match in ((FrameConditioning("guidance", history=2.0), "needs the trained method"),
+                                (FrameConditioning(history=-1.0), "history guidance scale")):
+        with pytest.raises(VidiffError, match=match):
+            pipe("a red circle bouncing", image=video[0], sampling=SampleOptions(1, progress=False),
+                 conditioning=conditioning)
+
+
 def test_window_plans():
     assert extension_plan(4, 11, 4, 2) == [2, 2, 2, 1]
     assert extension_plan(16, 64, 16, 4) == [12, 12, 12, 12]
@@ -158,7 +177,8 @@ def test_cli_generate_image_extend_and_interpolate(masked_run, tmp_path):
                                        timeout=300)
     r = cli("generate", "a red circle bouncing", "--image", str(tmp_path / "first.png"), "--out", str(tmp_path / "i.gif"))
     assert r.returncode == 0, r.stderr[-2000:]
-    r = cli("extend", str(tmp_path / "in.gif"), "a red circle bouncing", "--frames", "9", "--out", str(tmp_path / "e.gif"))
+    r = cli("extend", str(tmp_path / "in.gif"), "a red circle bouncing", "--frames", "9", "--history-guidance", "2",
+            "--out", str(tmp_path / "e.gif"))
     assert r.returncode == 0 and read_video(tmp_path / "e.gif").shape[0] == 9, r.stderr[-2000:]
     r = cli("interpolate", str(tmp_path / "in.gif"), "--factor", "2", "--method", "replacement",
             "--out", str(tmp_path / "p.gif"))

@@ -1,6 +1,6 @@
 import torch
 
-from vidiff.diffusion import classifier_free_guidance
+from vidiff.diffusion import classifier_free_guidance, compositional_guidance
 
 
 def fake_model(x, log_snr, context):
@@ -53,3 +53,22 @@ def test_guidance_interval_is_checked_in_the_config():
     for bad in ([1.0], [5.0, 0.3], [-1.0, 2.0]):
         with pytest.raises(VidiffError, match="guidance_interval"):
             config_from_dict({"diffusion": {"guidance_interval": bad}})
+
+
+def test_compositional_guidance_is_cfg_for_one_drop_and_sums_the_directions_of_two():
+    calls = []
+
+    def model(x, log_snr, context, frames):
+        calls.append(x.shape[0])
+        return fake_model(x, log_snr, context) + 2 * frames
+    x, log_snr = torch.randn(3, 4), torch.randn(3)
+    text, null, frames, none = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4), torch.zeros(3, 4)
+    c, u_text, u_frames = model(x, log_snr, text, frames), model(x, log_snr, null, frames), model(x, log_snr, text, none)
+    one = compositional_guidance(model, (text, frames), [((null, frames), 2.5)])(x, log_snr)
+    torch.testing.assert_close(one, classifier_free_guidance(model, (text, frames), (null, frames), 2.5)(x, log_snr))
+    calls.clear()
+    two = compositional_guidance(model, (text, frames), [((null, frames), 2.5), ((text, none), 3.0)])(x, log_snr)
+    torch.testing.assert_close(two, c + 1.5 * (c - u_text) + 2.0 * (c - u_frames))
+    assert calls == [9]                                # one batched forward of the three passes
+    unguided = compositional_guidance(model, (text, frames), [((null, frames), 1.0), ((text, none), 1.0)])
+    torch.testing.assert_close(unguided(x, log_snr), c)

@@ -38,3 +38,11 @@ def test_alpha_sigma_is_variance_preserving():
     alpha, sigma = alpha_sigma(torch.linspace(-20, 20, 101, dtype=torch.float64))
     torch.testing.assert_close(alpha ** 2 + sigma ** 2, torch.ones(101, dtype=torch.float64))
 
+
+
+def test_a_shifted_schedule_is_the_same_schedule_noisier_by_two_log_shift():
+    import math
+    from vidiff.diffusion import schedule_of
+    assert schedule_of("cosine") is SCHEDULES["cosine"]
+    t = torch.linspace(0.05, 0.95, 7, dtype=torch.float64)
+    torch.testing.assert_close(schedule_of("cosine", 3.0)(t), SCHEDULES["cosine"](t) - 2 * math.log(3.0))

@@ -96,10 +96,14 @@ class DiffusionConfig:
     prediction: str = "v"
     loss_weighting: str = "min_snr"
     time_sampling: str = "uniform"   # uniform | logit_normal (SD3's choice for flow matching)
+    shift: float = bounded(1.0, 0.01)   # the schedule's log-SNR lowered by 2 log(shift) at every time, in training
+                                        # and sampling (> 1: more steps at high noise; diffusion/schedules.py)
     guidance: float = bounded(3.0, 0)      # the classifier-free guidance scale this model samples with unless told
                                            # (chosen per model: benchmarks/sampling_sweep.py)
     guidance_interval: list[float] = bounded_list([], 0)   # [low, high]: guide only at sigma in (low, high]
                                                           # (Kynkaeaenniemi et al. 2024); [] = at every step
+    history_guidance: float = bounded(1.0, 0)   # and its history guidance scale when given frames condition a
+                                                 # masked-frame model (diffusion/guidance.py); 1: none
     sampler: str = "ddim"                  # and its sampler, step count and step spacing (vidiff.diffusion's
     sampling_steps: int = bounded(25, 1)   # SAMPLERS and SPACINGS): what `generate`, `eval`, `extend`,
     spacing: str = "uniform"               # `interpolate` and the web UI use unless told

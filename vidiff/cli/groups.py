@@ -75,10 +75,13 @@ class Conditioning:
                                                     "model) | guidance (VDM reconstruction guidance, any model) | "
                                                     "replacement; default: trained if the model has it, else guidance")
     guidance_weight: float = typer.Option(RECONSTRUCTION_WEIGHT, help="w_r of reconstruction guidance (--method guidance)")
+    history_guidance: Optional[float] = typer.Option(None, help="history guidance scale (--method trained): also steer "
+                                                                "towards what the given frames imply; 1: none; "
+                                                                "default: the model's diffusion.history_guidance")
 
     def conditioning(self):
         from ..pipeline import FrameConditioning
-        return FrameConditioning(self.method, self.guidance_weight)
+        return FrameConditioning(self.method, self.guidance_weight, self.history_guidance)
 
 
 @dataclass

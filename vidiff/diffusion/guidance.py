@@ -8,6 +8,13 @@ A guidance interval (Kynkaeaenniemi et al. 2024, "Applying guidance in a limited
 sample and distribution quality") guides only at noise levels sigma = exp(-log_snr / 2) in (low, high]:
 guidance at the highest noise levels mostly pulls samples towards a few layouts and at the lowest
 changes little, and every step outside the interval costs one pass instead of two.
+
+Compositional guidance steers by several conditions at once (Liu et al. 2022, "Compositional Visual
+Generation with Composable Diffusion Models"; InstructPix2Pix's two scales): the full condition's
+output c, and for each condition i dropped on its own u_i, out = c + sum_i (s_i - 1)(c - u_i). With one
+drop it is classifier-free guidance. History guidance (Song et al. 2025, "History-Guided Video
+Diffusion") drops the given frames: it pushes the unknown frames towards what the given ones imply,
+which a masked-frame model under-uses once the noise hides where its objects are.
 """
 from __future__ import annotations
 
@@ -42,6 +49,34 @@ def classifier_free_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Ten
         return out_cond, out_uncond + scale * (out_cond - out_uncond)
 
     if not interval:       # the common case: no per-step test (and no host sync) on the hot path
+        return lambda x, log_snr: passes(x, log_snr)[1]
+
+    def guided_in_interval(x: Tensor, log_snr: Tensor) -> Tensor:
+        active = guidance_active(log_snr, interval)
+        if not active.any():
+            return plain(x, log_snr)
+        out_cond, out = passes(x, log_snr)
+        return torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
+    return guided_in_interval
+
+
+def compositional_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Tensor],
+                           drops: Sequence[tuple[Sequence[Tensor], float]],
+                           interval: Sequence[float] | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+    """``fn(x_t, log_snr)``: model_fn(x, log_snr, *cond) + sum (scale - 1)(that - model_fn(x, log_snr, *args))
+    over drops [(args, scale), ...], all passes as one batch. interval as in classifier_free_guidance."""
+    drops = [(args, scale) for args, scale in drops if scale != 1.0]
+    plain = lambda x, log_snr: model_fn(x, log_snr, *cond)   # noqa: E731
+    if not drops:
+        return plain
+    n = len(drops) + 1
+    both = [torch.cat([c, *(args[i] for args, _ in drops)]) for i, c in enumerate(cond)]
+
+    def passes(x: Tensor, log_snr: Tensor) -> tuple[Tensor, Tensor]:
+        outs = model_fn(torch.cat([x] * n), torch.cat([log_snr] * n), *both).chunk(n)
+        return outs[0], outs[0] + sum((scale - 1.0) * (outs[0] - u) for (_, scale), u in zip(drops, outs[1:]))
+
+    if not interval:
         return lambda x, log_snr: passes(x, log_snr)[1]
 
     def guided_in_interval(x: Tensor, log_snr: Tensor) -> Tensor:

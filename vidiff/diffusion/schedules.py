@@ -62,6 +62,13 @@ def flow_sigmas_log_snr(sigmas: Tensor) -> Tensor:
 SCHEDULES: dict[str, Schedule] = {"cosine": cosine_log_snr, "linear": linear_log_snr, "rectified": rectified_log_snr}
 
 
+def schedule_of(name: str, shift: float = 1.0) -> Schedule:
+    """The named schedule, shifted towards noise by `shift` (> 1: every time noisier, so training and
+    sampling spend more of their steps where a video's layout and motion are decided; SD3 and Wan shift
+    for the same reason at high resolution)."""
+    return SCHEDULES[name] if shift == 1.0 else shifted(SCHEDULES[name], shift)
+
+
 def alpha_sigma(log_snr: Tensor) -> tuple[Tensor, Tensor]:
     """Signal and noise scales of the variance-preserving process at this log-SNR."""
     return torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..config import DiffusionConfig
 from ..devices import autocast, randn
-from ..diffusion import SAMPLERS, SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
+from ..diffusion import SAMPLERS, schedule_of, classifier_free_guidance, compositional_guidance, make_denoiser, sampling_grid
 from ..diffusion.conditioning import frame_condition, reconstruction_guidance, replacement
 from ..models import TextToVideoModel
 from ..config import RECONSTRUCTION_WEIGHT
@@ -51,6 +51,8 @@ class FrameConditioning:
     conditioning option group beside SampleOptions."""
     method: str | None = None              # one of METHODS; None: "trained" for a masked-frame model, else "guidance"
     weight: float = RECONSTRUCTION_WEIGHT  # w_r of reconstruction guidance (method "guidance")
+    history: float | None = None           # history guidance scale (method "trained"; 1: none; None: the
+                                           # model's diffusion.history_guidance)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class KnownFrames:
     mask: Tensor                           # (T,) bool: the given frames
     method: str = "trained"                # one of METHODS
     weight: float = RECONSTRUCTION_WEIGHT  # w_r of reconstruction guidance (method "guidance")
+    history: float = 1.0                   # history guidance scale (method "trained")
 
 
 @dataclass
@@ -88,7 +91,8 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
     bf16 or fp16 runs under autocast (the text encoder by its own weights' dtype); the sampler's
     arithmetic stays float64.
     known: frames the video must contain, put in by its method. Text guidance keeps the frame
-    condition in both of its passes: it steers towards the prompt, not away from the frames.
+    condition in both of its passes: it steers towards the prompt, not away from the frames. History
+    guidance (known.history) adds a pass without the frames and steers towards them.
     options: unset ones are the model's own (SampleOptions.resolved).
     span: run only part of the grid, or from given noise (e.g. zero-shot video's translated noise).
     stride: the frame stride to make the video at (a stride-conditioned model); both guidance passes
@@ -107,19 +111,24 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
         with autocast(dtype, device):
             return model(x, log_snr, *args).float()   # guidance and the sampler's updates in full precision
 
-    mask = None
+    mask, history = None, None
     if known is not None:
         frames, mask = known.frames.to(device), known.mask.to(device)
         if known.method == "trained":
             condition = frame_condition(frames, mask)
+            if known.history != 1.0:   # the prompt without the given frames (what a text-to-video mask shows)
+                history = ((*cond, torch.zeros_like(condition)), known.history)
             cond, null = (*cond, condition), (*null, condition)
-    guided = classifier_free_guidance(net, cond, null, o.guidance, diffusion.guidance_interval)
+    if history is None:
+        guided = classifier_free_guidance(net, cond, null, o.guidance, diffusion.guidance_interval)
+    else:
+        guided = compositional_guidance(net, cond, [(null, o.guidance), history], diffusion.guidance_interval)
     denoiser = make_denoiser(guided, diffusion.prediction, clip_x0=1.0 if clip_x0 else None)
     if known is not None:
         denoiser = (reconstruction_guidance(denoiser, frames, mask, known.weight) if known.method == "guidance"
                     else replacement(denoiser, frames, mask))
     x_T = (randn((ids.shape[0], *shape), generator, device) if x_T is None else x_T).to(device)
-    log_snrs = sampling_grid(SCHEDULES[diffusion.schedule], o.steps, o.spacing).to(device)
+    log_snrs = sampling_grid(schedule_of(diffusion.schedule, diffusion.shift), o.steps, o.spacing).to(device)
     if not 0 <= start < (o.steps if stop is None else stop) <= o.steps:
         raise ValueError(f"cannot sample from grid point {start} to {stop} of {o.steps} steps")
     kwargs = {"eta": o.eta} if o.sampler == "ddim" else {}

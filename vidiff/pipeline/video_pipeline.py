@@ -19,7 +19,7 @@ from ..config import Config
 from ..data.io import to_uint8
 from ..data.worlds import world_of
 from ..devices import allow_tf32, compile_module, resolve_dtype
-from ..diffusion import SCHEDULES, sampling_grid
+from ..diffusion import schedule_of, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, input_multiples
@@ -171,7 +171,11 @@ class VideoPipeline:
         if method == "trained" and not self.model.frame_conditioning:
             raise VidiffError("this model was not trained with frame masks (model.frame_conditioning); "
                               "use --method guidance or --method replacement")
-        return replace(c, method=method)
+        if c.history not in (None, 1.0) and method != "trained":
+            raise VidiffError("history guidance (--history-guidance) needs the trained method (a masked-frame model)")
+        own = self.config.diffusion.history_guidance if method == "trained" else 1.0
+        history = own if c.history is None else c.history
+        return replace(c, method=method, history=history)
 
     def _encode_frames(self, pixels: Tensor) -> Tensor:
         """(B, 3, T, H, W) in [-1, 1] -> model space, each frame encoded on its own as an image (with
@@ -228,14 +232,15 @@ class VideoPipeline:
             pixels = torch.zeros(1, 3, frames, height, width)
             pixels[:, :, 0] = to_model_range(given)[:, :, 0]
             encoded = self._encode_frames(pixels.to(self._device())).expand(len(prompts), -1, -1, -1, -1)
-            known = KnownFrames(encoded, frame_mask("first", shape[1]), conditioning.method, conditioning.weight)
+            known = KnownFrames(encoded, frame_mask("first", shape[1]), conditioning.method, conditioning.weight,
+                                conditioning.history)
         sample = partial(sample_video, self.model, self.config.diffusion, ids, generator=generator,
                          clip_x0=not self.codec.latent, stride=stride)
         span = None
         with cross_frame_attention(self.model) if zero_shot is not None else nullcontext():
             if zero_shot is not None:
                 factor = self.codec.vae.spatial_factor if self.codec.latent else 1
-                grid = sampling_grid(SCHEDULES[self.config.diffusion.schedule], options.steps, options.spacing)
+                grid = sampling_grid(schedule_of(self.config.diffusion.schedule, self.config.diffusion.shift), options.steps, options.spacing)
                 first_stage = replace(options, sampler="ddim", progress=False, callback=None)
                 dx, dy = zero_shot.motion
                 span = GridSpan(*moving_start(partial(sample, options=first_stage), len(prompts), shape, grid,
@@ -257,7 +262,7 @@ class VideoPipeline:
         shape = self.codec.shape(self.config.model.in_channels, self.window, size, size)
         c = job.conditioning
         return sample_video(self.model, self.config.diffusion, job.ids, shape, replace(job.options, progress=False),
-                            job.generator, clip_x0=not self.codec.latent, known=KnownFrames(known, mask, c.method, c.weight),
+                            job.generator, clip_x0=not self.codec.latent, known=KnownFrames(known, mask, c.method, c.weight, c.history),
                             stride=stride)
 
     def extend(self, video: FrameSource, prompt: str, num_frames: int, generator: torch.Generator | None = None,

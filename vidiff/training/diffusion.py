@@ -15,7 +15,7 @@ from ..config import Config
 from ..data import build_dataset, collate
 from ..data.worlds import world_of
 from ..data.splits import HELD_OUT, LATENT_SCALE
-from ..diffusion import SCHEDULES, add_noise, diffusion_loss, model_input, training_times
+from ..diffusion import schedule_of, add_noise, diffusion_loss, model_input, training_times
 from ..devices import sample_randn, to_device
 from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
@@ -66,7 +66,7 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_i
     noise = sample_randn(x0.shape[1:], generator, range(b)[part], device)
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     ids = torch.where(drop[:, None], null_ids, ids)
-    log_snr = to_device(SCHEDULES[cfg.diffusion.schedule](t), device)
+    log_snr = to_device(schedule_of(cfg.diffusion.schedule, cfg.diffusion.shift)(t), device)
     x_t = add_noise(x0, noise, log_snr)
     frames, where = frame_inputs(cfg, x0, b, generator, part)
     if weights is not None:

@@ -18,7 +18,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from ..checkpoint import load_model, load_weights
 from ..models.lora import add_recipe_lora
 from ..config import Config
-from ..diffusion import SCHEDULES, classifier_free_guidance, make_denoiser, sampling_grid
+from ..diffusion import schedule_of, classifier_free_guidance, make_denoiser, sampling_grid
 from ..diffusion.distillation import distillation_loss, round_at, rounds
 from ..errors import VidiffError
 from ..pipeline import SampleOptions
@@ -62,7 +62,7 @@ class DistillTask(DiffusionTask):
         ids = self.model.tokenizer.encode(batch["caption"]).to(self.device)
         frames, where = frame_inputs(cfg, x0, cfg.train.batch_size, generator, part)
         student = make_denoiser(lambda x, log_snr: net(x, log_snr, frames=frames, ids=ids), cfg.diffusion.prediction)
-        grid = sampling_grid(SCHEDULES[cfg.diffusion.schedule], self.rounds[self.round], "uniform")
+        grid = sampling_grid(schedule_of(cfg.diffusion.schedule, cfg.diffusion.shift), self.rounds[self.round], "uniform")
         with autocast:
             loss = distillation_loss(student, self._teacher_denoiser(ids, frames), x0, grid, generator, where,
                                      part, cfg.train.batch_size)
