@@ -9,6 +9,7 @@ steadily it draws what is there:
   sampler, strength s   the clip's latent noised to the grid point s of the way back from the end (SDEdit),
                         then denoised by the model with the first `known` frames given (its masked-frame
                         input): s = 1 is a free continuation from noise, small s a light redraw
+  history guidance S    a free continuation guided towards the given frames (--history)
 Velocity error: mean |v_drawn - v_true| (px/frame) of each object's clear centroid over the frames after
 the known ones (a free continuation may also take another plausible path); position error likewise for
 the centroids; jitter: the median |second difference| of the drawn centroids (the truth's is its own row). Writes docs/results/jitter_stages.md.
@@ -58,7 +59,8 @@ def to_model(clip: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def redraw(pipe: VideoPipeline, clip: np.ndarray, caption: str, strength: float, known: int, seed: int) -> np.ndarray:
+def redraw(pipe: VideoPipeline, clip: np.ndarray, caption: str, strength: float, known: int, seed: int,
+           history: float = 1.0) -> np.ndarray:
     """The clip's latent noised `strength` of the way back and denoised with its first `known` frames given."""
     options = pipe.options(SampleOptions(progress=False))
     grid = sampling_grid(schedule_of(pipe.config.diffusion.schedule, pipe.config.diffusion.shift), options.steps, options.spacing)
@@ -69,7 +71,7 @@ def redraw(pipe: VideoPipeline, clip: np.ndarray, caption: str, strength: float,
     alpha, sigma = alpha_sigma(grid[start])
     x = float(alpha) * z + float(sigma) * torch.randn(z.shape, generator=g)
     frames = pipe._encode_frames(pixels)
-    known_frames = KnownFrames(frames, frame_mask("first_k", z.shape[2], known), "trained")
+    known_frames = KnownFrames(frames, frame_mask("first_k", z.shape[2], known), "trained", history=history)
     out = sample_video(pipe.model, pipe.config.diffusion, pipe.model.tokenizer.encode([caption]), tuple(z.shape[1:]),
                        options, g, clip_x0=False, known=known_frames, span=GridSpan(x, start))
     return to_uint8(pipe.codec.decode(out))[0]
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--num", type=int, default=16)
     parser.add_argument("--known", type=int, default=4)
+    parser.add_argument("--history", default="3,8", help="history guidance scales for more free-continuation rows")
     args = parser.parse_args()
     pipe = VideoPipeline.from_pretrained(None if args.model == "default" else args.model)
     data = unit_stride(pipe.config.data)
@@ -94,9 +97,13 @@ def main() -> None:
         rows[f"sampler, strength {s:g}"] = [redraw(pipe, c, it["caption"], s, k, i)
                                              for i, (c, it) in enumerate(zip(clips, items))]
         print(f"strength {s:g} done", flush=True)
+    for h in [float(x) for x in args.history.split(",") if x]:
+        rows[f"free continuation, history guidance {h:g}"] = [redraw(pipe, c, it["caption"], 1.0, k, i, h)
+                                                              for i, (c, it) in enumerate(zip(clips, items))]
     lines = [f"{args.num} held-out clips of the model's world (16 frames of 32x32); the first {k} frames given to "
              f"the sampler; errors over frames {k}-15 against the truth video's own tracked objects; the model's "
-             "own sampler, steps and guidance.", "",
+             "own sampler, steps and guidance. History guidance S: a third pass without the given frames, the "
+             "output moved S - 1 times its difference further (Song et al. 2025).", "",
              "| stage | velocity error (px/frame) | position error (px) | jitter, median (px/frame²) |", "|---|---:|---:|---:|"]
     for name, videos in rows.items():
         vel = [e for t, v, c in zip(clips, videos, colours) for e in velocity_error(t[k - 1:], v[k - 1:], c)]
@@ -105,7 +112,7 @@ def main() -> None:
         lines.append(f"| {name} | {np.mean(vel):.3f} | {np.mean(pos):.2f} | {np.median(shake):.3f} |")
         print(lines[-1], flush=True)
     publish("jitter_stages", "Where the drawn objects' jitter comes from", "\n".join(lines),
-            f"python benchmarks/jitter_stages.py --model {args.model} --num {args.num} --known {k}")
+            f"python benchmarks/jitter_stages.py --model {args.model} --num {args.num} --known {k} --history {args.history}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ The world (configs/physics-unet.yaml): two objects, gravity, elastic wall, floor
   unet-strides  unet-all with clips at frame strides 1 and 2 (the model reads the stride): the idea
                 the paper did not test, that seeing displacements at two frame rates makes speed a
                 continuum, so speeds outside the range are less far from what was seen
+  unet-motion   the recipe aimed at motion (configs/physics-unet-motion.yaml: plain v-loss, schedule
+                shifted 3x towards noise), for its own 60 minutes; unet-motion-h3 is the same run sampled
+                with history guidance 3 (a pass without the given frames, steering towards them)
+  unet-all-60   the control: unet-all for the same 60 minutes
 Each model is given the first K frames (K = 4; 8: the second idea, more conditioning) of held-out
 ground-truth clips and makes the rest (`VideoPipeline.extend`, as `vidiff eval --known K`). Sets:
   in-dist.     the training ranges (radius 0.15-0.2, speed 0.02-0.05 frame sizes per frame)
@@ -22,15 +26,15 @@ ground-truth clips and makes the rest (`VideoPipeline.extend`, as `vidiff eval -
 Scores (vidiff.evaluation.law): velocity error against the simulator after the given frames, the share
 of collisions whose objects leave within 30 degrees of the truth's directions, the lawful-collision
 and gravity errors, and the viewer check. `--arms` trains and scores only those (finished arms are
-kept in `--work`), so workers on two cores can split them; a call without `--arms` writes
-docs/results/physics_generalization.md and physics_generalization.png from what they left.
+kept in `--work`), so workers on two cores can split them; `--table` writes
+docs/results/physics_generalization.md and physics_generalization.png from the arms finished there.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +50,29 @@ from vidiff.data.io import to_uint8                                 # noqa: E402
 from vidiff.data.synthetic import render, step_world                # noqa: E402
 from vidiff.data.splits import HELD_OUT                             # noqa: E402
 from vidiff.evaluation.evaluate import score_clips                  # noqa: E402
-from vidiff.pipeline import SampleOptions, VideoPipeline                           # noqa: E402
+from vidiff.pipeline import FrameConditioning, SampleOptions, VideoPipeline        # noqa: E402
 from vidiff.training import Trainer                                 # noqa: E402
 from vidiff.world import parse_caption                              # noqa: E402
 
-ARMS = {   # name: (recipe, data.shapes.num_clips, data.shapes.strides)
-    "unet-64": ("configs/physics-unet.yaml", 64, [1]),
-    "unet-all": ("configs/physics-unet.yaml", 0, [1]),
-    "dit-64": ("configs/physics-dit.yaml", 64, [1]),
-    "dit-all": ("configs/physics-dit.yaml", 0, [1]),
-    "unet-strides": ("configs/physics-unet.yaml", 0, [1, 2]),
+@dataclass
+class Arm:
+    recipe: str
+    clips: int = 0                   # data.shapes.num_clips (0: an endless stream)
+    strides: tuple = (1,)            # data.shapes.strides
+    minutes: float | None = None     # training minutes (None: --minutes)
+    run: str | None = None           # the run folder under --work (None: the arm's name); arms sharing one
+    history: float | None = None     # train it once and sample it differently (history guidance scale)
+
+
+ARMS = {
+    "unet-64": Arm("configs/physics-unet.yaml", 64),
+    "unet-all": Arm("configs/physics-unet.yaml"),
+    "dit-64": Arm("configs/physics-dit.yaml", 64),
+    "dit-all": Arm("configs/physics-dit.yaml"),
+    "unet-strides": Arm("configs/physics-unet.yaml", strides=(1, 2)),
+    "unet-motion": Arm("configs/physics-unet-motion.yaml", minutes=60),
+    "unet-motion-h3": Arm("configs/physics-unet-motion.yaml", minutes=60, run="unet-motion", history=3.0),
+    "unet-all-60": Arm("configs/physics-unet.yaml", minutes=60),
 }
 KNOWN = (4, 8)
 SETS = ("in-dist.", "OOD speed", "OOD size", "held-out pairs")
@@ -93,10 +110,10 @@ def test_clips(name: str, num: int) -> list[dict]:
     return out
 
 
-def train(arm: str, run: Path, minutes: float) -> dict:
-    recipe, clips, strides = ARMS[arm]
-    cfg = load_config(ROOT / recipe)
-    cfg.data.shapes.num_clips, cfg.data.shapes.strides = clips, strides
+def train(arm: Arm, run: Path, minutes: float) -> dict:
+    cfg = load_config(ROOT / arm.recipe)
+    minutes = arm.minutes or minutes
+    cfg.data.shapes.num_clips, cfg.data.shapes.strides = arm.clips, list(arm.strides)
     cfg.train.time_limit_minutes, cfg.train.checkpoint_every = minutes, 10**9
     trainer = Trainer(cfg, run, resume=run.exists(), progress=False)
     if trainer.seconds < minutes * 60:       # a finished run is only re-scored
@@ -119,9 +136,10 @@ def inertia(items: list[dict], known: int, size: int) -> list[np.ndarray]:
     return clips
 
 
-def continue_clips(pipe: VideoPipeline, items: list[dict], known: int) -> list[np.ndarray]:
+def continue_clips(pipe: VideoPipeline, items: list[dict], known: int, history: float | None = None) -> list[np.ndarray]:
     return [pipe.extend(to_uint8(it["video"])[:known], it["caption"], len(it["tracks"][0].positions),
-                        torch.Generator().manual_seed(i), SampleOptions(progress=False), context=known).frames[0]
+                        torch.Generator().manual_seed(i), SampleOptions(progress=False),
+                        FrameConditioning(history=history), context=known).frames[0]
             for i, it in enumerate(items)]
 
 
@@ -142,6 +160,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/vidiff-physics", help="run folders (kept, so a rerun continues)")
     ap.add_argument("--arms", default=",".join(ARMS), help="which arms this call trains and scores")
+    ap.add_argument("--table", action="store_true", help="write the table and sheet from the arms finished in --work")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -152,56 +171,61 @@ def main() -> None:
         truth_path.write_text(json.dumps({name: score([to_uint8(it["video"]) for it in items], items, name, KNOWN[0])
                                           for name, items in sets.items()}, indent=1))
     for arm in args.arms.split(","):
+        if arm not in ARMS:
+            sys.exit(f"unknown arm '{arm}'; choose from: {', '.join(ARMS)}")
         done = work / f"result-{arm}.json"
         if done.is_file():
             continue
-        info = train(arm, work / arm, args.minutes)
-        pipe = VideoPipeline.from_pretrained(work / arm)
+        a = ARMS[arm]
+        info = train(a, work / (a.run or arm), args.minutes)
+        pipe = VideoPipeline.from_pretrained(work / (a.run or arm))
         for known in KNOWN:
             for name, items in sets.items():
                 if known != KNOWN[0] and name not in ("in-dist.", "OOD speed"):
                     continue
-                clips = continue_clips(pipe, items, known)
+                clips = continue_clips(pipe, items, known, a.history)
                 info[f"{name} K={known}"] = score(clips, items, name, known)
                 print(arm, name, known, json.dumps({k: round(v, 3) for k, v in info[f"{name} K={known}"].items()
                                                     if isinstance(v, float)}), flush=True)
         done.write_text(json.dumps(info, indent=1))
     results = {arm: json.loads((work / f"result-{arm}.json").read_text()) for arm in ARMS
                if (work / f"result-{arm}.json").is_file()}
-    if len(results) < len(ARMS):
-        print(f"{len(results)} of {len(ARMS)} arms finished; the table is written once all are", flush=True)
+    if not args.table:
+        print(f"{len(results)} of {len(ARMS)} arms finished: {', '.join(results)}; --table writes the table", flush=True)
         return
     write(results, json.loads(truth_path.read_text()), sets, work, args)
 
 
 def write(results: dict, truth: dict, sets: dict, work: Path, args) -> None:
-    head = "| arm | steps | set | K | " + " | ".join(label for _, label in COLUMNS) + " |"
-    lines = [head, "|---|---:|---|---:|" + "---:|" * len(COLUMNS)]
+    head = "| arm | train min | steps | set | K | " + " | ".join(label for _, label in COLUMNS) + " |"
+    lines = [head, "|---|---:|---:|---|---:|" + "---:|" * len(COLUMNS)]
     cell = lambda r, k: "–" if not np.isfinite(r.get(k, np.nan)) else f"{r[k]:.2f}"
     for name in SETS:
-        lines.append(f"| ground truth | | {name} | | " + " | ".join(cell(truth[name], k) for k, _ in COLUMNS) + " |")
+        lines.append(f"| ground truth | | | {name} | | " + " | ".join(cell(truth[name], k) for k, _ in COLUMNS) + " |")
     start = VideoPipeline.from_pretrained()         # where the U-Net arms start: no physics training
     for name in SETS:
         base = score(inertia(sets[name], KNOWN[0], world(name).size), sets[name], name, KNOWN[0])
-        lines.append(f"| inertia (no learning) | | {name} | {KNOWN[0]} | " + " | ".join(cell(base, k) for k, _ in COLUMNS) + " |")
+        lines.append(f"| inertia (no learning) | | | {name} | {KNOWN[0]} | " + " | ".join(cell(base, k) for k, _ in COLUMNS) + " |")
         base = score(continue_clips(start, sets[name], KNOWN[0]), sets[name], name, KNOWN[0])
-        lines.append(f"| default model (no physics) | | {name} | {KNOWN[0]} | "
+        lines.append(f"| default model (no physics) | | | {name} | {KNOWN[0]} | "
                      + " | ".join(cell(base, k) for k, _ in COLUMNS) + " |")
     for arm, r in results.items():
         for key, s in r.items():
             if isinstance(s, dict):
                 name, known = key.rsplit(" K=", 1)
-                lines.append(f"| {arm} | {r['steps']} | {name} | {known} | "
+                lines.append(f"| {arm} | {r['minutes']:.0f} | {r['steps']} | {name} | {known} | "
                              + " | ".join(cell(s, k) for k, _ in COLUMNS) + " |")
-    # the sheet: 6 in-distribution continuations of each U-Net and DiT arm on the endless stream
+    # the sheet: 6 in-distribution continuations of each finished arm on the endless stream
     frames = [3, 6, 9, 12, 15]
     rows = [("truth", np.concatenate([np.concatenate(list(to_uint8(it["video"])[frames]), axis=0)
                                        for it in sets["in-dist."][:6]], axis=1))]
-    for arm in ("unet-all", "dit-all"):
-        clips = continue_clips(VideoPipeline.from_pretrained(work / arm), sets["in-dist."][:6], KNOWN[0])
+    for arm in [a for a in results if ARMS[a].clips == 0]:
+        a = ARMS[arm]
+        clips = continue_clips(VideoPipeline.from_pretrained(work / (a.run or arm)), sets["in-dist."][:6], KNOWN[0],
+                               a.history)
         rows.append((arm, np.concatenate([np.concatenate(list(c[frames]), axis=0) for c in clips], axis=1)))
     sample_sheet(rows, RESULTS / "physics_generalization.png")
-    body = (f"{args.minutes:g} training minutes per arm, {args.threads} thread(s) each; {args.num} held-out clips "
+    body = (f"Training minutes per arm as shown, {args.threads} thread(s) each; {args.num} held-out clips "
             "per set, each continued from its first K ground-truth frames (seed i for clip i). Velocity error "
             "is against the simulator over the frames after the K given; `collisions right`: the share of the "
             "truth's collisions after them whose objects leave within 30° of the truth's directions; "
@@ -216,7 +240,7 @@ def write(results: dict, truth: dict, sets: dict, work: Path, args) -> None:
             + f"**The paper's finding, for comparison:** {PAPER}\n")
     publish("physics_generalization", "Physics generalization: in and out of distribution", body,
             f"python benchmarks/physics_generalization.py --minutes {args.minutes:g} --num {args.num} "
-            f"--threads {args.threads}")
+            f"--threads {args.threads} --arms {','.join(results)} --table")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,15 @@ def test_videos_eval_saves_score_like_their_frames(tmp_path):
         a, b = score_video(clip, caption), score_video(read_video(path), caption, size=32)
         same.append(a["viewer_pass"] == b["viewer_pass"] and abs(a["permanence"] - b["permanence"]) <= 1 / 16)
     assert np.mean(same) >= 11 / 12
+
+
+def test_a_shape_is_judged_on_the_frames_where_it_is_whole_inside_the_frame():
+    """A small circle cut by a corner of the frame matches the square template best; two such frames must
+    not outvote the one where the circle is whole."""
+    from vidiff.data.objects import track
+    from vidiff.data.synthetic import ObjectTrack, render
+    positions = np.array([[0.5, 0.5], [1.5, 1.5], [16.0, 16.0]])
+    video = render([ObjectTrack("circle", "cyan", 3.0, positions, np.zeros_like(positions))], 3, 32)
+    assert [detect(f, ["cyan"])[0].shape for f in video] == ["square", "square", "circle"]
+    assert [detect(f, ["cyan"])[0].clipped for f in video] == [True, True, False]
+    assert track(video, ["cyan"])[0]["cyan"].majority_shape() == "circle"

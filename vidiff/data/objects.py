@@ -28,6 +28,7 @@ class Detection:
     shape: str
     match: float                # IoU with the best shape template
     occluded: bool = False      # touches another object: its outline, area and centroid are unreliable
+    clipped: bool = False       # touches the frame's edge: part of its outline may be outside the frame
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Track:
         return [d for d, ok in zip(self.detections, self.usable()) if ok]
 
     def majority_shape(self) -> str | None:
-        shapes = [d.shape for d in self.clear()]
+        """The shape most usable frames show, counting only those whole inside the frame if there are any:
+        a circle cut by the edge matches a square's template better than a circle's."""
+        clear = self.clear()
+        shapes = [d.shape for d in clear if not d.clipped] or [d.shape for d in clear]
         return max(set(shapes), key=shapes.count) if shapes else None
 
     def bounding_radius(self) -> float:
@@ -121,7 +125,8 @@ def detect(frame: np.ndarray, colours: list[str], min_area: float | None = None)
             shape, match = classify_shape(mask[y0:y1, x0:x1].astype(np.float32), centroid - [x0, y0], area)
             if not occluded:     # the mask's outline classifies; position and size come from the coverage
                 centroid, area = subpixel_centroid(frame, mask | (ring & (labels < 0)), COLOURS[colour])
-            found.append(Detection(colour, area, centroid, shape, match, occluded))
+            clipped = bool(ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1 or xs.max() == w - 1)
+            found.append(Detection(colour, area, centroid, shape, match, occluded, clipped))
     return sorted(found, key=lambda d: (d.colour, -d.area))
 
 
