@@ -18,6 +18,8 @@ The world (configs/physics-unet.yaml): two objects, gravity, elastic wall, floor
                 shifted 3x towards noise), for its own 60 minutes; unet-motion-h3 is the same run sampled
                 with history guidance 3 (a pass without the given frames, steering towards them)
   unet-all-60   the control: unet-all for the same 60 minutes
+  unet-scratch  unet-all from scratch at the DiT's learning rate: the DiT arms' footing, no embedded model
+                to start from
 Each model is given the first K frames (K = 4; 8: the second idea, more conditioning) of held-out
 ground-truth clips and makes the rest (`VideoPipeline.extend`, as `vidiff eval --known K`). Sets:
   in-dist.     the training ranges (radius 0.15-0.2, speed 0.02-0.05 frame sizes per frame)
@@ -62,6 +64,8 @@ class Arm:
     minutes: float | None = None     # training minutes (None: --minutes)
     run: str | None = None           # the run folder under --work (None: the arm's name); arms sharing one
     history: float | None = None     # train it once and sample it differently (history guidance scale)
+    init: str | None = None          # train.init_from ("": from scratch; None: the recipe's)
+    lr: float | None = None          # train.lr (None: the recipe's)
 
 
 ARMS = {
@@ -73,6 +77,7 @@ ARMS = {
     "unet-motion": Arm("configs/physics-unet-motion.yaml", minutes=60),
     "unet-motion-h3": Arm("configs/physics-unet-motion.yaml", minutes=60, run="unet-motion", history=3.0),
     "unet-all-60": Arm("configs/physics-unet.yaml", minutes=60),
+    "unet-scratch": Arm("configs/physics-unet.yaml", init="", lr=3e-4),
 }
 KNOWN = (4, 8)
 SETS = ("in-dist.", "OOD speed", "OOD size", "held-out pairs")
@@ -114,6 +119,9 @@ def train(arm: Arm, run: Path, minutes: float) -> dict:
     cfg = load_config(ROOT / arm.recipe)
     minutes = arm.minutes or minutes
     cfg.data.shapes.num_clips, cfg.data.shapes.strides = arm.clips, list(arm.strides)
+    if arm.init is not None:
+        cfg.train.init_from = arm.init
+    cfg.train.lr = arm.lr or cfg.train.lr
     cfg.train.time_limit_minutes, cfg.train.checkpoint_every = minutes, 10**9
     trainer = Trainer(cfg, run, resume=run.exists(), progress=False)
     if trainer.seconds < minutes * 60:       # a finished run is only re-scored
