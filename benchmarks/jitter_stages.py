@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=16)
     parser.add_argument("--known", type=int, default=4)
     parser.add_argument("--history", default="3,8", help="history guidance scales for more free-continuation rows")
+    parser.add_argument("--name", default="jitter_stages", help="the results file under docs/results")
     args = parser.parse_args()
     pipe = VideoPipeline.from_pretrained(None if args.model == "default" else args.model)
     data = unit_stride(pipe.config.data)
@@ -100,7 +101,7 @@ def main() -> None:
     for h in [float(x) for x in args.history.split(",") if x]:
         rows[f"free continuation, history guidance {h:g}"] = [redraw(pipe, c, it["caption"], 1.0, k, i, h)
                                                               for i, (c, it) in enumerate(zip(clips, items))]
-    lines = [f"{args.num} held-out clips of the model's world (16 frames of 32x32); the first {k} frames given to "
+    lines = [f"Model `{args.model}`. {args.num} held-out clips of the model's world (16 frames of 32x32); the first {k} frames given to "
              f"the sampler; errors over frames {k}-15 against the truth video's own tracked objects; the model's "
              "own sampler, steps and guidance. History guidance S: a third pass without the given frames, the "
              "output moved S - 1 times its difference further (Song et al. 2025).", "",
@@ -111,8 +112,9 @@ def main() -> None:
         shake = [e for v, c in zip(videos, colours) for e in jitter(v[k - 1:], c)]
         lines.append(f"| {name} | {np.mean(vel):.3f} | {np.mean(pos):.2f} | {np.median(shake):.3f} |")
         print(lines[-1], flush=True)
-    publish("jitter_stages", "Where the drawn objects' jitter comes from", "\n".join(lines),
-            f"python benchmarks/jitter_stages.py --model {args.model} --num {args.num} --known {k} --history {args.history}")
+    publish(args.name, "Where the drawn objects' jitter comes from", "\n".join(lines),
+            f"python benchmarks/jitter_stages.py --model {args.model} --num {args.num} --known {k} --history {args.history}"
+            + ("" if args.name == "jitter_stages" else f" --name {args.name}"))
 
 
 if __name__ == "__main__":

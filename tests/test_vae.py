@@ -163,3 +163,16 @@ def test_train_lora_on_a_vae_run_is_refused_before_anything_trains(tmp_path):
     with pytest.raises(VidiffError, match="train.lora adapts text-to-video models"):
         Trainer(config_from_dict(vae_values(lora={"rank": 2})), tmp_path / "vae", progress=False, task=VAETask)
     assert not (tmp_path / "vae").exists()
+
+
+def test_latent_noise_perturbs_only_what_the_decoder_sees():
+    """vae.latent_noise: the decoder draws from noised latents (a std up to the value, per clip), while the
+    posterior the KL term reads is the encoder's own."""
+    torch.manual_seed(0)
+    vae = VideoVAE(channels=8, channel_mults=(1, 2), latent_channels=4).eval()
+    x = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    clean, mean, logvar = vae(x, torch.Generator().manual_seed(0))
+    noisy, mean2, logvar2 = vae(x, torch.Generator().manual_seed(0), latent_noise=0.5)
+    assert torch.equal(mean, mean2) and torch.equal(logvar, logvar2)
+    assert not torch.allclose(clean, noisy)
+    assert torch.equal(clean, vae(x, torch.Generator().manual_seed(0), latent_noise=0.0)[0])

@@ -244,6 +244,7 @@ class VAEConfig:
     mse_weight: float = bounded(1.0, 0)       # squared error next to L1: L1 alone lets sparse objects collapse into background
     gradient_weight: float = bounded(1.0, 0)  # L1 on spatial and temporal finite differences: sharp edges, steady motion
     overlap_weight: float = bounded(0.0, 0)   # shapes world: pixels where two objects overlap count 1 + this much
+    latent_noise: float = bounded(0.0, 0)     # decoder robustness: latents noised by a std up to this (per clip)
     adversarial_weight: float = bounded(0.0, 0)   # hinge GAN term against a 3D PatchGAN, balanced per step as in VQGAN; 0 = off
     adversarial_start: int = bounded(0, 0)        # step from which the discriminator trains and the term applies
     discriminator_channels: int = bounded(32, 2)

@@ -168,8 +168,16 @@ class VideoVAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         return self._run(self.decoder, z)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None,
+                latent_noise: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruction, posterior mean and log-variance. latent_noise: each clip's latent also gets
+        Gaussian noise of a std drawn uniformly up to this, so the decoder learns to draw clean shapes from
+        the slightly-off latents a diffusion model makes, not only from the encoder's."""
         z, mean, logvar = self.encode(x, sample=self.training, generator=generator)
+        if latent_noise > 0:
+            std = torch.rand(z.shape[0], generator=generator, device="cpu").to(z.device, z.dtype) * latent_noise
+            noise = torch.randn(z.shape, generator=generator, device="cpu").to(z.device, z.dtype)
+            z = z + std.view(-1, *[1] * (z.dim() - 1)) * noise
         return self.decode(z), mean, logvar
 
     def _reach(self, axis: str) -> int:

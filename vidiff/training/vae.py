@@ -106,7 +106,7 @@ class VAETask(Task):
     def loss(self, net: nn.Module, batch: dict, generator: torch.Generator, part: slice, autocast) -> tuple[Tensor, dict]:
         video = batch["video"].to(self.device, non_blocking=True)
         with autocast:
-            recon, mean, logvar = net(video, generator_on(generator, self.device))
+            recon, mean, logvar = net(video, generator_on(generator, self.device), self.cfg.vae.latent_noise)
         loss, parts = vae_loss(self.cfg, recon.float(), video, mean.float(), logvar.float(), self.overlap_weights(batch))
         if self.disc is not None and self.step_of(batch) >= self.cfg.vae.adversarial_start:
             fake = generator_adversarial_loss(self.disc(recon))
