@@ -124,7 +124,7 @@ def train(arm: Arm, run: Path, minutes: float) -> dict:
     cfg.train.lr = arm.lr or cfg.train.lr
     cfg.train.time_limit_minutes, cfg.train.checkpoint_every = minutes, 10**9
     trainer = Trainer(cfg, run, resume=run.exists(), progress=False)
-    if trainer.seconds < minutes * 60:       # a finished run is only re-scored
+    if trainer.seconds < minutes * 60 and trainer.step < cfg.train.steps:   # a finished run is only re-scored
         trainer.train()
     return {"steps": trainer.step, "minutes": trainer.seconds / 60}
 
