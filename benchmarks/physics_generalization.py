@@ -15,8 +15,9 @@ The world (configs/physics-unet.yaml): two objects, gravity, elastic wall, floor
                 the paper did not test, that seeing displacements at two frame rates makes speed a
                 continuum, so speeds outside the range are less far from what was seen
   unet-motion   the recipe aimed at motion (configs/physics-unet-motion.yaml: plain v-loss, schedule
-                shifted 3x towards noise), for its own 60 minutes; unet-motion-h3 is the same run sampled
-                with history guidance 3 (a pass without the given frames, steering towards them)
+                shifted 3x towards noise), for its own 60 minutes (or 5,000 steps), sampled without history
+                guidance; unet-motion-h3 is the same run sampled with the recipe's history guidance 3 (a pass
+                without the given frames, steering towards them)
   unet-all-60   the control: unet-all for the same 60 minutes
   unet-scratch  unet-all from scratch at the DiT's learning rate: the DiT arms' footing, no embedded model
                 to start from
@@ -74,7 +75,7 @@ ARMS = {
     "dit-64": Arm("configs/physics-dit.yaml", 64),
     "dit-all": Arm("configs/physics-dit.yaml"),
     "unet-strides": Arm("configs/physics-unet.yaml", strides=(1, 2)),
-    "unet-motion": Arm("configs/physics-unet-motion.yaml", minutes=60),
+    "unet-motion": Arm("configs/physics-unet-motion.yaml", minutes=60, history=1.0),
     "unet-motion-h3": Arm("configs/physics-unet-motion.yaml", minutes=60, run="unet-motion", history=3.0),
     "unet-all-60": Arm("configs/physics-unet.yaml", minutes=60),
     "unet-scratch": Arm("configs/physics-unet.yaml", init="", lr=3e-4),
