@@ -30,6 +30,24 @@ def guidance_active(log_snr: Tensor, interval: Sequence[float]) -> Tensor:
     return (sigma > interval[0]) & (sigma <= interval[1])
 
 
+Passes = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]   # (x, log_snr) -> (conditional, guided)
+
+
+def _in_interval(plain: Callable[[Tensor, Tensor], Tensor], passes: Passes,
+                 interval: Sequence[float] | None) -> Callable[[Tensor, Tensor], Tensor]:
+    """The guided output where sigma is in the interval, the conditional pass alone elsewhere."""
+    if not interval:       # the common case: no per-step test (and no host sync) on the hot path
+        return lambda x, log_snr: passes(x, log_snr)[1]
+
+    def guided_in_interval(x: Tensor, log_snr: Tensor) -> Tensor:
+        active = guidance_active(log_snr, interval)
+        if not active.any():
+            return plain(x, log_snr)
+        out_cond, out = passes(x, log_snr)
+        return torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
+    return guided_in_interval
+
+
 def classifier_free_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Tensor],
                              uncond: Sequence[Tensor], scale: float,
                              interval: Sequence[float] | None = None) -> Callable[[Tensor, Tensor], Tensor]:
@@ -48,16 +66,7 @@ def classifier_free_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Ten
         out_cond, out_uncond = model_fn(torch.cat([x, x]), torch.cat([log_snr, log_snr]), *both).chunk(2)
         return out_cond, out_uncond + scale * (out_cond - out_uncond)
 
-    if not interval:       # the common case: no per-step test (and no host sync) on the hot path
-        return lambda x, log_snr: passes(x, log_snr)[1]
-
-    def guided_in_interval(x: Tensor, log_snr: Tensor) -> Tensor:
-        active = guidance_active(log_snr, interval)
-        if not active.any():
-            return plain(x, log_snr)
-        out_cond, out = passes(x, log_snr)
-        return torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
-    return guided_in_interval
+    return _in_interval(plain, passes, interval)
 
 
 def compositional_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Tensor],
@@ -76,13 +85,4 @@ def compositional_guidance(model_fn: Callable[..., Tensor], cond: Sequence[Tenso
         outs = model_fn(torch.cat([x] * n), torch.cat([log_snr] * n), *both).chunk(n)
         return outs[0], outs[0] + sum((scale - 1.0) * (outs[0] - u) for (_, scale), u in zip(drops, outs[1:]))
 
-    if not interval:
-        return lambda x, log_snr: passes(x, log_snr)[1]
-
-    def guided_in_interval(x: Tensor, log_snr: Tensor) -> Tensor:
-        active = guidance_active(log_snr, interval)
-        if not active.any():
-            return plain(x, log_snr)
-        out_cond, out = passes(x, log_snr)
-        return torch.where(active.view(-1, *[1] * (x.dim() - 1)), out, out_cond)
-    return guided_in_interval
+    return _in_interval(plain, passes, interval)
