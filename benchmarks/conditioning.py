@@ -81,10 +81,10 @@ def image_to_video(pipe, items, methods, steps, seed, out: Path) -> dict:
             given = to_uint8(it["video"])
             g = torch.Generator().manual_seed(seed + i)
             if kwargs is None:         # plain text-to-video, for comparison
-                video = pipe(it["caption"], generator=g, sampling=SampleOptions(steps, progress=False)).frames[0]
+                video = pipe(it["caption"], generator=g, sampling=SampleOptions(steps, progress=False)).pixels[0]
             else:
                 video = pipe(it["caption"], image=given[0], generator=g, sampling=SampleOptions(steps, progress=False),
-                             **kwargs).frames[0]
+                             **kwargs).pixels[0]
             clips.append(video), captions.append(it["caption"])
             step = steps_of(positions(video, colours_of(it)))
             static.append(not np.nanmean(step) > MOVING)
@@ -126,7 +126,7 @@ def extension(pipe, items, long_items, methods, steps, seed, have: int) -> tuple
             else:
                 g = torch.Generator().manual_seed(seed + i)
                 video = pipe.extend(to_uint8(it["video"])[:have], it["caption"], num_frames=length, generator=g,
-                                    sampling=SampleOptions(steps, progress=False), **kwargs).frames[0]
+                                    sampling=SampleOptions(steps, progress=False), **kwargs).pixels[0]
                 starts = seam_frames(pipe.window, have, length, kwargs.get("stride"))
             per_segment.append(segments(video, it["caption"], data))
             step = steps_of(positions(video, colours_of(it)))
@@ -166,7 +166,7 @@ def interpolation(pipe, items, methods, steps, seed, factor: int = 4, keys: int 
             else:
                 g = torch.Generator().manual_seed(seed + i)
                 video = pipe.interpolate(given, factor=factor, prompt=it["caption"], generator=g,
-                                         sampling=SampleOptions(steps, progress=False), **kwargs).frames[0]
+                                         sampling=SampleOptions(steps, progress=False), **kwargs).pixels[0]
             found = positions(video, colours_of(it))
             tracks, _ = track(video, colours_of(it))
             for tr in it["tracks"]:

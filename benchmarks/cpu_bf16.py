@@ -34,7 +34,7 @@ def main() -> None:
     for name, pipe in pipes.items():
         pipe(prompts[0], generator=torch.Generator().manual_seed(0), sampling=SampleOptions(progress=False))  # warm-up
         start = time.perf_counter()
-        videos[name] = [pipe(p, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False)).frames[0]
+        videos[name] = [pipe(p, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False)).pixels[0]
                         for i, p in enumerate(prompts)]
         seconds = (time.perf_counter() - start) / args.num
         diff = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(videos[name], videos["fp32"])])

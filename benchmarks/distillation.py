@@ -29,7 +29,7 @@ def sample(pipe, captions, steps, guidance) -> tuple[list, float]:
     clips, start = [], time.perf_counter()
     for i, caption in enumerate(captions):     # one clip at a time: the latency a user sees
         clips.append(pipe(caption, generator=torch.Generator().manual_seed(i),
-                          sampling=SampleOptions(steps, guidance, progress=False)).frames[0])
+                          sampling=SampleOptions(steps, guidance, progress=False)).pixels[0])
     return clips, (time.perf_counter() - start) / len(captions)
 
 

@@ -90,7 +90,7 @@ def score(folder: Path, captions, data, reference, num: int) -> dict:
     clips, start = [], time.perf_counter()
     for chunk in range(0, num, CHUNK):
         clips += list(pipe(captions[chunk:chunk + CHUNK], generator=torch.Generator().manual_seed(chunk),
-                           sampling=SampleOptions(25, 3.0, "ddim", progress=False)).frames)
+                           sampling=SampleOptions(25, 3.0, "ddim", progress=False)).pixels)
     seconds = (time.perf_counter() - start) / num
     state = json.loads((folder / "state.json").read_text())
     return {**evaluate(clips, captions, data, reference), "seconds_per_clip": seconds,

@@ -58,8 +58,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def score(pipe: VideoPipeline, clip: dict, prompts: list[str], data) -> dict:
     frames = to_uint8(clip["video"])
     quiet = SampleOptions(progress=False)
-    sample = pipe(clip["caption"], image=frames[0], generator=torch.Generator().manual_seed(0), sampling=quiet).frames[0]
-    others = [pipe(p, generator=torch.Generator().manual_seed(i), sampling=quiet).frames[0] for i, p in enumerate(prompts)]
+    sample = pipe(clip["caption"], image=frames[0], generator=torch.Generator().manual_seed(0), sampling=quiet).pixels[0]
+    others = [pipe(p, generator=torch.Generator().manual_seed(i), sampling=quiet).pixels[0] for i, p in enumerate(prompts)]
     summary, _ = score_clips(others, prompts, data, fvd=False)
     return {"clip_loss": clip_loss(pipe, clip), "clip_psnr": psnr(sample, frames), "others_viewer_pass": summary["viewer_pass"]}
 

@@ -53,13 +53,13 @@ def main() -> None:
         data = unit_stride(pipe.config.data)
         captions = [ShapesDataset(data)[HELD_OUT + i]["caption"] for i in range(args.num)]
         start = time.perf_counter()
-        clips = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=quiet).frames[0]
+        clips = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=quiet).pixels[0]
                  for i, c in enumerate(captions)]
         seconds = (time.perf_counter() - start) / args.num
         summary, rows = score_clips(clips, captions, data, fvd=False)
         single = [r["viewer_pass"] for r in rows if r["objects_prompted"] == 1]
         double = [r["viewer_pass"] for r in rows if r["objects_prompted"] == 2]
-        shows = [pipe(p, generator=torch.Generator().manual_seed(s), sampling=quiet).frames[0] for p, s in SHOWCASE]
+        shows = [pipe(p, generator=torch.Generator().manual_seed(s), sampling=quiet).pixels[0] for p, s in SHOWCASE]
         counts = [blended_frames(v, p) for v, (p, _) in zip(shows, SHOWCASE)]
         lines.append(f"| {name} | {summary['blend_share']:.2f} | {summary['viewer_pass']:.3f} "
                      f"({sum(r['viewer_pass'] for r in rows)}/{len(rows)}) | {np.mean(single):.3f} ({sum(single)}/{len(single)}) | "

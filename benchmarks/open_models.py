@@ -84,7 +84,7 @@ def sampling(folder: Path, args, device: torch.device) -> list[str]:
     for label, sampler in (("vidiff, the directory's UniPC", None), ("vidiff, flow-euler", "flow-euler")):
         t = best_of(lambda: ours(PROMPT, generator=seed(), sampling=options(sampler), **size), args.repeats, device)
         rows.append(f"| {label} | {t:.3f} | {t / args.steps:.4f} | {t / ref:.2f} |")
-    a = ours(PROMPT, generator=seed(), sampling=options(), **size).frames.astype(int)
+    a = ours(PROMPT, generator=seed(), sampling=options(), **size).pixels.astype(int)
     b = (np.asarray(theirs(PROMPT, generator=seed(), output_type="np", **kw).frames) * 255).round().astype(int)
     return [f"{args.frames} frames of {h}x{w}, {args.steps} steps, guidance 5, fp32, best of {args.repeats}; "
             f"largest difference between the two videos: {np.abs(a - b).max()}/255.", "",

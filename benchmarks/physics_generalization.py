@@ -148,7 +148,7 @@ def inertia(items: list[dict], known: int, size: int) -> list[np.ndarray]:
 def continue_clips(pipe: VideoPipeline, items: list[dict], known: int, history: float | None = None) -> list[np.ndarray]:
     return [pipe.extend(to_uint8(it["video"])[:known], it["caption"], len(it["tracks"][0].positions),
                         torch.Generator().manual_seed(i), SampleOptions(progress=False),
-                        FrameConditioning(history=history), context=known).frames[0]
+                        FrameConditioning(history=history), context=known).pixels[0]
             for i, it in enumerate(items)]
 
 

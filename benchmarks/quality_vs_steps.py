@@ -63,7 +63,7 @@ def main() -> None:
             clips = []
             for chunk in range(0, args.num, CHUNK):   # small batches stay in cache: faster on CPUs
                 clips += list(pipe(captions[chunk:chunk + CHUNK], generator=torch.Generator().manual_seed(chunk),
-                                   sampling=SampleOptions(steps, guidance, sampler, spacing, progress=False)).frames)
+                                   sampling=SampleOptions(steps, guidance, sampler, spacing, progress=False)).pixels)
             seconds = (time.perf_counter() - start) / args.num
             cache[key] = {**evaluate(clips, captions, data, reference), "seconds_per_clip": seconds}
             cache_path.write_text(json.dumps(cache, indent=1))

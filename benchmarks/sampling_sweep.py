@@ -49,7 +49,7 @@ def main() -> None:
         sampler, steps, guidance, spacing, interval = SETTINGS[name]
         report = args.out / name / "report.json"
         if not report.is_file():
-            pipe.config.diffusion.guidance_interval = list(interval or [])
+            pipe.bundle.guidance_interval = list(interval or [])
             evaluate(args.out / name, pipe=pipe, num=args.num, options=pipe.options(SampleOptions(steps, guidance, sampler, spacing)))
         summary = json.loads(report.read_text())["summary"]
         where = f"({interval[0]:g}, {interval[1]:g}]" if interval else "all"

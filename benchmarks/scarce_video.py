@@ -101,7 +101,7 @@ def score(run: Path, unseen: list[str], seen: list[str], reference, zero_shot: b
     sheet = []
     for name, captions in (("unseen", unseen), ("seen", seen)):
         clips = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False),
-                      zero_shot=ZeroShot(MOTION) if zero_shot else None, num_frames=16).frames[0]
+                      zero_shot=ZeroShot(MOTION) if zero_shot else None, num_frames=16).pixels[0]
                  for i, c in enumerate(captions)]
         summary, _ = score_clips(clips, captions, world, reference=reference)
         out[name] = summary
@@ -175,7 +175,7 @@ def main() -> None:
     for name, folder in (("(a) video only", "video-only"), ("(c) inflate, temporal only", "inflate-temporal"),
                          ("(d) inflate, all layers", "inflate-all"), ("ceiling: full data", "full-data")):
         pipe = VideoPipeline.from_pretrained(work / folder)
-        sheets[name] = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False)).frames[0]
+        sheets[name] = [pipe(c, generator=torch.Generator().manual_seed(i), sampling=SampleOptions(progress=False)).pixels[0]
                         for i, c in enumerate(unseen[:4])]
     write(results, sheets, unseen, seen, args)
 

@@ -195,7 +195,7 @@ class VidiffArm:
         pipe = VideoPipeline.from_pretrained(self.run)
         d = pipe.defaults()
         self.sampler = f"{SAMPLER_NAMES.get(d.sampler, d.sampler)} {d.steps} steps ({d.spacing}), guidance {d.guidance:g} (its defaults)"
-        return [pipe(c, generator=torch.Generator().manual_seed(seed + i), sampling=SampleOptions(progress=False)).frames[0]
+        return [pipe(c, generator=torch.Generator().manual_seed(seed + i), sampling=SampleOptions(progress=False)).pixels[0]
                 for i, c in enumerate(captions)]
 
 

@@ -46,7 +46,7 @@ def main() -> None:
         clips, moves = [], []
         for i, caption in enumerate(captions):
             video = pipe(caption, num_frames=args.frames, generator=torch.Generator().manual_seed(i),
-                         sampling=SampleOptions(args.steps, progress=False), zero_shot=ZeroShot(motion)).frames[0]
+                         sampling=SampleOptions(args.steps, progress=False), zero_shot=ZeroShot(motion)).pixels[0]
             clips.append(video)
             tracks, _ = track(video, [c for c, _ in parse_caption(caption)])
             for tr in tracks.values():

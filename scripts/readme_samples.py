@@ -24,7 +24,7 @@ parser.add_argument("--model", default="default")
 args = parser.parse_args()
 pipe = VideoPipeline.from_pretrained(args.model)
 quiet = SampleOptions(progress=False)
-clips = [pipe(p, generator=torch.Generator().manual_seed(0), sampling=quiet).frames[0] for p in PROMPTS]
+clips = [pipe(p, generator=torch.Generator().manual_seed(0), sampling=quiet).pixels[0] for p in PROMPTS]
 save_video(upscale(tile(np.stack(clips), gap=2), 4), DOCS / "default-model.gif", overwrite=True)
 sheet = np.concatenate([np.pad(contact_sheet(c), ((0, 2), (0, 0), (0, 0))) for c in clips], axis=0)
 save_video(upscale(sheet[None], 3), DOCS / "default-model-samples.png", overwrite=True)
@@ -33,7 +33,7 @@ rows = []
 for i in range(4):
     item = data[HELD_OUT + 100 + i]
     truth = to_uint8(item["video"])
-    made = pipe(item["caption"], image=truth[0], generator=torch.Generator().manual_seed(i), sampling=quiet).frames[0]
+    made = pipe(item["caption"], image=truth[0], generator=torch.Generator().manual_seed(i), sampling=quiet).pixels[0]
     rows += [contact_sheet(truth), contact_sheet(made), np.zeros((3, contact_sheet(truth).shape[1], 3), np.uint8)]
     print(item["caption"])
 save_video(upscale(np.concatenate(rows)[None], 3), DOCS / "default-model-i2v.png", overwrite=True)
@@ -44,7 +44,7 @@ if max(pipe.trained_strides()) > 1:
     rows = []
     for mode in ("windows", "hierarchical"):
         long = pipe.extend(given, item["caption"], num_frames=64, mode=mode, generator=torch.Generator().manual_seed(0),
-                           sampling=quiet).frames[0]
+                           sampling=quiet).pixels[0]
         rows += [contact_sheet(long[::4]), np.zeros((3, contact_sheet(long[::4]).shape[1], 3), np.uint8)]
     save_video(upscale(np.concatenate(rows)[None], 3), DOCS / "default-model-long.png", overwrite=True)
     print(f"{item['caption']}: wrote docs/default-model-long.png")

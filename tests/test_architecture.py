@@ -79,3 +79,41 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [m])
     assert cycles == []
+
+
+# one pipeline, every model (shared/DESIGN.md): above models/, no code knows which family it runs
+FAMILY_WORDS = ("wan", "cogvideo", "hunyuan", "ltx", "mochi")
+
+
+def _strings_outside_docs_and_help(tree: ast.AST) -> list[str]:
+    """String constants that are neither a docstring nor (part of) a `help=` text."""
+    skip = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            skip.add(id(body[0].value))
+        if isinstance(node, ast.keyword) and node.arg == "help":
+            skip |= {id(n) for n in ast.walk(node.value)}
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in skip]
+
+
+def test_no_code_above_models_names_a_family_or_tests_a_model_class():
+    import re
+    classes = {n.name for sub in ("models", "pipeline") for p in (PACKAGE / sub).rglob("*.py")
+               for n in ast.walk(ast.parse(p.read_text()))      # networks, bundles and pipelines, not option groups
+               if isinstance(n, ast.ClassDef) and (sub == "models" or n.name.endswith("Pipeline"))}
+    wrong, modules = [], set(graph())
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if LAYER[unit(name)] <= LAYER["models"]:
+            continue
+        tree = ast.parse(path.read_text())
+        wrong += [f"{name} imports {t}" for t in imports(path) & modules if t.startswith("vidiff.models.external.")]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("isinstance", "issubclass", "type"):
+                named = {getattr(n, "id", getattr(n, "attr", None)) for n in ast.walk(node)}
+                wrong += [f"{name} tests the class {c}" for c in sorted(named & classes)]
+        wrong += [f"{name} names the family in {s!r}" for s in _strings_outside_docs_and_help(tree)
+                  if re.search(rf"\b({'|'.join(FAMILY_WORDS)})\b", s, re.IGNORECASE)]
+    assert wrong == []

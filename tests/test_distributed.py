@@ -73,7 +73,7 @@ def test_fsdp_checkpoint_resumes_and_loads_in_one_process(tmp_path):
     assert state["step"] == STEPS + 1
     pipe = VideoPipeline.from_pretrained(tmp_path / "run", device="cpu")
     video = pipe("a red circle bouncing", sampling=SampleOptions(2, progress=False))
-    assert video.frames.shape == (1, 4, 16, 16, 3)
+    assert video.pixels.shape == (1, 4, 16, 16, 3)
 
 
 def test_a_failing_rank_ends_the_run_with_its_error_instead_of_hanging(tmp_path):

@@ -98,7 +98,7 @@ def test_a_dit_checkpoint_generates_through_the_pipeline(tmp_path):
     cfg = config_from_dict(values)
     write_checkpoint(tmp_path / "dit", cfg, tiny_dit_from(cfg))
     pipe = VideoPipeline.from_pretrained(tmp_path / "dit", device="cpu")
-    assert pipe("a red circle bouncing", num_frames=6, sampling=SampleOptions(2, progress=False)).frames.shape == (1, 6, 16, 16, 3)
+    assert pipe("a red circle bouncing", num_frames=6, sampling=SampleOptions(2, progress=False)).pixels.shape == (1, 6, 16, 16, 3)
     from vidiff.errors import VidiffError
     with pytest.raises(VidiffError, match="a multiple of 2"):
         pipe("a red circle bouncing", num_frames=5, sampling=SampleOptions(2, progress=False))

@@ -92,8 +92,8 @@ def test_a_trained_masked_frame_model_continues_the_clip_whose_first_frame_it_is
     errors = np.zeros((2, 2))
     for i, clip in enumerate(clips):
         known = clip[None]
-        x = sample_video(pipe.model, pipe.config.diffusion, pipe.model.tokenizer.empty(1), tuple(clip.shape),
-                         SampleOptions(10, 1.0), torch.Generator().manual_seed(0),
+        empty = pipe._encode([""], None, 1.0)
+        x = sample_video(pipe.bundle, *empty, tuple(clip.shape), SampleOptions(10, 1.0), torch.Generator().manual_seed(0),
                          known=KnownFrames(known, frame_mask("first", 4)))
         assert torch.equal(x[0, :, 0], clip[:, 0])                       # the given frame, exactly
         for j, other in enumerate(clips):
@@ -108,14 +108,14 @@ def test_image_extend_and_interpolate_keep_the_given_frames_and_lengths(masked_r
     g = lambda: torch.Generator().manual_seed(0)
     kw = dict(sampling=SampleOptions(3, progress=False))
     for method in ("trained", "guidance", "replacement"):
-        out = pipe("a red circle bouncing", image=video[0], generator=g(), conditioning=FrameConditioning(method), **kw).frames[0]
+        out = pipe("a red circle bouncing", image=video[0], generator=g(), conditioning=FrameConditioning(method), **kw).pixels[0]
         assert out.shape == (4, 16, 16, 3) and np.array_equal(out[0], video[0])
     big = np.repeat(np.repeat(video, 3, axis=1), 3, axis=2)           # 48x48: resized back exactly, with a notice
-    longer = pipe.extend(big, "a red circle bouncing", num_frames=11, context=2, generator=g(), **kw).frames[0]
+    longer = pipe.extend(big, "a red circle bouncing", num_frames=11, context=2, generator=g(), **kw).pixels[0]
     assert longer.shape == (11, 16, 16, 3) and np.array_equal(longer[:4], video)
     wide = np.zeros((2, 48, 64, 3), np.uint8)                          # another aspect: centre-cropped
-    assert pipe.extend(wide, "a red circle bouncing", num_frames=5, generator=g(), **kw).frames.shape == (1, 5, 16, 16, 3)
-    more = pipe.interpolate(video, factor=3, generator=g(), **kw).frames[0]
+    assert pipe.extend(wide, "a red circle bouncing", num_frames=5, generator=g(), **kw).pixels.shape == (1, 5, 16, 16, 3)
+    more = pipe.interpolate(video, factor=3, generator=g(), **kw).pixels[0]
     assert more.shape == (10, 16, 16, 3) and np.array_equal(more[::3], video)
 
 
@@ -125,11 +125,11 @@ def test_history_guidance_steers_by_the_given_frames_and_is_the_models_own_setti
     video = ((clips[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
     make = lambda history=None: pipe("a red circle bouncing", image=video[0], generator=torch.Generator().manual_seed(0),
                                      sampling=SampleOptions(3, progress=False),
-                                     conditioning=FrameConditioning(history=history)).frames[0]
+                                     conditioning=FrameConditioning(history=history)).pixels[0]
     plain, guided = make(), make(3.0)
     assert np.array_equal(make(1.0), plain) and not np.array_equal(guided, plain)
     assert np.array_equal(guided[0], video[0])                            # the given frame, still exactly
-    pipe.config.diffusion.history_guidance = 3.0                          # a recipe's own scale is the default
+    pipe.bundle.history_guidance = 3.0                                    # a recipe's own scale is the default
     assert np.array_equal(make(), guided)
     for conditioning, match in ((FrameConditioning("guidance", history=2.0), "needs the trained method"),
                                 (FrameConditioning(history=-1.0), "history guidance scale")):

@@ -160,11 +160,11 @@ def test_a_non_finite_step_changes_neither_weights_nor_average_and_is_counted(tm
 def test_bf16_inference_makes_the_fp32_video_and_a_cast_model_samples():
     prompts = ["a red circle bouncing", "a blue square and a yellow triangle bouncing"]
     make = lambda pipe: pipe(prompts, generator=torch.Generator().manual_seed(0),
-                              sampling=SampleOptions(progress=False)).frames.astype(float)
+                              sampling=SampleOptions(progress=False)).pixels.astype(float)
     reference = make(VideoPipeline.from_pretrained())
     pipe = VideoPipeline.from_pretrained(torch_dtype="bf16")
-    assert pipe.model.backbone.stem.weight.dtype == torch.bfloat16 and pipe.codec.vae is not None
-    assert next(pipe.codec.vae.parameters()).dtype == torch.bfloat16
+    assert pipe.model.backbone.stem.weight.dtype == torch.bfloat16 and pipe.bundle.codec.module is not None
+    assert next(pipe.bundle.codec.module.parameters()).dtype == torch.bfloat16
     half = make(pipe)
     assert abs(half - reference).mean() < 2.0, abs(half - reference).mean()     # of 255
     cast = VideoPipeline.from_pretrained()
@@ -181,7 +181,7 @@ def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     model = randomised(build_model(cfg.model, cfg.trained_words()))
     pipe = VideoPipeline(model, cfg)
     make = lambda: pipe("a red circle bouncing", generator=torch.Generator().manual_seed(0),
-                        sampling=SampleOptions(2, 2.0, progress=False)).frames.astype(int)
+                        sampling=SampleOptions(2, 2.0, progress=False)).pixels.astype(int)
     eager = make()
     assert eager.std() > 10                                        # not a blank video that any model would make
     model.backbone.compile()

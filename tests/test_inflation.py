@@ -79,8 +79,8 @@ def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_
     from vidiff.pipeline.zero_shot import motion_steps, moving_start
     image_run(tmp_path)
     pipe = VideoPipeline.from_pretrained(tmp_path / "image")
-    ids = pipe.model.tokenizer.encode(["a red circle bouncing"])
-    sample = partial(sample_video, pipe.model, pipe.config.diffusion, ids, shape=(3, 2, 16, 16), options=SampleOptions(6))
+    cond, null = pipe.encode_prompt("a red circle bouncing")
+    sample = partial(sample_video, pipe.bundle, cond, null, shape=(3, 2, 16, 16), options=SampleOptions(6))
     noise = torch.randn(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0))
     whole = sample(span=GridSpan(noise))
     middle = sample(span=GridSpan(noise, stop=2))
@@ -90,7 +90,7 @@ def test_a_sample_split_at_a_grid_point_is_the_whole_sample_and_the_moved_start_
         sample(span=GridSpan(noise, stop=2), options=SampleOptions(6, sampler="ddpm"))
     assert motion_steps(25) == (5, 8) and motion_steps(50) == (10, 16) and motion_steps(3) == (0, 1)
     grid = sampling_grid(SCHEDULES["cosine"], 25)
-    start, t1 = moving_start(partial(sample_video, pipe.model, pipe.config.diffusion, ids, options=SampleOptions(25)), 1,
+    start, t1 = moving_start(partial(sample_video, pipe.bundle, cond, null, options=SampleOptions(25)), 1,
                              (3, 4, 16, 16), grid, (2.0, 1.0), torch.Generator().manual_seed(0))
     assert t1 == 5 and start.shape == (1, 3, 4, 16, 16)
     assert abs(start.std().item() - 1) < 0.2    # at t1's noise level, as the sampler expects
@@ -109,10 +109,10 @@ def test_zero_shot_cross_frame_attention_and_its_errors(tmp_path):
     pipe = VideoPipeline.from_pretrained(tmp_path / "image")
     quick = SampleOptions(3, progress=False)
     still = pipe("a red circle bouncing", num_frames=3, sampling=quick, zero_shot=ZeroShot((0.0, 0.0)),
-                 generator=torch.Generator().manual_seed(0)).frames[0]
+                 generator=torch.Generator().manual_seed(0)).pixels[0]
     assert np.array_equal(still[0], still[1]) and np.array_equal(still[0], still[2])   # same noise, frame 0's keys
     moving = pipe("a red circle bouncing", num_frames=3, sampling=quick, zero_shot=ZeroShot((2.0, 0.0)),
-                  generator=torch.Generator().manual_seed(0)).frames[0]
+                  generator=torch.Generator().manual_seed(0)).pixels[0]
     assert moving.shape == (3, 16, 16, 3) and not np.array_equal(moving[0], moving[2])
     assert not any(m.cross_frame for m in pipe.model.modules() if hasattr(m, "cross_frame"))   # switched off after
     layer = next(m for m in pipe.model.modules() if hasattr(m, "cross_frame"))

@@ -34,7 +34,7 @@ def test_train_on_latents_then_generate_pixels(tmp_path, vae_run, backbone):
     assert (folder / "vae.safetensors").is_file()
     pipe = VideoPipeline.from_pretrained(folder, device="cpu")
     out = pipe("a red circle bouncing", sampling=SampleOptions(2, progress=False))
-    assert out.frames.shape == (1, 4, 16, 16, 3)                 # pixels, decoded from 4x4 latents
+    assert out.pixels.shape == (1, 4, 16, 16, 3)                 # pixels, decoded from 4x4 latents
     from vidiff.errors import VidiffError
     with pytest.raises(VidiffError, match="a multiple of"):
         pipe("a red circle bouncing", height=10, width=10, sampling=SampleOptions(2, progress=False))
@@ -120,7 +120,7 @@ def test_decoder_fine_tune_of_a_latent_model_swaps_in_by_export(tmp_path, vae_ru
         assert torch.equal(a, b)
     out = VideoPipeline.from_pretrained(swapped, device="cpu")("a red circle bouncing",
                                                                 sampling=SampleOptions(2, progress=False))
-    assert out.frames.shape == (1, 4, 16, 16, 3)
+    assert out.pixels.shape == (1, 4, 16, 16, 3)
 
     other = tmp_path / "other"
     Trainer(config_from_dict(vae_values(steps=1, seed=7)), other, progress=False, task=VAETask).train()

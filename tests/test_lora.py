@@ -135,7 +135,7 @@ def test_cli_generate_with_lora_export_merged_and_tune_lora(tmp_path):
     r = cli("export", str(tmp_path / "lora"), str(tmp_path / "merged"), "--merge-lora")
     assert r.returncode == 0, r.stderr[-2000:]
     videos = [VideoPipeline.from_pretrained(tmp_path / name)("a red circle", sampling=SampleOptions(2, progress=False),
-                                                             generator=torch.Generator().manual_seed(0)).frames
+                                                             generator=torch.Generator().manual_seed(0)).pixels
               for name in ("lora", "merged")]
     assert abs(videos[0].astype(int) - videos[1].astype(int)).max() <= 1
     r = cli("generate", *common, "--lora", str(tmp_path / "lora"), "--out", str(tmp_path / "b.mp4"))

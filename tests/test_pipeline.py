@@ -38,10 +38,10 @@ def generate(pipe, seed=0, prompt="a red circle bouncing", **kwargs):
 def test_generate_returns_uint8_frames_reproducible_by_seed(tiny_checkpoint):
     pipe = VideoPipeline.from_pretrained(tiny_checkpoint)
     a, b, c = generate(pipe), generate(pipe), generate(pipe, seed=1)
-    assert a.frames.shape == (1, 3, 16, 16, 3) and a.frames.dtype == np.uint8
-    assert np.array_equal(a.frames, b.frames) and not np.array_equal(a.frames, c.frames)
-    assert generate(pipe, height=32, width=24).frames.shape == (1, 3, 32, 24, 3)
-    assert generate(pipe, sampler="ddpm").frames.shape == (1, 3, 16, 16, 3)
+    assert a.pixels.shape == (1, 3, 16, 16, 3) and a.pixels.dtype == np.uint8
+    assert np.array_equal(a.pixels, b.pixels) and not np.array_equal(a.pixels, c.pixels)
+    assert generate(pipe, height=32, width=24).pixels.shape == (1, 3, 32, 24, 3)
+    assert generate(pipe, sampler="ddpm").pixels.shape == (1, 3, 16, 16, 3)
 
 
 def test_save_mp4_gif_and_png_sheet(tiny_checkpoint, tmp_path):
@@ -180,7 +180,7 @@ def test_embedded_default_model_generates_the_prompted_colour():
     pipe = VideoPipeline.from_pretrained()
     # its own sampling settings (config.json: 10 DPM-Solver++(2M) steps on the Karras grid, guidance 2)
     video = pipe(["a red square bouncing", "a blue circle bouncing"], sampling=SampleOptions(progress=False),
-                 generator=torch.Generator().manual_seed(0)).frames.astype(int)
+                 generator=torch.Generator().manual_seed(0)).pixels.astype(int)
     red = (video[..., 0] > 150) & (video[..., 1] < 100) & (video[..., 2] < 100)
     blue = (video[..., 2] > 150) & (video[..., 0] < 120) & (video[..., 1] < 150)
     assert red[0].mean() > 0.02 and blue[1].mean() > 0.02        # objects of the prompted colour exist
@@ -204,10 +204,10 @@ def test_the_models_own_sampling_settings_are_the_defaults_and_explicit_ones_win
     default = tuned("a red circle bouncing", num_frames=3, generator=torch.Generator().manual_seed(0),
                     sampling=SampleOptions(progress=False, callback=lambda i, x0: calls.append(i)))
     explicit = generate(tuned, steps=3, guidance=2.0, sampler="dpm++2m", spacing="karras")
-    assert calls == [0, 1, 2] and np.array_equal(default.frames, explicit.frames)
+    assert calls == [0, 1, 2] and np.array_equal(default.pixels, explicit.pixels)
     for other in (dict(guidance=3.0), dict(sampler="ddim"), dict(spacing="uniform")):
         changed = generate(tuned, steps=3, **{"guidance": 2.0, "sampler": "dpm++2m", "spacing": "karras", **other})
-        assert not np.array_equal(default.frames, changed.frames), other
+        assert not np.array_equal(default.pixels, changed.pixels), other
     raw["diffusion"]["guidance"] = -1.0
     with pytest.raises(VidiffError, match="guidance"):
         config_from_dict(raw)
@@ -232,7 +232,7 @@ def test_interpolation_without_a_prompt_keeps_the_shapes_the_frames_show():
         result = pipe.interpolate(frames, factor=4, generator=torch.Generator().manual_seed(0),
                                   sampling=SampleOptions(progress=False))
         assert sorted(parse_caption(result.prompts[0])) == sorted(parse_caption(clip["caption"]))
-        new = np.delete(result.frames[0], np.arange(0, 13, 4), axis=0)           # the frames it made
+        new = np.delete(result.pixels[0], np.arange(0, 13, 4), axis=0)           # the frames it made
         tracks, _ = track(new)
         for colour, shape in parse_caption(clip["caption"]):
             assert tracks[colour].majority_shape() == shape, (clip["caption"], colour)

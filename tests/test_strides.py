@@ -79,11 +79,11 @@ def strided_run(tmp_path_factory):
 def test_a_trained_model_makes_the_clip_of_the_stride_it_is_asked_for(strided_run):
     run, clips = strided_run
     pipe = VideoPipeline.from_pretrained(run)
-    ids = pipe.model.tokenizer.encode([clips[1]["caption"]])
     errors = {}
     for stride in (1, 3):
-        x = sample_video(pipe.model, pipe.config.diffusion, ids, tuple(clips[1]["video"].shape),
-                         SampleOptions(10, 1.0), torch.Generator().manual_seed(0), stride=stride)
+        cond, null = pipe.encode_prompt(clips[1]["caption"], stride=stride)
+        x = sample_video(pipe.bundle, cond, null, tuple(clips[1]["video"].shape),
+                         SampleOptions(10, 1.0), torch.Generator().manual_seed(0))
         errors[stride] = {s: (x[0] - clips[s]["video"]).pow(2).mean().item() for s in (1, 3)}
     assert errors[1][1] < 0.5 * errors[1][3] and errors[3][3] < 0.5 * errors[3][1], errors
 
@@ -93,7 +93,7 @@ def test_hierarchical_extension_keeps_the_video_and_reaches_the_length(strided_r
     pipe = VideoPipeline.from_pretrained(run)
     video = ((clips[1]["video"].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()   # (4, 16, 16, 3)
     kw = dict(sampling=SampleOptions(3, progress=False), generator=torch.Generator().manual_seed(0))
-    out = pipe.extend(video, clips[1]["caption"], num_frames=13, mode="hierarchical", **kw).frames[0]
+    out = pipe.extend(video, clips[1]["caption"], num_frames=13, mode="hierarchical", **kw).pixels[0]
     assert out.shape == (13, 16, 16, 3) and np.array_equal(out[:4], video)
     with pytest.raises(VidiffError, match="frame strides 1, 3"):
         pipe.extend(video, clips[1]["caption"], num_frames=13, mode="hierarchical", stride=2, **kw)

@@ -150,11 +150,12 @@ def test_flow_matching_model_learns_to_generate_its_one_clip(tmp_path):
     cfg.diffusion.loss_weighting, cfg.diffusion.time_sampling = "none", "logit_normal"
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     clip = trainer.task.dataset[0]
-    ids = trainer.model.tokenizer.encode([clip["caption"]] * 2)
     shape = tuple(clip["video"].shape)
 
     def error() -> float:
-        video = sample_video(trainer.model.eval(), cfg.diffusion, ids, shape,
+        bundle = trainer.task.bundle(trainer.model.eval())
+        cond = bundle.encode([clip["caption"]] * 2, 1)
+        video = sample_video(bundle, cond, cond, shape,
                              SampleOptions(steps=20, guidance=1.0, sampler="flow-euler"), torch.Generator().manual_seed(5))
         trainer.model.train()
         return (video - clip["video"]).pow(2).mean().item()

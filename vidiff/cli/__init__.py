@@ -152,15 +152,14 @@ def _check_loras(lora: list[Path], scales: list[float]) -> None:
 @grouped(output=Output, load=Model, sampling=Sampling, frames_given=Conditioning)
 def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a blue square bouncing'"),
              output: Output = None, load: Model = None, sampling: Sampling = None, frames_given: Conditioning = None,
-             frames: Optional[int] = typer.Option(None, help="frame count (default: the model's)"),
+             frames: Optional[int] = typer.Option(None, help="frame count (default: the model's); more than the "
+                                                             "model's native length runs in overlapping context windows"),
              size: Optional[str] = typer.Option(None, help="frame size: S (square) or HxW, e.g. 480x832 (default: "
                                                            "the model's)"),
-             negative_prompt: str = typer.Option("", help="what guidance steers away from (diffusers-format models)"),
-             offload: str = typer.Option("none", help="none | model: each component on the GPU only while it runs | "
-                                                      "text: also run the text encoder on the CPU (diffusers-format "
-                                                      "models)"),
-             vae_tiling: bool = typer.Option(False, help="decode in tiles: less memory for large frames "
-                                                         "(diffusers-format models)"),
+             negative_prompt: Optional[str] = typer.Option(None, help="what guidance steers away from (default: the "
+                                                                      "model's own, usually the empty prompt)"),
+             window_overlap: Optional[int] = typer.Option(None, help="frames of the model's space shared by "
+                                                                     "neighbouring context windows (default: a quarter)"),
              image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),
              zero_shot: bool = typer.Option(False, help="video from an image model (Text2Video-Zero): moving noise "
                                                           "and cross-frame attention"),
@@ -172,7 +171,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
                                                                          "(default 1; one value applies to all)")):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
     from ..distributed import process_group
-    from ..pipeline.open_model import OpenVideoPipeline
+    from ..pipeline import ContextWindows
     if not prompt.strip():
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
     zero = _motion(motion) if zero_shot else None
@@ -180,34 +179,27 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     lora, scales = lora or [], lora_scale or []
     _check_loras(lora, scales)
     height, width = _size(size)
+    windows = ContextWindows(overlap=window_overlap) if window_overlap is not None else None
     with process_group() as dist:     # under torchrun: the processes share each clip (a DiT's sequence parallelism)
-        pipe = load.load(dist.device, offload)
+        pipe = load.load(dist.device)
         if dist.enabled:
             from ..models.sequence_parallel import sequence_group
             pipe.split_sequences(sequence_group())
         _load_loras(pipe, lora, scales)
-        if isinstance(pipe, OpenVideoPipeline):
-            given = [flag for flag, used in (("--image", image), ("--zero-shot", zero_shot),
-                                             ("--method", frames_given.method), ("--stride", stride != 1)) if used]
-            if given:
-                raise VidiffError(f"{given[0]} is for vidiff's own models; a diffusers-format model makes text-to-video")
-            pipe.vae_tiling = vae_tiling
-            video = pipe(prompt, negative_prompt, frames, height, width, sampling.generator(), sampling.options())
-        else:
-            if negative_prompt or vae_tiling:
-                raise VidiffError("--negative-prompt and --vae-tiling are for diffusers-format models (--model DIR)")
-            video = pipe(prompt, frames, height, width, sampling.generator(), sampling.options(), image,
-                         frames_given.conditioning(), zero, stride)
+        video = pipe(prompt, sampling=sampling.options(), image=image, conditioning=frames_given.conditioning(),
+                     zero_shot=zero, num_frames=frames, height=height, width=width, generator=sampling.generator(),
+                     negative_prompt=negative_prompt, stride=stride, context_windows=windows, output_type="uint8")
         if dist.main:
             output.save(video, paths)
 
 
 @app.command()
 @grouped(output=Output, load=Model, sampling=Sampling, frames_given=Conditioning)
-def extend(video: Path = typer.Argument(..., help="the video to continue (any size: resized to the model's)"),
+def extend(video: Path = typer.Argument(..., help="the video to continue (any size: fitted to the frame size)"),
            prompt: str = typer.Argument(..., help="what the video shows, e.g. 'a red circle bouncing'"),
            output: Output = None, load: Model = None, sampling: Sampling = None, frames_given: Conditioning = None,
            frames: int = typer.Option(..., help="length of the result in frames (the video's own included)"),
+           size: Optional[str] = typer.Option(None, help="frame size: S or HxW (default: the model's)"),
            context: Optional[int] = typer.Option(None, help="frames each new window is conditioned on "
                                                                "(default: a quarter of the model's window)"),
            mode: str = typer.Option("windows", help="windows: one window after another; hierarchical: keyframes "
@@ -216,8 +208,10 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
                                                              "(default: the model's largest trained stride)")):
     """Continue a video to any length, one model-length window at a time."""
     paths = output.paths()
+    height, width = _size(size)
     result = load.load().extend(video, prompt, frames, sampling.generator(), sampling.options(),
-                                frames_given.conditioning(), context, mode, stride)
+                                frames_given.conditioning(), context, mode, stride, height=height, width=width,
+                                output_type="uint8")
     output.save(result, paths)
 
 
@@ -226,11 +220,13 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
 def interpolate(video: Path = typer.Argument(..., help="the frames to interpolate between (any size)"),
                 output: Output = None, load: Model = None, sampling: Sampling = None, frames_given: Conditioning = None,
                 factor: int = typer.Option(..., help="N frames become (N - 1) * factor + 1"),
+                size: Optional[str] = typer.Option(None, help="frame size: S or HxW (default: the model's)"),
                 prompt: Optional[str] = typer.Option(None, help="what the video shows (default: no text)")):
     """Make factor - 1 new frames between each pair of frames of a video, keeping the given ones."""
     paths = output.paths()
+    height, width = _size(size)
     result = load.load().interpolate(video, factor, prompt, sampling.generator(), sampling.options(),
-                                     frames_given.conditioning())
+                                     frames_given.conditioning(), height=height, width=width, output_type="uint8")
     output.save(result, paths)
 
 
@@ -266,6 +262,15 @@ def serve(model: Optional[Path] = typer.Option(None, help="the model offered as 
     run_server(model, runs, host, port, Limits(max_upload_mb, max_frames, max_side), dtype=dtype, compile=compile)
 
 
+def _prompt_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise VidiffError(f"--prompts '{path}' is not a file (a text file, one prompt a line)")
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if not lines:
+        raise VidiffError(f"--prompts '{path}' holds no prompts (one a line)")
+    return lines
+
+
 @app.command("eval")
 @grouped(sampling=Sampling)
 def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of videos (mp4/gif/frame folders) with "
@@ -283,6 +288,11 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
              overwrite: bool = typer.Option(False, help="replace a report already in --out"),
              known: int = typer.Option(0, help="with --model: continue the first K frames of held-out ground-truth "
                                                "clips and score the rest against the simulator (physics benchmark)"),
+             frames: Optional[int] = typer.Option(None, help="with --model: frames of each sample (default: the model's)"),
+             size: Optional[str] = typer.Option(None, help="with --model: frame size S or HxW (default: the model's)"),
+             prompts: Optional[Path] = typer.Option(None, help="with --model: sample these prompts (a text file, one "
+                                                               "a line) instead of held-out prompts of the model's world; "
+                                                               "needed for a diffusers-format model"),
              dtype: str = Model.dtype, compile: bool = Model.compile):
     """Score temporal consistency, prompt fidelity and physics of videos; write a report."""
     from ..distributed import process_group
@@ -297,12 +307,16 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         options = None
         if model is not None:
             from ..pipeline import VideoPipeline        # under torchrun: each process samples its share
+            listed = _prompt_file(prompts) if prompts is not None else None
             pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device,
                                                  torch_dtype=dtype, compile=compile)
-            if not isinstance(pipe, VideoPipeline):
-                raise VidiffError("vidiff eval --model scores a vidiff model on held-out prompts of its own world; "
-                                  "for a diffusers-format model, generate videos and pass their folder")
             options = pipe.options(sampling.options())
+            num = listed or num
+            pipe.use_size(frames, *_size(size))
+        elif frames is not None or size is not None:
+            raise VidiffError("--frames and --size set the samples of a --model; give --model too")
+        elif prompts is not None:
+            raise VidiffError("--prompts gives the prompts a --model samples; give --model too")
         summary = run_evaluation(out, videos=videos, pipe=pipe, data=world if ground_truth else None, num=num,
                                  options=options, seed=sampling.seed, overwrite=overwrite, world=world, known=known)
     if summary is None:
@@ -345,7 +359,8 @@ def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif
                 vae: Path = typer.Option(..., help="VAE run or checkpoint folder (vidiff train-vae)"),
                 tile: int = typer.Option(DECODE_TILE, help="decode in tiles of this many latent pixels"),
                 fps: int = typer.Option(8, help="frames per second of the output"),
-                scale: int = Output.scale,    # an MP4 keeps colour at half resolution, which smears 32-px frames
+                scale: int = typer.Option(4, help="enlarge frames this many times (an MP4 keeps colour at half "
+                                                  "resolution, which smears 32-px frames)"),
                 overwrite: bool = typer.Option(False, help="replace an existing output file")):
     """Encode and decode a video with a VAE; print PSNR and SSIM against the input (in memory, at its size)."""
     from ..checkpoint import load_vae

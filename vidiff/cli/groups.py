@@ -14,6 +14,7 @@ import typer
 from ..config import DISPLAY_SCALE, MAX_SEED, RECONSTRUCTION_WEIGHT
 from ..errors import VidiffError
 
+LARGE_FRAMES = 256  # frames at least this high are written as they are (--scale's auto default)
 MAX_SCALE = 64     # enlargement of the written frames (--scale 1000 asked for 45.8 GiB); the pipeline caps the pixels
 
 
@@ -88,7 +89,8 @@ class Conditioning:
 class Output:
     out: Path = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
     fps: int = typer.Option(8, help="frames per second of the file")
-    scale: int = typer.Option(DISPLAY_SCALE, help="enlarge frames this many times (nearest neighbour)")
+    scale: Optional[int] = typer.Option(None, help=f"enlarge frames this many times (nearest neighbour; default: "
+                                                   f"{DISPLAY_SCALE} for frames under {LARGE_FRAMES} px high, else 1)")
     sheet: bool = typer.Option(False, help="also write a PNG contact sheet beside the video")
     overwrite: bool = typer.Option(False, help="replace existing output files")
 
@@ -98,16 +100,18 @@ class Output:
         outputs = [self.out] + ([self.out.with_suffix(".png")] if self.sheet and self.out.suffix != ".png" else [])
         for path in outputs:
             check_writable(path, self.overwrite)
-        if not 1 <= self.scale <= MAX_SCALE or not 1 <= self.fps <= 240:
+        if not 1 <= (self.scale or 1) <= MAX_SCALE or not 1 <= self.fps <= 240:
             raise VidiffError(f"--scale must be 1 to {MAX_SCALE} and --fps 1 to 240, got --scale {self.scale} "
                               f"--fps {self.fps}")
         return outputs
 
     def save(self, video, paths: list[Path]) -> None:
+        frames = video.pixels
+        scale = self.scale or (1 if frames.shape[2] >= LARGE_FRAMES else DISPLAY_SCALE)
         for path in paths:
-            if video.frames.shape[1] > 64:       # a long video takes a while to encode: say so before, not only after
-                typer.echo(f"writing {path} ({video.frames.shape[1]} frames)...")
-            video.save(path, fps=self.fps, scale=self.scale, overwrite=self.overwrite)
+            if frames.shape[1] > 64:       # a long video takes a while to encode: say so before, not only after
+                typer.echo(f"writing {path} ({frames.shape[1]} frames)...")
+            video.save(path, fps=self.fps, scale=scale, overwrite=self.overwrite)
             typer.echo(f"wrote {path}")
 
 
@@ -115,16 +119,20 @@ class Output:
 class Model:
     model: Optional[Path] = typer.Option(None, help="checkpoint or run folder, or a diffusers-format model directory "
                                                     "(Wan 2.1); default: embedded model")
+    offload: str = typer.Option("none", help="none | model: each component on the GPU only while it runs | text: also "
+                                             "run the text encoder on the CPU (models of separate components: "
+                                             "diffusers-format)")
+    vae_tiling: bool = typer.Option(False, help="decode in tiles: less memory for large frames (diffusers-format models)")
     dtype: str = typer.Option("fp32", help="weights and activations: fp32 | bf16 | fp16 (bf16 halves memory, is faster "
                                            "on a GPU and on this CPU too; fp16 is ~20x slower on a CPU: "
                                            "docs/results/cpu_bf16.md)")
     compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone: the first call compiles "
                                                           "(minutes on a CPU), later ones are faster (a GPU)")
 
-    def load(self, device=None, offload: str = "none"):
+    def load(self, device=None):
         from ..pipeline import VideoPipeline
         return VideoPipeline.from_pretrained(self.model, device=device, torch_dtype=self.dtype, compile=self.compile,
-                                             offload=offload)
+                                             offload=self.offload, vae_tiling=self.vae_tiling)
 
 
 @dataclass

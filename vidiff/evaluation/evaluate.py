@@ -56,12 +56,12 @@ def world_of(config: Path | None = None, gravity: float = 0.0) -> DataConfig:
     return world
 
 
-def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int = 20,
+def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig | None = None, num: int | list[str] = 20,
              options: SampleOptions | None = None, seed: int = 0, overwrite: bool = False,
              world: DataConfig | None = None, known: int = 0) -> dict | None:
     """Score one source and write report.json, report.md, best_worst.png and metrics.png to `out`:
     a folder of videos (`videos`), samples of a pipeline (`pipe`, for held-out prompts of its own
-    world, video i with seed + i), or ground-truth clips of `data`. Returns the summary (None on
+    world, video i with seed + i; or for a list of prompts `num`), or ground-truth clips of `data`. Returns the summary (None on
     ranks other than 0 under torchrun, which only sample their share). An existing `out` is kept unless `overwrite`.
     `options`: how `pipe` samples (default: the model's own, pipe.options()).
     `world`: the world a folder's videos show (its frame size sets the pixels objects are measured in;
@@ -69,7 +69,7 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
     held-out ground-truth clips instead (sources.continued_samples), scored against the simulator too."""
     if sum(x is not None for x in (videos, pipe, data)) != 1:
         raise VidiffError("give exactly one of: a videos folder, a model, or ground truth")
-    if num < 1:
+    if not isinstance(num, list) and num < 1:
         raise VidiffError("the number of videos (--num) must be at least 1")
     if out.exists() and not out.is_dir():
         raise VidiffError(f"--out '{out}' is a file; give a folder for the report")
@@ -78,7 +78,7 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
     dist = current()                   # the caller's process group (distributed.process_group), or one process
     if known and pipe is None:
         raise VidiffError("--known continues ground-truth clips with a model: give --model")
-    skipped, world, truths = [], world if world is not None else DataConfig(), None
+    skipped, world, truths, own_world = [], world if world is not None else DataConfig(), None, False
     if videos is not None:
         names, clips, captions, skipped = sources.load_folder(videos)
         title = f"vidiff eval of {videos}"
@@ -96,11 +96,13 @@ def evaluate(out: Path, videos: Path | None = None, pipe=None, data: DataConfig 
         title = f"vidiff eval ({o.sampler}, {o.steps} {o.spacing} steps, guidance {o.guidance:g})" + \
             (f", continuing {known} ground-truth frames" if known else "")
         # samples are made at the trained frame rate: compare them with that world's clips (stride 1)
-        world = unit_stride(pipe.config.data)
+        own_world = pipe.config is not None and pipe.config.data.type == "shapes" and not isinstance(num, list)
+        world = unit_stride(pipe.config.data) if own_world else world
     if not dist.main:                     # under torchrun one report, from rank 0
         return None
     # FVD-shapes needs samples of the world's distribution: a model's or the truth's, not any folder
-    summary, rows = score_clips(clips, captions, world, progress=True, fvd=videos is None, known=known,
+    fvd = data is not None or (pipe is not None and own_world)
+    summary, rows = score_clips(clips, captions, world, progress=True, fvd=fvd, known=known,
                                 truths=truths)
     for row, name in zip(rows, names):
         row["name"] = name

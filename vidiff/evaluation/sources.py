@@ -63,16 +63,24 @@ def ground_truth(cfg: DataConfig, num: int, offset: int = HELD_OUT) -> tuple[lis
     return [f"truth_{i:04d}" for i in range(num)], [to_uint8(it["video"]) for it in items], [it["caption"] for it in items]
 
 
-def model_samples(pipe, num: int, seed: int, options: SampleOptions, save_to: Path | None = None,
+def model_samples(pipe, num: int | list[str], seed: int, options: SampleOptions, save_to: Path | None = None,
                   dist=None) -> tuple[list[str], list[np.ndarray], list[str]]:
-    """Generate `num` videos for held-out captions of the model's own data distribution, seed + i each.
+    """Generate a video for each of `num` held-out captions of the model's own data distribution, or
+    for each prompt of a list `num` (a model of any world), seed + i each.
 
     Under torchrun (`dist` from vidiff.distributed.process_group) rank r makes videos r, r + N, ...
     and every rank gets all of them back in order: the distributed sampler for evaluation."""
-    data = ShapesDataset(unit_stride(pipe.config.data))
-    captions = [data[HELD_OUT + i]["caption"] for i in range(num)]
+    if isinstance(num, list):
+        captions = num
+    elif pipe.config is None or pipe.config.data.type != "shapes":
+        raise VidiffError(f"{pipe.bundle.name} has no held-out prompts of a world of its own; give the prompts to "
+                          "sample (--prompts FILE, one a line)")
+    else:
+        data = ShapesDataset(unit_stride(pipe.config.data))
+        captions = [data[HELD_OUT + i]["caption"] for i in range(num)]
     quiet = replace(options, progress=False)
-    return _make(lambda i, g: pipe(captions[i], generator=g, sampling=quiet).frames[0], num, seed, captions, save_to, dist)
+    return _make(lambda i, g: pipe(captions[i], generator=g, sampling=quiet, output_type="uint8").pixels[0],
+                 len(captions), seed, captions, save_to, dist)
 
 
 def continued_samples(pipe, num: int, seed: int, options: SampleOptions, known: int, save_to: Path | None = None,
@@ -81,6 +89,8 @@ def continued_samples(pipe, num: int, seed: int, options: SampleOptions, known: 
     of held-out ground-truth clips of its world and makes the rest (`VideoPipeline.extend`). Returns
     model_samples' lists and each clip's ground-truth tracks (data.synthetic.ObjectTrack), to score
     the continuation against the simulator."""
+    if pipe.config is None or pipe.config.data.type != "shapes":
+        raise VidiffError("--known continues ground-truth clips of the shapes world: a model of that world only")
     frames = pipe.config.data.frames
     if not 1 <= known < frames:
         raise VidiffError(f"--known takes 1 to {frames - 1} given frames (the model makes {frames}), got {known}")
@@ -89,7 +99,7 @@ def continued_samples(pipe, num: int, seed: int, options: SampleOptions, known: 
     captions = [it["caption"] for it in items]
     names, videos, captions = _make(
         lambda i, g: pipe.extend(to_uint8(items[i]["video"])[:known], captions[i], frames, generator=g,
-                                 sampling=replace(options, progress=False), context=known).frames[0],
+                                 sampling=replace(options, progress=False), context=known).pixels[0],
         num, seed, captions, save_to, dist)
     return names, videos, captions, [it["tracks"] for it in items]
 

@@ -1,5 +1,5 @@
 """Frames a user gives (an image for image-to-video, a video to extend or interpolate) as uint8
-(T, H, W, 3) at the model's size: any size is scaled (short side) and centre-cropped, with a notice."""
+(T, H, W, 3) at the frame size: any size is scaled to cover it and centre-cropped, with a notice."""
 from __future__ import annotations
 
 import sys
@@ -51,20 +51,20 @@ def as_frames(source: FrameSource, what: str) -> np.ndarray:
     return frames
 
 
-def fit_frames(frames: np.ndarray, size: int, what: str, notice: bool = True) -> np.ndarray:
-    """Scale the short side to `size` and centre-crop to size x size; say so when anything changed."""
+def fit_frames(frames: np.ndarray, height: int, width: int, what: str, notice: bool = True) -> np.ndarray:
+    """Scale to cover height x width (aspect kept) and centre-crop to it; say so when anything changed."""
     t, h, w, _ = frames.shape
-    if (h, w) == (size, size):
+    if (h, w) == (height, width):
         return frames
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    top, left = (nh - size) // 2, (nw - size) // 2
+    scale = max(height / h, width / w)
+    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    top, left = (nh - height) // 2, (nw - width) // 2
     out = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.Resampling.BOX if scale < 1
-                                                         else Image.Resampling.BILINEAR))[top:top + size, left:left + size]
+                                                         else Image.Resampling.BILINEAR))[top:top + height, left:left + width]
                     for f in frames])
     if notice:
-        crop = " (centre crop)" if nh != nw else ""
-        print(f"note: {what} is {w}x{h}; resized to the model's {size}x{size}{crop}", file=sys.stderr)
+        crop = " (centre crop)" if (nh, nw) != (height, width) else ""
+        print(f"note: {what} is {w}x{h}; resized to the model's {width}x{height}{crop}", file=sys.stderr)
     return out
 
 

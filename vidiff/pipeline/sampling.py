@@ -8,12 +8,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..config import DiffusionConfig
-from ..devices import autocast, randn
-from ..diffusion import SAMPLERS, schedule_of, classifier_free_guidance, compositional_guidance, make_denoiser, sampling_grid
-from ..diffusion.conditioning import frame_condition, reconstruction_guidance, replacement
-from ..models import TextToVideoModel
 from ..config import RECONSTRUCTION_WEIGHT
+from ..devices import randn
+from ..diffusion import (SAMPLERS, SPACINGS, classifier_free_guidance, compositional_guidance, make_denoiser, model_input,
+                         sampling_grid, schedule_of)
+from ..diffusion.conditioning import frame_condition, reconstruction_guidance, replacement
+from ..models.bundle import Bundle
+from .context_windows import windowed
+from .schedulers import MODEL_SPACING, SCHEDULER, model_grid, scheduler_sampler
 
 # how known frames condition the sample: a masked-frame model's own input (trained), or any model
 # with VDM's reconstruction guidance or the plain replacement baseline (diffusion/conditioning.py)
@@ -37,12 +39,14 @@ class SampleOptions:
         given = dict(steps=steps, guidance=guidance, sampler=sampler, spacing=spacing)
         return replace(self, **{k: v for k, v in given.items() if getattr(self, k) is None})
 
-    def resolved(self, diffusion: DiffusionConfig) -> SampleOptions:
-        """The model's settings where these say None: its diffusion.sampling_steps, guidance, sampler and
-        spacing; a distilled student's own step count on the uniform DDIM grid it learnt, no guidance."""
-        if diffusion.distilled_steps:
-            return self.filled(diffusion.distilled_steps, 1.0, "ddim", "uniform")
-        return self.filled(diffusion.sampling_steps, diffusion.guidance, diffusion.sampler, diffusion.spacing)
+    def resolved(self, bundle: Bundle) -> SampleOptions:
+        """The model's settings where these say None (Bundle.defaults: a vidiff model's config's
+        diffusion section, a family's pipeline defaults); a distilled student's own step count on the
+        uniform DDIM grid it learnt, no guidance."""
+        if bundle.distilled_steps:
+            return self.filled(bundle.distilled_steps, 1.0, "ddim", "uniform")
+        d = bundle.defaults
+        return self.filled(d.steps, d.guidance, d.sampler, d.spacing)
 
 
 @dataclass
@@ -74,43 +78,50 @@ class GridSpan:
     stop: int | None = None
 
 
-def dtype_of(module: torch.nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
+def samplers_of(bundle: Bundle) -> dict:
+    """The samplers a model runs with: vidiff's, and its directory's own diffusers scheduler."""
+    return {**SAMPLERS, **({SCHEDULER: scheduler_sampler(bundle.scheduler)} if bundle.scheduler is not None else {})}
+
+
+def spacings_of(bundle: Bundle) -> tuple[str, ...]:
+    return (*SPACINGS, *((MODEL_SPACING,) if bundle.scheduler is not None else ()))
+
+
+def grid_of(bundle: Bundle, steps: int, spacing: str) -> Tensor:
+    """steps + 1 log-SNRs: vidiff's spacing of the model's (shifted) schedule, or its scheduler's levels."""
+    if spacing == MODEL_SPACING:
+        return model_grid(bundle.scheduler, steps)
+    return sampling_grid(schedule_of(bundle.schedule, bundle.shift), steps, spacing)
+
+
+def device_of(bundle: Bundle) -> torch.device:
+    return next(bundle.backbone.parameters()).device
 
 
 @torch.no_grad()
-def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tensor, shape: tuple[int, int, int, int],
+def sample_video(bundle: Bundle, cond: tuple[Tensor, ...], null: tuple[Tensor, ...], shape: tuple[int, int, int, int],
                  options: SampleOptions | None = None, generator: torch.Generator | None = None, *,
-                 clip_x0: bool = True, known: KnownFrames | None = None, stride: int = 1,
-                 span: GridSpan | None = None) -> Tensor:
-    """Generate (B, C, T, H, W) for tokenized prompts ids (B, L): videos in [-1, 1], or latents.
+                 known: KnownFrames | None = None, span: GridSpan | None = None,
+                 windows: tuple[int, int] | None = None) -> Tensor:
+    """Generate (B, C, T, H, W) in the model's space for encoded prompts (cond: Bundle.encode's tuple,
+    null: the negative or empty prompt's): videos in [-1, 1], or latents.
 
     shape is (C, T, H, W). The initial noise is drawn from `generator` where it lives: a CPU generator
-    gives the same video on any device and batch layout, a CUDA one draws on its GPU. clip_x0: clip x0
-    estimates to [-1, 1], for pixel models (latents have no known range). A model whose weights are
-    bf16 or fp16 runs under autocast (the text encoder by its own weights' dtype); the sampler's
-    arithmetic stays float64.
+    gives the same video on any device and batch layout, a CUDA one draws on its GPU. Pixel models'
+    x0 estimates are clipped to [-1, 1] (latents have no known range). The sampler's arithmetic is
+    float64 whatever the weights' precision.
+    options: unset ones are the model's own (SampleOptions.resolved).
     known: frames the video must contain, put in by its method. Text guidance keeps the frame
     condition in both of its passes: it steers towards the prompt, not away from the frames. History
     guidance (known.history) adds a pass without the frames and steers towards them.
-    options: unset ones are the model's own (SampleOptions.resolved).
     span: run only part of the grid, or from given noise (e.g. zero-shot video's translated noise).
-    stride: the frame stride to make the video at (a stride-conditioned model); both guidance passes
-    take it, like the frame condition.
+    windows: (length, overlap) context windows over the frame axis (a video longer than the model's).
     """
-    o = (options or SampleOptions()).resolved(diffusion)
+    o = (options or SampleOptions()).resolved(bundle)
     span = span or GridSpan()
     x_T, start, stop = span.x_T, span.start, span.stop
-    device, dtype = next(model.parameters()).device, dtype_of(model.backbone)
-    ids = ids.to(device)
-    with autocast(dtype_of(model.text_encoder), device):
-        cond = model.encode(ids, stride)
-        null = model.encode(model.tokenizer.empty(ids.shape[0]).to(device), stride)
-
-    def net(x: Tensor, log_snr: Tensor, *args: Tensor) -> Tensor:
-        with autocast(dtype, device):
-            return model(x, log_snr, *args).float()   # guidance and the sampler's updates in full precision
-
+    device = device_of(bundle)
+    net = bundle.net if windows is None else windowed(bundle.net, *windows)
     mask, history = None, None
     if known is not None:
         frames, mask = known.frames.to(device), known.mask.to(device)
@@ -120,15 +131,19 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
                 history = ((*cond, torch.zeros_like(condition)), known.history)
             cond, null = (*cond, condition), (*null, condition)
     if history is None:
-        guided = classifier_free_guidance(net, cond, null, o.guidance, diffusion.guidance_interval)
+        guided = classifier_free_guidance(net, cond, null, o.guidance, bundle.guidance_interval)
     else:
-        guided = compositional_guidance(net, cond, [(null, o.guidance), history], diffusion.guidance_interval)
-    denoiser = make_denoiser(guided, diffusion.prediction, clip_x0=1.0 if clip_x0 else None)
+        guided = compositional_guidance(net, cond, [(null, o.guidance), history], bundle.guidance_interval)
+    latent = bundle.codec.latent
+    denoiser = make_denoiser(guided, bundle.prediction, clip_x0=None if latent else 1.0)
     if known is not None:
         denoiser = (reconstruction_guidance(denoiser, frames, mask, known.weight) if known.method == "guidance"
                     else replacement(denoiser, frames, mask))
-    x_T = (randn((ids.shape[0], *shape), generator, device) if x_T is None else x_T).to(device)
-    log_snrs = sampling_grid(schedule_of(diffusion.schedule, diffusion.shift), o.steps, o.spacing).to(device)
+    log_snrs = grid_of(bundle, o.steps, o.spacing).to(device)
+    if x_T is None:      # noise in the network's own input space (a flow model's z at its first level)
+        scale = model_input(bundle.prediction, torch.ones(1, dtype=torch.float64), log_snrs[:1].cpu()).item()
+        x_T = randn((cond[0].shape[0], *shape), generator, device) / scale
+    x_T = x_T.to(device)
     if not 0 <= start < (o.steps if stop is None else stop) <= o.steps:
         raise ValueError(f"cannot sample from grid point {start} to {stop} of {o.steps} steps")
     kwargs = {"eta": o.eta} if o.sampler == "ddim" else {}
@@ -136,10 +151,10 @@ def sample_video(model: TextToVideoModel, diffusion: DiffusionConfig, ids: Tenso
         if o.sampler != "ddim":
             raise ValueError("a partial run (stop) needs the DDIM sampler")
         log_snrs, kwargs["partial"] = log_snrs[:stop + 1], stop < o.steps
-    x = SAMPLERS[o.sampler](denoiser, x_T, log_snrs[start:], generator=generator, callback=o.callback,
-                            progress=o.progress, **kwargs)
+    x = samplers_of(bundle)[o.sampler](denoiser, x_T, log_snrs[start:], generator=generator, callback=o.callback,
+                                       progress=o.progress, **kwargs)
     if stop is not None and stop < o.steps:
         return x
     if known is not None:   # exactly the given frames (stochastic samplers end within noise of them)
         x = torch.where(mask.view(1, 1, -1, 1, 1), frames.to(x.dtype), x)
-    return x.clamp(-1, 1) if clip_x0 else x
+    return x if latent else x.clamp(-1, 1)

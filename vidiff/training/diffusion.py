@@ -20,7 +20,9 @@ from ..devices import sample_randn, to_device
 from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
 from ..models import LatentCodec, TextToVideoModel, build_model
+from ..models.bundle import Bundle
 from ..models.codec import measure_latent_scale
+from ..models.own import own_bundle
 from ..models.vae import latent_frames
 from ..pipeline import SampleOptions, sample_video
 from ..registry import check_input_size
@@ -168,13 +170,19 @@ class DiffusionTask(Task):
         (train.sample_steps and sample_guidance may override the last two, e.g. for a quick sheet)."""
         t = self.cfg.train
         return SampleOptions(t.sample_steps or None, None if t.sample_guidance < 0 else t.sample_guidance,
-                             progress=False).resolved(self.cfg.diffusion)
+                             progress=False).resolved(self.bundle(self.model))
+
+    def bundle(self, model: TextToVideoModel) -> Bundle:
+        """The model being trained, as the pipeline runs it (its sample sheets)."""
+        return own_bundle(model, self.cfg, self.codec, "the run's model", world_of(self.cfg.data))
 
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[HELD_OUT + i]["caption"] for i in range(4)]
-        shape = self.codec.shape(self.cfg.model.in_channels, dc.frames, dc.size, dc.size)
+        bundle = self.bundle(model)
+        shape = bundle.codec.shape(dc.frames, dc.size, dc.size)
         options = replace(self.sample_options(), progress=self.progress)   # a bar: a sheet can take minutes
-        x = sample_video(model, self.cfg.diffusion, model.tokenizer.encode(captions), shape, options,
-                         torch.Generator().manual_seed(tc.seed), clip_x0=not self.codec.latent)
+        cond = bundle.encode(captions, 1)
+        null = bundle.encode([""] * len(captions), 1) if options.guidance != 1.0 else cond
+        x = sample_video(bundle, cond, null, shape, options, torch.Generator().manual_seed(tc.seed))
         save_samples(self.codec.decode(x), captions, run.path / "samples", step)

@@ -27,9 +27,10 @@ from ..devices import sample_randn
 from ..diffusion import training_times
 from ..diffusion.objectives import masked_mse
 from ..errors import VidiffError
-from ..models.external import OpenModel, family_of, load_open_backbone, load_scheduler, open_family
+from ..models.bundle import Bundle
+from ..models.external import family_of, load_open_backbone, load_open_bundle
 from ..models.lora import LORA_NAME, add_lora, save_lora, save_peft_adapter
-from ..pipeline.open_model import LORA_PREFIXES, OpenVideoPipeline
+from ..pipeline import VideoPipeline
 from .run_folder import RunFolder
 from .task import Task
 
@@ -61,7 +62,7 @@ class CachedClips:
         return {"video": self.latents[k], "context": self.contexts[k], "caption": self.captions[k]}
 
 
-def encode_folder(model: OpenModel, cfg: Config, device: torch.device) -> tuple[CachedClips, Tensor]:
+def encode_folder(bundle: Bundle, cfg: Config, device: torch.device) -> tuple[CachedClips, Tensor]:
     """Every usable clip of the folder through the VAE and every caption through the text encoder,
     one at a time on `device`; returns the clips and the empty prompt's states (caption dropout)."""
     if cfg.data.type != "folder":
@@ -69,14 +70,14 @@ def encode_folder(model: OpenModel, cfg: Config, device: torch.device) -> tuple[
     # one fixed clip and crop per file: each is encoded once
     dataset = build_dataset(replace(cfg.data, folder=replace(cfg.data.folder, fixed_clips=True)))
     latents, contexts, captions = [], [], []
-    model.codec.vae.to(device)
-    model.text.encoder.to(device)
+    bundle.modules["codec"].to(device)
+    bundle.modules["text"].to(device)
     for i in range(len(dataset.videos)):
         clip = dataset.item(0, i, 1)
-        latents.append(model.codec.encode(clip["video"][None].to(device))[0].cpu())
-        contexts.append(model.text.encode([clip["caption"]])[0].float().cpu())
+        latents.append(bundle.codec.encode(clip["video"][None].to(device))[0].cpu())
+        contexts.append(bundle.encode([clip["caption"]], 1)[0][0].float().cpu())
         captions.append(clip["caption"])
-    null = model.text.encode([""])[0].float().cpu()
+    null = bundle.encode([""], 1)[0][0].float().cpu()
     return CachedClips(latents, contexts, captions, cfg.data.seed), null
 
 
@@ -87,15 +88,13 @@ class OpenModelTask(Task):
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
-        folder, family = open_family(cfg.model.pretrained)
         self.model = self.new_model()          # the transformer, loaded once; on the host while the clips encode
-        model = OpenModel(folder, family.NAME, self.model, family.load_codec(folder),
-                          family.load_text(folder, torch.float32), load_scheduler(folder), family.DEFAULTS)
-        self.model_type, self.shift = model.family, model.flow_shift
+        bundle = load_open_bundle(cfg.model.pretrained, backbone=self.model)
+        self.model_type, self.shift = family_of(cfg.model.pretrained), bundle.shift
         d = cfg.data
-        OpenVideoPipeline(model, "cpu").check_size(d.frames, d.size, d.size)
-        self.dataset, self.null = encode_folder(model, cfg, device)
-        del model                    # the VAE and the text encoder leave memory before training starts
+        VideoPipeline(bundle, "cpu").check_size(d.frames, d.size, d.size)
+        self.dataset, self.null = encode_folder(bundle, cfg, device)
+        del bundle                   # the VAE and the text encoder leave memory before training starts
         gc.collect()
         self.model.to(device)
 
@@ -131,7 +130,7 @@ class OpenModelTask(Task):
 
     def save_adapter(self, model: nn.Module, folder: Path) -> None:
         transformer, targets = model.transformer, lora_targets(self.cfg)
-        save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix=LORA_PREFIXES[0])
+        save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix="transformer.")
         save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
 
 

@@ -54,8 +54,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 steps = gr.Number(first_steps, label="steps", precision=0)
                 guidance = gr.Number(first_guidance, label="guidance")
                 frames = gr.Number(first_frames, label="frames", precision=0)
-                sampler = gr.Dropdown(list(SAMPLERS), value=first_sampler, label="sampler")
-                spacing = gr.Dropdown(list(SPACINGS), value=first_spacing, label="step spacing")
+                sampler = gr.Dropdown([*SAMPLERS, "scheduler"], value=first_sampler, label="sampler (scheduler: a diffusers directory's own)")
+                spacing = gr.Dropdown([*SPACINGS, "model"], value=first_spacing, label="step spacing (model: the scheduler's own)")
 
             def picked(name):     # the vocabulary and sampling defaults follow the model
                 s, g, sa, sp, f = jobs.defaults(name)

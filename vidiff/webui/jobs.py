@@ -19,7 +19,6 @@ from ..config import DISPLAY_SCALE
 from ..data.io import save_video, upscale
 from ..errors import VidiffError
 from ..pipeline import FrameConditioning, SampleOptions, VideoPipeline
-from ..pipeline.open_model import OpenVideoPipeline
 from ..pipeline.inputs import as_frames
 from .limits import Limits, inside, open_model_folders, run_folders
 
@@ -50,14 +49,6 @@ class Jobs:
     def run_names(self) -> list[str]:
         return run_folders(self.runs)
 
-    def own(self, name: str | None, what: str) -> VideoPipeline:
-        """The pipeline of a vidiff model: frames in (image-to-video, extension, interpolation, scoring)."""
-        pipe = self.pipeline(name)
-        if isinstance(pipe, OpenVideoPipeline):
-            raise VidiffError(f"{what} is for vidiff's own models; '{name}' is a diffusers-format model "
-                              "(text-to-video only)")
-        return pipe
-
     def pipeline(self, name: str | None) -> VideoPipeline:
         name = name or "default"
         with self.lock:
@@ -73,17 +64,11 @@ class Jobs:
     def defaults(self, name: str | None = None) -> tuple[int, float, str, str, int]:
         """(steps, guidance, sampler, spacing, frames) a model samples with by default."""
         pipe = self.pipeline(name)
-        if isinstance(pipe, OpenVideoPipeline):      # its own scheduler: no vidiff sampler or spacing picked
-            d = pipe.model.defaults
-            return d["steps"], d["guidance"], None, None, d["num_frames"]
         d = pipe.defaults()
-        return d.steps, d.guidance, d.sampler, d.spacing, pipe.config.data.frames
+        return d.steps, d.guidance, d.sampler, d.spacing, pipe.window
 
     def vocabulary(self, name: str | None = None) -> str:
-        pipe = self.pipeline(name)
-        if isinstance(pipe, OpenVideoPipeline):
-            return "any words (its own text encoder reads free text)"
-        return ", ".join(pipe.model.tokenizer.known)
+        return self.pipeline(name).bundle.words
 
     def _folder(self) -> Path:
         old = sorted(self.workdir.iterdir(), key=lambda p: p.stat().st_mtime)
@@ -112,36 +97,36 @@ class Jobs:
         self.limits.check_request(steps=steps, frames=frames)
         pipe = self.pipeline(model)
         video = pipe(prompt, num_frames=frames, generator=torch.Generator().manual_seed(int(seed)),
-                     sampling=SampleOptions(steps, guidance, sampler, spacing))
-        return self._write(video.frames[0])
+                     sampling=SampleOptions(steps, guidance, sampler, spacing), output_type="uint8")
+        return self._write(video.pixels[0])
 
     def image_to_video(self, image, prompt: str, model: str | None = "default", seed: int = 0,
                        steps: int | None = None, method: str | None = None):
         self.limits.check_request(steps=steps)
-        pipe = self.own(model, "image-to-video")
+        pipe = self.pipeline(model)
         given = self._upload(image, "the image")[:1]
         video = pipe(prompt, generator=torch.Generator().manual_seed(int(seed)), sampling=SampleOptions(steps),
-                     image=given[0], conditioning=FrameConditioning(method or None))
-        return self._write(video.frames[0])
+                     image=given[0], conditioning=FrameConditioning(method or None), output_type="uint8")
+        return self._write(video.pixels[0])
 
     def extend(self, video, prompt: str, frames: int, model: str | None = "default", seed: int = 0,
                steps: int | None = None, method: str | None = None, mode: str = "windows"):
         self.limits.check_request(steps=steps, frames=int(frames))
-        pipe = self.own(model, "extension")
+        pipe = self.pipeline(model)
         given = self._upload(video, "the video")
         out = pipe.extend(given, prompt, int(frames), torch.Generator().manual_seed(int(seed)), SampleOptions(steps),
                           FrameConditioning(method or None), mode=mode or "windows")
-        return self._write(out.frames[0])
+        return self._write(out.pixels[0])
 
     def interpolate(self, video, factor: int, prompt: str | None = None, model: str | None = "default",
                     seed: int = 0, steps: int | None = None, method: str | None = None):
         self.limits.check_request(steps=steps)
-        pipe = self.own(model, "interpolation")
+        pipe = self.pipeline(model)
         given = self._upload(video, "the video")
         self.limits.check_request(frames=(len(given) - 1) * int(factor) + 1)
         out = pipe.interpolate(given, int(factor), prompt or None, torch.Generator().manual_seed(int(seed)),
                                SampleOptions(steps), FrameConditioning(method or None))
-        return self._write(out.frames[0])
+        return self._write(out.pixels[0])
 
     def evaluate(self, files: list | None = None, captions: str = "", model: str | None = None, num: int = 8):
         """Score uploaded videos (captions one per line, in upload order) or `num` samples of a model;
@@ -166,7 +151,7 @@ class Jobs:
             evaluate(out, videos=folder)
         elif model:
             self.limits.check_request(videos=int(num))
-            evaluate(out, pipe=self.own(model, "scoring a model's samples"), num=int(num))
+            evaluate(out, pipe=self.pipeline(model), num=int(num))
         else:
             raise VidiffError("upload videos or pick a model to evaluate")
         return (out / "report.md").read_text(), str(out / "best_worst.png"), str(out / "metrics.png")

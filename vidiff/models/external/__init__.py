@@ -6,39 +6,18 @@ a family's name. diffusers and transformers come with the optional extra `vidiff
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ...errors import VidiffError
+from ..bundle import Bundle
 
 FAMILIES = {"WanPipeline": "wan"}           # model_index.json's _class_name -> adapter module
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                 "model.safetensors.index.json", "diffusion_pytorch_model.bin", "pytorch_model.bin")
 EXTRA = 'pip install -e ".[diffusers]"'
-
-
-@dataclass
-class OpenModel:
-    """A loaded diffusers-format model: what vidiff's pipeline needs of it."""
-    folder: Path
-    family: str
-    backbone: nn.Module          # forward(z, timestep, context) -> the family's prediction; timestep(log_snr)
-    codec: object                # shape(frames, h, w), encode(pixels), decode(latents, tiled)
-    text: object                 # encode(prompts) -> context
-    scheduler: object            # the diffusers scheduler the directory names (its default sampler)
-    defaults: dict               # num_frames, height, width, steps, guidance of the family's pipeline
-
-    @property
-    def flow_shift(self) -> float:
-        """The time shift of the directory's flow schedule (sigma' = k sigma / (1 + (k - 1) sigma))."""
-        c = self.scheduler.config
-        return float(c.get("flow_shift") or c.get("shift") or 1.0)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"text_encoder": self.text.encoder, "transformer": self.backbone, "vae": self.codec.vae}
 
 
 def is_open_model(path: str | Path) -> bool:
@@ -94,11 +73,11 @@ def open_family(path: str | Path):
     return folder, family
 
 
-def load_open_model(path: str | Path, dtype: torch.dtype = torch.float32) -> OpenModel:
-    """All of a directory's components, wrapped (the transformer and text encoder in `dtype`)."""
+def load_open_bundle(path: str | Path, dtype: torch.dtype = torch.float32, backbone: nn.Module | None = None) -> Bundle:
+    """All of a directory's components as a bundle (the transformer and text encoder in `dtype`);
+    backbone: the directory's transformer already loaded (a training run's, with its adapters)."""
     folder, family = open_family(path)
-    return OpenModel(folder, family.NAME, family.load_backbone(folder, dtype),
-                     family.load_codec(folder), family.load_text(folder, dtype), load_scheduler(folder), family.DEFAULTS)
+    return family.bundle(folder, dtype, load_scheduler(folder), backbone)
 
 
 def family_of(path: str | Path) -> str:

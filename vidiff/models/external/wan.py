@@ -14,12 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import VidiffError
+from ..bundle import Bundle, Codec, Defaults
 from ..sequence_parallel import all_to_all, gather
 
 NAME = "wan"                   # the family: the model_type of its weights in vidiff checkpoints
 TRAIN_TIMESTEPS = 1000
 MAX_TEXT_TOKENS = 512          # WanPipeline's max_sequence_length
-DEFAULTS = {"num_frames": 81, "height": 480, "width": 832, "steps": 50, "guidance": 5.0}   # WanPipeline's
+LORA_PREFIXES = ("transformer.", "base_model.model.")    # LoRA files' key names: diffusers' and peft's
+# WanPipeline's defaults; its own scheduler on the directory's noise levels
+DEFAULTS = Defaults(frames=81, height=480, width=832, steps=50, guidance=5.0, sampler="scheduler", spacing="model")
 
 
 class WanBackbone(nn.Module):
@@ -131,7 +134,7 @@ class WanCodec:
         return (z - self.mean.to(z.device)) / self.std.to(z.device)
 
     @torch.no_grad()
-    def decode(self, z: Tensor, tiled: bool = False) -> Tensor:
+    def decode(self, z: Tensor, progress: bool = False, tiled: bool = False) -> Tensor:
         p = self._param()
         (self.vae.enable_tiling if tiled else self.vae.disable_tiling)()
         z = z.to(p.device, p.dtype) * self.std.to(p.device, p.dtype) + self.mean.to(p.device, p.dtype)
@@ -165,11 +168,17 @@ COMPONENTS = {"transformer": "WanTransformer3DModel", "vae": "AutoencoderKLWan",
 
 
 def _loaded(what: str, folder: Path, load):
+    from transformers.utils import logging
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()            # its "Loading weights 22/22" bar per component: noise on every load
     try:
         module = load()
     except (OSError, ValueError, EnvironmentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VidiffError(f"cannot load the Wan {what} in '{folder}': {first}") from None
+    finally:
+        if shown:
+            logging.enable_progress_bar()
     return module.eval().requires_grad_(False) if isinstance(module, nn.Module) else module
 
 
@@ -189,3 +198,27 @@ def load_text(folder: Path, dtype: torch.dtype) -> WanText:
     from transformers import AutoTokenizer, UMT5EncoderModel
     encoder = _loaded("text encoder", folder, lambda: UMT5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype))
     return WanText(_loaded("tokenizer", folder, lambda: AutoTokenizer.from_pretrained(folder / "tokenizer")), encoder)
+
+
+def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | None = None) -> Bundle:
+    """The directory as a bundle: the transformer and text encoder in `dtype`, the VAE in float32.
+    scheduler: the directory's diffusers scheduler (UniPC with flow sigmas), its default sampler;
+    backbone: one already loaded (a training run's)."""
+    backbone = backbone if backbone is not None else load_backbone(folder, dtype)
+    codec, text = load_codec(folder), load_text(folder, dtype)
+    c = scheduler.config
+    shift = float(c.get("flow_shift") or c.get("shift") or 1.0)
+
+    def net(x: Tensor, log_snr: Tensor, context: Tensor) -> Tensor:
+        return backbone(x, backbone.timestep(log_snr).float(), context).float()
+
+    def encode(prompts: list[str], stride: int = 1) -> tuple[Tensor, ...]:
+        return (text.encode(prompts),)
+
+    return Bundle(
+        name=str(folder), net=net, encode=encode, prediction="flow", schedule="rectified", shift=shift,
+        codec=Codec(shape=codec.shape, encode=codec.encode, decode=codec.decode, time_factor=codec.time_factor,
+                    spatial_factor=codec.spatial_factor, latent=True, module=codec.vae),
+        defaults=DEFAULTS, backbone=backbone, multiples=backbone.multiples, max_patches=backbone.max_patches,
+        scheduler=scheduler, modules={"text": text.encoder, "backbone": backbone, "codec": codec.vae},
+        offloadable=True, lora_target=backbone.transformer, lora_prefixes=LORA_PREFIXES)
