@@ -66,15 +66,16 @@ def redraw(pipe: VideoPipeline, clip: np.ndarray, caption: str, strength: float,
     grid = sampling_grid(schedule_of(pipe.config.diffusion.schedule, pipe.config.diffusion.shift), options.steps, options.spacing)
     start = min(options.steps - 1, round((1 - strength) * options.steps))
     pixels = to_model(clip)
-    z = pipe.codec.encode(pixels)
+    z = pipe.bundle.codec.encode(pixels)
     g = torch.Generator().manual_seed(seed)
     alpha, sigma = alpha_sigma(grid[start])
     x = float(alpha) * z + float(sigma) * torch.randn(z.shape, generator=g)
-    frames = pipe._encode_frames(pixels)
+    frames = pipe.bundle.codec.encode(pixels)
     known_frames = KnownFrames(frames, frame_mask("first_k", z.shape[2], known), "trained", history=history)
-    out = sample_video(pipe.model, pipe.config.diffusion, pipe.model.tokenizer.encode([caption]), tuple(z.shape[1:]),
-                       options, g, clip_x0=False, known=known_frames, span=GridSpan(x, start))
-    return to_uint8(pipe.codec.decode(out))[0]
+    cond, null = pipe.encode_prompt(caption)
+    out = sample_video(pipe.bundle, cond, null, tuple(z.shape[1:]), options, g, known=known_frames,
+                       span=GridSpan(x, start))
+    return to_uint8(pipe.bundle.codec.decode(out))[0]
 
 
 def main() -> None:
@@ -92,7 +93,7 @@ def main() -> None:
     clips = [to_uint8(it["video"]) for it in items]
     colours = [[c for c, _ in parse_caption(it["caption"])] for it in items]
     k = args.known
-    round_trip = [to_uint8(pipe.codec.decode(pipe.codec.encode(to_model(c))))[0] for c in clips]
+    round_trip = [to_uint8(pipe.bundle.codec.decode(pipe.bundle.codec.encode(to_model(c))))[0] for c in clips]
     rows = {"ground truth": clips, "VAE round trip": round_trip}
     for s in STRENGTHS:
         rows[f"sampler, strength {s:g}"] = [redraw(pipe, c, it["caption"], s, k, i)

@@ -43,7 +43,7 @@ ARMS = {"full": ("all", 0, 1e-4), "tune layers": (None, 0, 1e-4), "LoRA r=4": (N
 
 def clip_loss(pipe: VideoPipeline, clip: dict) -> float:
     """Denoising loss on the clip over 16 fixed noise draws (the model's own objective)."""
-    x0 = pipe.codec.encode(clip["video"][None].repeat(16, 1, 1, 1, 1))
+    x0 = pipe.bundle.codec.encode(clip["video"][None].repeat(16, 1, 1, 1, 1))
     ids = pipe.model.tokenizer.encode([clip["caption"]] * 16)
     cfg = pipe.config
     with torch.no_grad():

@@ -3,7 +3,7 @@
     python benchmarks/open_models.py [--preset small] [--frames 17] [--size 64x96] [--steps 8] [--repeats 3]
     python benchmarks/open_models.py --full            # on a GPU: Wan 2.1-1.3B at 81 frames of 480x832, bf16
 
-1. Sampling: WanPipeline and vidiff's OpenVideoPipeline load the same directory and make the same clip
+1. Sampling: WanPipeline and vidiff's VideoPipeline load the same directory and make the same clip
    (same prompt, seed, steps, guidance 5, size), each timed whole (text encoder, denoising, VAE decode),
    best of --repeats after a warm-up; vidiff with the directory's scheduler and with its own flow-euler.
 2. LoRA training: a vidiff training step with cached latents (train.lora rank 16, activation
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from results import publish                                              # noqa: E402
 from vidiff.models.external.random_wan import components, save_random_wan  # noqa: E402
 from vidiff.pipeline import SampleOptions                                # noqa: E402
-from vidiff.pipeline.open_model import OpenVideoPipeline                 # noqa: E402
+from vidiff.pipeline import VideoPipeline                                 # noqa: E402
 
 PROMPT = "a red ball bounces over the table"
 
@@ -77,7 +77,7 @@ def sampling(folder: Path, args, device: torch.device) -> list[str]:
     options = lambda sampler=None: SampleOptions(args.steps, 5.0, sampler, progress=False)   # noqa: E731
     theirs = WanPipeline.from_pretrained(str(folder)).to(device)
     theirs.set_progress_bar_config(disable=True)
-    ours = OpenVideoPipeline.from_pretrained(folder, device=device)
+    ours = VideoPipeline.from_pretrained(folder, device=device)
     seed = lambda: torch.Generator().manual_seed(0)   # noqa: E731
     ref = best_of(lambda: theirs(PROMPT, generator=seed(), output_type="np", **kw), args.repeats, device)
     rows = [f"| diffusers WanPipeline (UniPC) | {ref:.3f} | {ref / args.steps:.4f} | 1.00 |"]
@@ -157,7 +157,7 @@ def full_size(args) -> list[str]:
     for offload in ("none", "model", "text"):
         try:
             with time_limit(args.limit):
-                pipe = OpenVideoPipeline.from_pretrained(folder, device=device, torch_dtype="bf16", offload=offload,
+                pipe = VideoPipeline.from_pretrained(folder, device=device, torch_dtype="bf16", offload=offload,
                                                          vae_tiling=True)
                 torch.cuda.reset_peak_memory_stats()
                 times = {}
