@@ -179,7 +179,9 @@ def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     limit = sys.getrecursionlimit()          # inductor raises it for good; the rest of the run keeps its own
     cfg = config_from_dict(tiny_config_dict())
     model = randomised(build_model(cfg.model, cfg.trained_words()))
-    pipe = VideoPipeline(model, cfg)
+    from vidiff.models import LatentCodec
+    from vidiff.models.own import own_bundle
+    pipe = VideoPipeline(own_bundle(model, cfg, LatentCodec(), "a random model"))
     make = lambda: pipe("a red circle bouncing", generator=torch.Generator().manual_seed(0),
                         sampling=SampleOptions(2, 2.0, progress=False)).pixels.astype(int)
     eager = make()

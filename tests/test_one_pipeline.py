@@ -164,3 +164,11 @@ def test_options_that_do_not_apply_are_refused_before_loading(wan_dir, tmp_path)
     assert r.returncode == 2 and "unknown --offload" in r.stderr
     r = vidiff("generate", "a red circle bouncing", "--offload", "model", "--out", tmp_path / "x.mp4")
     assert r.returncode == 2 and "--offload is for models of separate components" in r.stderr
+    for what in ("sampler", "spacing"):          # before a (here: missing) model loads
+        r = vidiff("generate", PROMPT, "--model", tmp_path / "absent", f"--{what}", "bogus", "--out", tmp_path / "x.mp4")
+        assert r.returncode == 2 and f"unknown {what} (--{what}) 'bogus'; choose one of" in r.stderr, r.stderr
+    r = vidiff("generate", PROMPT, "--model", wan_dir, "--spacing", "uniform", "--sampler", "scheduler",
+               "--out", tmp_path / "x.mp4")
+    assert r.returncode == 2 and "takes its own steps (--spacing model)" in r.stderr
+    help_text = vidiff("generate", "--help").stdout
+    assert "scheduler" in help_text and "model (the directory" in help_text

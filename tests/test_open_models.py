@@ -97,6 +97,13 @@ def broken_copy(wan_dir, tmp_path, edit) -> str:
                                                                "_class_name": "CogVideoXPipeline"})),
      "holds a CogVideoXPipeline pipeline; vidiff runs these diffusers pipelines: WanPipeline"),
     (lambda f: shutil.rmtree(f / "vae"), "has no 'vae' component"),
+    (lambda f: (f / "model_index.json").write_text(json.dumps({**json.loads((f / "model_index.json").read_text()),
+                                                               "transformer_2": ["diffusers", "WanTransformer3DModel"],
+                                                               "boundary_ratio": 0.875})),
+     "has a 'transformer_2' component"),
+    (lambda f: (f / "model_index.json").write_text(json.dumps({**json.loads((f / "model_index.json").read_text()),
+                                                               "expand_timesteps": True})),
+     "sets expand_timesteps: True"),
     (lambda f: (f / "transformer" / "diffusion_pytorch_model.safetensors").unlink(), "has no weights file"),
 ])
 def test_a_directory_vidiff_cannot_run_is_a_one_line_error(wan_dir, tmp_path, edit, message):
@@ -110,10 +117,11 @@ def test_without_the_extra_a_diffusers_directory_names_it(wan_dir, monkeypatch):
         VideoPipeline.from_pretrained(wan_dir)
 
 
-def test_a_prompt_over_the_text_encoders_length_is_truncated_with_a_warning(wan_dir):
+def test_a_prompt_over_the_text_encoders_length_is_truncated_with_one_line_of_ours(wan_dir, capfd):
     pipe = VideoPipeline.from_pretrained(wan_dir)
-    with pytest.warns(UserWarning, match="reads the first 512"):
-        pipe(" ".join(["red ball"] * 300), sampling=SampleOptions(1, progress=False), **OURS)
+    pipe(" ".join(["red ball"] * 300), sampling=SampleOptions(1, progress=False), **OURS)
+    err = capfd.readouterr().err
+    assert "note: the prompt has 601 tokens; the text encoder reads the first 512\n" in err and "Warning" not in err
 
 
 @pytest.fixture(scope="module")

@@ -96,11 +96,12 @@ def test_a_diffusers_format_model_under_runs_is_offered_and_makes_text_to_video(
     save_random_wan(tmp_path / "wan-tiny")
     jobs = Jobs(runs=tmp_path)
     assert jobs.models() == ["default", "wan-tiny"] and jobs.run_names() == []      # its parts are not runs
-    assert jobs.defaults("wan-tiny") == (50, 5.0, None, None, 81) and "any words" in jobs.vocabulary("wan-tiny")
+    assert jobs.defaults("wan-tiny") == (50, 5.0, "scheduler", "model", 81) and "any words" in jobs.vocabulary("wan-tiny")
     mp4, gif, png = jobs.generate("a red ball bounces", "wan-tiny", frames=5, steps=1)
     assert read_video(mp4).shape == (5, 480, 832, 3)                  # large frames are not enlarged further
-    with pytest.raises(VidiffError, match="image-to-video is for vidiff's own models"):
-        jobs.image_to_video(np.zeros((8, 8, 3), np.uint8), "a red ball", "wan-tiny")
+    assert jobs.pipeline("wan-tiny").bundle.codec.time_factor == 4     # the same pipeline as every model's
+    with pytest.raises(VidiffError, match="packs 4 frames"):           # its tabs answer as the pipeline does
+        jobs.interpolate(np.zeros((2, 8, 8, 3), np.uint8), 2, "a red ball", "wan-tiny")
 
 
 def test_jobs_check_limits_before_any_work(runs):

@@ -175,7 +175,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     if not prompt.strip():
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
     zero = _motion(motion) if zero_shot else None
-    paths = output.paths()
+    paths, options = output.paths(), sampling.options()
     lora, scales = lora or [], lora_scale or []
     _check_loras(lora, scales)
     height, width = _size(size)
@@ -186,7 +186,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
             from ..models.sequence_parallel import sequence_group
             pipe.split_sequences(sequence_group())
         _load_loras(pipe, lora, scales)
-        video = pipe(prompt, sampling=sampling.options(), image=image, conditioning=frames_given.conditioning(),
+        video = pipe(prompt, sampling=options, image=image, conditioning=frames_given.conditioning(),
                      zero_shot=zero, num_frames=frames, height=height, width=width, generator=sampling.generator(),
                      negative_prompt=negative_prompt, stride=stride, context_windows=windows, output_type="uint8")
         if dist.main:
@@ -207,9 +207,9 @@ def extend(video: Path = typer.Argument(..., help="the video to continue (any si
            stride: Optional[int] = typer.Option(None, help="with --mode hierarchical: keyframe spacing "
                                                              "(default: the model's largest trained stride)")):
     """Continue a video to any length, one model-length window at a time."""
-    paths = output.paths()
+    paths, options = output.paths(), sampling.options()
     height, width = _size(size)
-    result = load.load().extend(video, prompt, frames, sampling.generator(), sampling.options(),
+    result = load.load().extend(video, prompt, frames, sampling.generator(), options,
                                 frames_given.conditioning(), context, mode, stride, height=height, width=width,
                                 output_type="uint8")
     output.save(result, paths)
@@ -223,9 +223,9 @@ def interpolate(video: Path = typer.Argument(..., help="the frames to interpolat
                 size: Optional[str] = typer.Option(None, help="frame size: S or HxW (default: the model's)"),
                 prompt: Optional[str] = typer.Option(None, help="what the video shows (default: no text)")):
     """Make factor - 1 new frames between each pair of frames of a video, keeping the given ones."""
-    paths = output.paths()
+    paths, options = output.paths(), sampling.options()
     height, width = _size(size)
-    result = load.load().interpolate(video, factor, prompt, sampling.generator(), sampling.options(),
+    result = load.load().interpolate(video, factor, prompt, sampling.generator(), options,
                                      frames_given.conditioning(), height=height, width=width, output_type="uint8")
     output.save(result, paths)
 
@@ -308,9 +308,10 @@ def evaluate(videos: Optional[Path] = typer.Argument(None, help="folder of video
         if model is not None:
             from ..pipeline import VideoPipeline        # under torchrun: each process samples its share
             listed = _prompt_file(prompts) if prompts is not None else None
+            asked = sampling.options()
             pipe = VideoPipeline.from_pretrained(None if model == "default" else model, device=dist.device,
                                                  torch_dtype=dtype, compile=compile)
-            options = pipe.options(sampling.options())
+            options = pipe.options(asked)
             num = listed or num
             pipe.use_size(frames, *_size(size))
         elif frames is not None or size is not None:

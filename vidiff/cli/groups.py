@@ -54,15 +54,21 @@ class Sampling:
                                                    "a distilled model's own count)")
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale (default: the model's "
                                                         "diffusion.guidance; 1 = none, a distilled model's default)")
-    sampler: Optional[str] = typer.Option(None, help="ddim | ddpm | dpm++2m | euler | heun | flow-euler (default: "
-                                                     "the model's diffusion.sampler)")
-    spacing: Optional[str] = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr "
-                                                     "(default: the model's diffusion.spacing)")
+    sampler: Optional[str] = typer.Option(None, help="ddim | ddpm | dpm++2m | euler | heun | flow-euler | scheduler "
+                                                     "(a diffusers-format directory's own; default: the model's)")
+    spacing: Optional[str] = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr | "
+                                                     "model (the directory's scheduler's levels; default: the model's)")
     eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
     seed: int = typer.Option(0, help="random seed (several videos: video i uses seed + i)", callback=_seed)
 
     def options(self, progress: bool = True):
+        """The sampling options, their names checked before any model loads (the model checks the rest)."""
+        from ..diffusion import SAMPLERS, SPACINGS
         from ..pipeline import SampleOptions
+        for what, name, names in (("sampler (--sampler)", self.sampler, (*SAMPLERS, "scheduler")),
+                                  ("spacing (--spacing)", self.spacing, (*SPACINGS, "model"))):
+            if name is not None and name not in names:
+                raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(names)}")
         return SampleOptions(self.steps, self.guidance, self.sampler, self.spacing, self.eta, progress)
 
     def generator(self):

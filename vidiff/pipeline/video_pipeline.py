@@ -19,7 +19,6 @@ from ..checkpoint import DEFAULT_MODEL, load_codec, load_model, resolve_checkpoi
 from ..data.io import to_uint8
 from ..data.worlds import world_of
 from ..devices import allow_tf32, compile_module, resolve_dtype
-from ..diffusion import schedule_of, sampling_grid
 from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..models.bundle import Bundle
@@ -33,8 +32,8 @@ from .checks import (check_conditioning, check_device, check_lora_scale, check_s
 from .context_windows import ContextWindows
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .output import VideoPipelineOutput
-from .sampling import (METHODS, FrameConditioning, KnownFrames, GridSpan, SampleOptions, device_of, sample_video,
-                       samplers_of, spacings_of)
+from .sampling import (METHODS, FrameConditioning, KnownFrames, GridSpan, SampleOptions, device_of, grid_of,
+                       sample_video, samplers_of, spacings_of)
 from .windows import extension_plan, interpolation_plan
 from .zero_shot import ZeroShot, cross_frame_attention, moving_start
 
@@ -136,9 +135,9 @@ class VideoPipeline:
         """The loop's options: what is given, the model's defaults for the rest, checked."""
         o = (sampling or SampleOptions()).resolved(self.bundle)
         o = check_sample_options(o, tuple(samplers_of(self.bundle)), spacings_of(self.bundle))
-        if (o.sampler == "scheduler") != (o.spacing == "model"):
-            raise VidiffError("the directory's own scheduler (--sampler scheduler) takes its own steps (--spacing "
-                              "model), and only it does; pick both or neither")
+        if o.sampler == "scheduler" and o.spacing != "model":
+            raise VidiffError(f"the directory's own scheduler (--sampler scheduler) takes its own steps (--spacing "
+                              f"model), not --spacing {o.spacing}; pick a vidiff sampler for that spacing")
         if o.eta and o.sampler != "ddim":
             raise VidiffError(f"--eta is DDIM's noise; the {o.sampler} sampler takes none (use --sampler ddim)")
         return o
@@ -239,7 +238,7 @@ class VideoPipeline:
         latent = codec.latent_frames(frames)
         w = windows or ContextWindows()
         length = native if w.length is None else whole(w.length, "the context window length", 1)
-        if latent <= length and windows is None:
+        if windows is None and (latent <= length or native == 1):   # an image model's frames: one pass, as inflated
             return None
         overlap = max(1, length // 4) if w.overlap is None else whole(w.overlap, "the context windows' overlap", 0)
         if not 0 <= overlap < length:
@@ -312,7 +311,7 @@ class VideoPipeline:
         self.check_size(frames, height, width)
         if frames > MAX_EXTENDED_FRAMES:
             raise VidiffError(f"--frames must be at most {MAX_EXTENDED_FRAMES}, got {frames}")
-        windows = self._windows(frames, r.windows)
+        windows = self._windows(frames, r.windows) if zero_shot is None or r.windows is not None else None
         self.check_window(self.bundle.codec.pixel_frames(windows[0]) if windows else frames, height, width)
         self.check_stride(r.stride)
         conditioning = self._conditioning(conditioning)    # checked even where no frames are given
@@ -330,7 +329,7 @@ class VideoPipeline:
             latents[:, :, :1] = first
             known = KnownFrames(latents, frame_mask("first", shape[1]), conditioning.method, conditioning.weight,
                                 conditioning.history)
-        with cross_frame_attention(self.model) if zero_shot is not None else nullcontext():
+        with cross_frame_attention(self.bundle.backbone) if zero_shot is not None else nullcontext():
             span = self._zero_shot_start(job, shape, zero_shot) if zero_shot is not None else None
             x = self._sample(job, shape, known, span, windows)
         if r.output_type == "latent":
@@ -344,7 +343,7 @@ class VideoPipeline:
         """Text2Video-Zero's start: frame 0 denoised alone, moved by the motion (zero_shot.py)."""
         o = job.options
         factor = self.bundle.codec.spatial_factor
-        grid = sampling_grid(schedule_of(self.bundle.schedule, self.bundle.shift), o.steps, o.spacing)
+        grid = grid_of(self.bundle, o.steps, o.spacing)
         first_stage = replace(o, sampler="ddim", progress=False, callback=None)
         sample = lambda shape, span: self._sample(job, shape, span=span, options=first_stage)   # noqa: E731
         dx, dy = zero_shot.motion

@@ -42,6 +42,23 @@ def check_components(folder: Path, index: dict, family_components: dict) -> None
             raise VidiffError(f"'{sub}' has no weights file ({' or '.join(WEIGHT_FILES[:2])})")
 
 
+def check_flags(folder: Path, index: dict, family) -> None:
+    """A directory vidiff cannot run whole is a one-line error, never a silent half-model: a component the
+    family's adapter does not use (Wan 2.2 A14B's second expert, transformer_2), or a model_index.json flag
+    it does not handle (boundary_ratio, expand_timesteps: Wan 2.2's two experts and TI2V-5B's per-token
+    timesteps)."""
+    settings = {k: v for k, v in index.items() if not k.startswith("_")}
+    components = {k: v for k, v in settings.items() if isinstance(v, list) and len(v) == 2}
+    for key, value in components.items():
+        if value != [None, None] and key not in family.COMPONENTS:
+            raise VidiffError(f"'{folder}' has a '{key}' component ({value[1]}) that vidiff's adapter does not use; it "
+                              f"would run only part of the model (components it runs: {', '.join(family.COMPONENTS)})")
+    for key, value in settings.items():
+        if key not in components and value not in (None, False) and key not in family.FLAGS:
+            raise VidiffError(f"'{folder}' sets {key}: {value} in model_index.json, which vidiff does not handle yet "
+                              f"(a newer release of the family); it would sample it wrong")
+
+
 def load_scheduler(folder: Path):
     try:
         import diffusers
@@ -70,6 +87,7 @@ def open_family(path: str | Path):
     from importlib import import_module
     family = import_module(f".{FAMILIES[name]}", __name__)
     check_components(folder, index, family.COMPONENTS)
+    check_flags(folder, index, family)
     return folder, family
 
 

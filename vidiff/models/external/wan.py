@@ -7,7 +7,7 @@ vidiff's samplers run it as `prediction: flow` through `timestep()`.
 """
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 
 import torch
@@ -154,7 +154,8 @@ class WanText:
         for p in prompts:
             n = len(self.tokenizer(p, add_special_tokens=True).input_ids)
             if n > self.max_length:
-                warnings.warn(f"the prompt has {n} tokens; the text encoder reads the first {self.max_length}")
+                print(f"note: the prompt has {n} tokens; the text encoder reads the first {self.max_length}",
+                      file=sys.stderr)
         t = self.tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
                            add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
         device = next(self.encoder.parameters()).device
@@ -163,6 +164,7 @@ class WanText:
         return states * mask[..., None].to(states.dtype)
 
 
+FLAGS = ()                    # model_index.json settings beyond the components that this adapter handles
 COMPONENTS = {"transformer": "WanTransformer3DModel", "vae": "AutoencoderKLWan", "text_encoder": None,
               "tokenizer": None, "scheduler": None}
 
