@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 
@@ -82,6 +81,3 @@ class Bundle:
     lora_prefixes: tuple[str, ...] | None = None  # key prefixes of LoRA files made for it (None: vidiff's)
     config: object = None                         # vidiff's own: the Config it was trained with
     model: nn.Module | None = None                # vidiff's own: the TextToVideoModel (zero-shot, strides)
-
-    def dtype(self) -> torch.dtype:
-        return next(self.backbone.parameters()).dtype

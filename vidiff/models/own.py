@@ -3,6 +3,7 @@ codec (pixels, or the latents of vidiff's causal VAE) and the diffusion section 
 trained with, which names its prediction, schedule and sampling defaults."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..devices import autocast
@@ -12,7 +13,7 @@ from .codec import LatentCodec
 from .text_to_video import TextToVideoModel
 
 
-def dtype_of(module) -> "torch.dtype":  # noqa: F821
+def dtype_of(module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
