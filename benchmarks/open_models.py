@@ -6,6 +6,8 @@
 1. Sampling: WanPipeline and vidiff's VideoPipeline load the same directory and make the same clip
    (same prompt, seed, steps, guidance 5, size), each timed whole (text encoder, denoising, VAE decode),
    best of --repeats after a warm-up; vidiff with the directory's scheduler and with its own flow-euler.
+   Then the same without the VAE decode (output_type "latent"): the part vidiff runs itself (the VAE is
+   diffusers' own module in both, and on a CPU its decode is most of a clip's time and of its noise).
 2. LoRA training: a vidiff training step with cached latents (train.lora rank 16, activation
    checkpointing off and on) against the bare transformer's forward + backward at the same size.
 3. Memory of Wan 2.1-1.3B's real configuration, built on the meta device (no weights, no download):
@@ -79,12 +81,15 @@ def sampling(folder: Path, args, device: torch.device) -> list[str]:
     theirs.set_progress_bar_config(disable=True)
     ours = VideoPipeline.from_pretrained(folder, device=device)
     seed = lambda: torch.Generator().manual_seed(0)   # noqa: E731
-    ref = best_of(lambda: theirs(PROMPT, generator=seed(), output_type="np", **kw), args.repeats, device)
-    rows = [f"| diffusers WanPipeline (UniPC) | {ref:.3f} | {ref / args.steps:.4f} | 1.00 |"]
-    for label, sampler in (("vidiff, the directory's UniPC", None), ("vidiff, flow-euler", "flow-euler")):
-        t = best_of(lambda: ours(PROMPT, generator=seed(), sampling=options(sampler), **size), args.repeats, device)
-        rows.append(f"| {label} | {t:.3f} | {t / args.steps:.4f} | {t / ref:.2f} |")
-    a = ours(PROMPT, generator=seed(), sampling=options(), **size).pixels.astype(int)
+    rows = []
+    for output, what in (("np", "clip"), ("latent", "denoising only (latents, no VAE decode)")):
+        ref = best_of(lambda: theirs(PROMPT, generator=seed(), output_type=output, **kw), args.repeats, device)
+        rows.append(f"| diffusers WanPipeline (UniPC), {what} | {ref:.3f} | {ref / args.steps:.4f} | 1.00 |")
+        for label, sampler in (("vidiff, the directory's UniPC", None), ("vidiff, flow-euler", "flow-euler")):
+            t = best_of(lambda: ours(PROMPT, generator=seed(), sampling=options(sampler), output_type=output, **size),
+                        args.repeats, device)
+            rows.append(f"| {label}, {what} | {t:.3f} | {t / args.steps:.4f} | {t / ref:.2f} |")
+    a = ours(PROMPT, generator=seed(), sampling=options(), output_type="uint8", **size).pixels.astype(int)
     b = (np.asarray(theirs(PROMPT, generator=seed(), output_type="np", **kw).frames) * 255).round().astype(int)
     return [f"{args.frames} frames of {h}x{w}, {args.steps} steps, guidance 5, fp32, best of {args.repeats}; "
             f"largest difference between the two videos: {np.abs(a - b).max()}/255.", "",
