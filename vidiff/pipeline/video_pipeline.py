@@ -45,6 +45,12 @@ OFFLOADS = ("none", "model", "text")
 EXTEND_NAMES = ("negative_prompt", "height", "width", "output_type", "num_inference_steps", "guidance_scale")
 
 
+def check_offload(offload) -> str:
+    if offload not in OFFLOADS:
+        raise VidiffError(f"unknown --offload {shown(offload)}; choose one of: {', '.join(OFFLOADS)}")
+    return offload
+
+
 class Job(NamedTuple):
     """What every window of an extension or interpolation is sampled with."""
     prompts: list[str]
@@ -60,8 +66,7 @@ class Job(NamedTuple):
 class VideoPipeline:
     def __init__(self, bundle: Bundle, device: str | torch.device | None = None, offload: str = "none",
                  vae_tiling: bool = False):
-        if offload not in OFFLOADS:
-            raise VidiffError(f"unknown --offload '{offload}'; choose one of: {', '.join(OFFLOADS)}")
+        check_offload(offload)
         if offload != "none" and not bundle.offloadable:
             raise VidiffError("--offload is for models of separate components (diffusers-format directories); "
                               "this one fits on one device as a whole")
@@ -86,8 +91,7 @@ class VideoPipeline:
         if path is not None and not isinstance(path, (str, Path)):
             raise VidiffError(f"the model must be a path (a checkpoint, run or diffusers-format folder) or None, "
                               f"got {shown(path)}")
-        if offload not in OFFLOADS:      # before minutes of loading
-            raise VidiffError(f"unknown --offload '{offload}'; choose one of: {', '.join(OFFLOADS)}")
+        check_offload(offload)          # before minutes of loading
         dtype = resolve_dtype(torch_dtype)
         device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         allow_tf32()
