@@ -379,6 +379,25 @@ def reconstruct(source: Path = typer.Argument(..., help="input video (.mp4, .gif
                f"PSNR {psnr(frames, result):.2f} dB, SSIM {ssim(frames, result):.4f}")
 
 
+lora_app = typer.Typer(add_completion=False, no_args_is_help=True, help="LoRA files.")
+app.add_typer(lora_app, name="lora")
+
+
+@lora_app.command("convert")
+def lora_convert(source: Path = typer.Argument(..., help="a LoRA file in any format vidiff loads (diffusers, peft, "
+                                                         "ComfyUI, musubi-tuner/kohya) or a peft folder"),
+                 out: Path = typer.Argument(..., help="the new file (comfy, diffusers) or folder (peft)"),
+                 to: str = typer.Option(..., help="comfy (diffusion_model. keys, lora_down/up + alpha: ComfyUI, "
+                                                  "musubi-tuner), diffusers (load_lora_weights) or peft (a folder)"),
+                 model: Path = typer.Option(..., help="the diffusers-format model directory the LoRA is for (its "
+                                                      "module names; no weights are loaded)"),
+                 overwrite: bool = typer.Option(False, help="replace an existing output")):
+    """Convert a LoRA file between the formats that ComfyUI, diffusers and peft load."""
+    from ..models.external import open_lora_names
+    from ..models.lora_files import convert_lora
+    typer.echo(f"wrote {convert_lora(source, out, to, open_lora_names(model), overwrite)}")
+
+
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect training data.")
 app.add_typer(data_app, name="data")
 

@@ -78,6 +78,6 @@ class Bundle:
     modules: dict[str, nn.Module] = field(default_factory=dict)   # text / backbone / codec, for offload
     offloadable: bool = False                     # components can move to the device one at a time
     lora_target: nn.Module | None = None          # the module adapters attach to (default: backbone)
-    lora_prefixes: tuple[str, ...] | None = None  # key prefixes of LoRA files made for it (None: vidiff's)
+    lora_names: dict[str, str] | None = None      # module -> its original name, for downloaded LoRA files (None: vidiff's)
     config: object = None                         # vidiff's own: the Config it was trained with
     model: nn.Module | None = None                # vidiff's own: the TextToVideoModel (zero-shot, strides)

@@ -12,17 +12,16 @@ for another base model is refused instead of silently applied.
 from __future__ import annotations
 
 import json
-import os
 import re
 from fnmatch import fnmatch
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import VidiffError
+from .lora_files import Layer, atomic_save, read_lora
 
 LORA_NAME = "default"   # the adapter a `train.lora` run trains (peft's default adapter name)
 PREFIX = "base_model.model."
@@ -32,31 +31,50 @@ PROBE_TOLERANCE = 2e-2  # relative: a model cast to bf16 or fp16 is still the sa
 
 class Adapter(nn.Module):
     """One adapter on one layer: a linear layer, or a convolution (down: the base's kernel to `rank`
-    channels, up: 1x1, as peft does for convolutions)."""
+    channels, up: 1x1, as peft does for convolutions). Downloaded files may add a bias difference
+    (`diff_b`, peft's lora_B bias) and a full weight difference (`diff`); rank 0 is such a layer alone."""
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float, scale: float = 1.0):
+    def __init__(self, base: nn.Module, rank: int, alpha: float, scale: float = 1.0, bias: bool = False,
+                 diff: bool = False):
         super().__init__()
-        if isinstance(base, nn.Linear):
+        if rank and isinstance(base, nn.Linear):
             self.down = nn.Linear(base.in_features, rank, bias=False)     # A: peft's kaiming-uniform init
             self.up = nn.Linear(rank, base.out_features, bias=False)      # B: zero, so it starts as identity
-        else:
+        elif rank:
             conv = type(base)               # its own class: the U-Net's convolutions run on their own layouts
             self.down = conv(base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation,
                              bias=False)
             self.up = conv(rank, base.out_channels, 1, bias=False)
-        nn.init.zeros_(self.up.weight)
-        self.down.to(base.weight.device, base.weight.dtype)
-        self.up.to(base.weight.device, base.weight.dtype)
+        if rank:
+            nn.init.zeros_(self.up.weight)
+            self.down.to(base.weight.device, base.weight.dtype)
+            self.up.to(base.weight.device, base.weight.dtype)
+        like = base.weight
+        self.bias = nn.Parameter(like.new_zeros(like.shape[0])) if bias else None
+        self.diff = nn.Parameter(torch.zeros_like(like)) if diff else None
+        self.base_forward = base._conv_forward if hasattr(base, "_conv_forward") else None
         self.rank, self.alpha, self.scale = rank, alpha, scale
 
     def delta(self, x: Tensor, *rest) -> Tensor:
         """rest: the base layer's other inputs (a temporal convolution's frame count)."""
-        return self.up(self.down(x, *rest), *rest) * (self.scale * self.alpha / self.rank)
+        out = self.up(self.down(x, *rest), *rest) * (self.scale * self.alpha / self.rank) if self.rank else 0
+        if self.diff is not None:
+            out = out + self.scale * (F.linear(x, self.diff) if self.base_forward is None
+                                      else self.base_forward(x, self.diff, None))
+        if self.bias is not None:
+            shape = (-1,) if self.base_forward is None else (-1, *[1] * (x.dim() - 2))
+            out = out + self.scale * self.bias.view(shape)
+        return out
 
     def weight(self, like: Tensor) -> Tensor:
         """The adapter as a dense update of the base weight `like`."""
-        return ((self.up.weight.flatten(1) @ self.down.weight.flatten(1)) * (self.scale * self.alpha / self.rank)
-                ).reshape(like.shape).to(like.dtype)
+        out = torch.zeros_like(like, dtype=torch.float32)
+        if self.rank:
+            out += ((self.up.weight.flatten(1).float() @ self.down.weight.flatten(1).float())
+                    * (self.alpha / self.rank)).reshape(like.shape)
+        if self.diff is not None:
+            out += self.diff.float()
+        return (out * self.scale).to(like.dtype)
 
 
 ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)   # and their subclasses (the U-Net's own convolutions)
@@ -125,6 +143,17 @@ def adapter_names(model: nn.Module) -> list[str]:
     return sorted({a for m in adapted(model).values() for a in m.lora})
 
 
+def remove_lora(model: nn.Module, name: str | None = None) -> int:
+    """Take adapter `name` (None: every adapter) off the model; returns the number of layers changed."""
+    layers = {n: m for n, m in adapted(model).items() if name is None or name in m.lora}
+    if name is not None and not layers:
+        raise VidiffError(f"the model has no LoRA adapter named '{name}' (it has: {', '.join(adapter_names(model)) or 'none'})")
+    for layer in layers.values():
+        for key in [k for k in layer.lora if name is None or k == name]:
+            del layer.lora[key]
+    return len(layers)
+
+
 def merge_lora(model: nn.Module) -> int:
     """Fold every adapter into its base weight (W += s alpha/r B A) and remove it: a plain model that
     computes what the adapted one did. Returns the number of layers changed."""
@@ -133,6 +162,10 @@ def merge_lora(model: nn.Module) -> int:
         for layer in layers.values():
             for adapter in layer.lora.values():
                 layer.weight += adapter.weight(layer.weight)
+                if adapter.bias is not None:
+                    if layer.bias is None:
+                        raise VidiffError("cannot merge a LoRA bias into a layer without one; keep it as an adapter")
+                    layer.bias += (adapter.scale * adapter.bias).to(layer.bias.dtype)
             layer.lora = nn.ModuleDict()
     return len(layers)
 
@@ -158,14 +191,7 @@ def save_lora(model: nn.Module, name: str, path: str | Path, targets: list[str],
                                                  * (adapter.alpha / adapter.rank)).contiguous()
     metadata = {"format": "pt", "r": str(first.rank), "lora_alpha": str(first.rank), "target_modules": json.dumps(targets),
                 "vidiff_base_probe": json.dumps({n: probe(layer) for n, layer in layers.items()})}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)                         # safetensors writes 0600; as readable as any other file
-    tmp.replace(path)                                     # atomic: a crash never leaves half a file
-    return path
+    return atomic_save(tensors, Path(path), metadata)
 
 
 def save_peft_adapter(model: nn.Module, name: str, folder: str | Path, targets: list[str]) -> Path:
@@ -181,77 +207,74 @@ def save_peft_adapter(model: nn.Module, name: str, folder: str | Path, targets: 
     return folder
 
 
-def _rank_alpha(meta: dict, tensors: dict, path: Path) -> tuple[int, float]:
-    """The adapter's rank and alpha: vidiff's metadata, diffusers' lora_adapter_metadata, a peft
-    adapter_config.json beside the file, or else (as diffusers does) the rank of A and alpha = rank."""
-    if "r" in meta:
-        return int(meta["r"]), float(meta["lora_alpha"])
-    if "lora_adapter_metadata" in meta:
-        config = {k.rsplit(".", 1)[-1] if k.startswith("transformer.") else k: v
-                  for k, v in json.loads(meta["lora_adapter_metadata"]).items()}
-        if "r" in config:
-            return int(config["r"]), float(config.get("lora_alpha") or config["r"])
-    peft_config = path.with_name("adapter_config.json")
-    if peft_config.is_file():
-        config = json.loads(peft_config.read_text())
-        return int(config["r"]), float(config.get("lora_alpha") or config["r"])
-    rank = next(t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A.weight"))
-    return rank, float(rank)
-
-
-def _strip(key: str, prefixes: tuple[str, ...]) -> str | None:
-    return next((key[len(p):] for p in prefixes if key.startswith(p)), None)
-
-
 def load_lora(model: nn.Module, path: str | Path, scale: float = 1.0, name: str | None = None,
-              prefixes: tuple[str, ...] = (PREFIX,)) -> str:
+              names: dict[str, str] | None = None) -> str:
     """Add the adapter in `path` to `model` (stacking on any already there) at `scale`; returns its name.
-    Keys are `<prefix><module>.lora_A.weight` for one of `prefixes` (a diffusers-format model's
-    transformer takes diffusers' `transformer.` and peft's `base_model.model.`). A folder: its
-    lora.safetensors, or a peft adapter's adapter_model.safetensors. An adapter whose layers, shapes or
-    base weights are not this model's is a one-line error."""
+    Any format of lora_files (diffusers, peft, ComfyUI, kohya/musubi, with diff_b and diff keys);
+    names: the family's module -> original names (None: vidiff's own model, its module names). A
+    folder: its lora.safetensors, or a peft adapter's adapter_model.safetensors. An adapter whose
+    layers, shapes or base weights are not this model's is a one-line error; ranks may differ per layer."""
     path = Path(path)
     if path.is_dir():
         path = path / ("adapter_model.safetensors" if (path / "adapter_model.safetensors").is_file()
                        else "lora.safetensors")
     if not path.is_file():
         raise VidiffError(f"LoRA adapter '{path}' not found")
+    modules = dict(model.named_modules())
+    layers, meta = read_lora(path, names, set(modules))
+    if not layers:
+        raise VidiffError(f"'{path}' holds no LoRA weights")
     try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        tensors = {_strip(k, prefixes): t for k, t in tensors.items() if _strip(k, prefixes) is not None}
-        names = sorted({k[:-len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight")})
-        if not names:
-            raise VidiffError(f"'{path}' holds no LoRA weights for this model (keys like "
-                              f"'{prefixes[0]}<layer>.lora_A.weight')")
-        rank, alpha = _rank_alpha(meta, tensors, path)
         probes = json.loads(meta.get("vidiff_base_probe", "{}"))
-    except (KeyError, ValueError, OSError, RuntimeError, SafetensorError) as e:
-        raise VidiffError(f"'{path}' is not a LoRA adapter file ({type(e).__name__}: {e})") from None
-    layers = dict(model.named_modules())
-    for n in names:
-        layer = layers.get(n)
-        a, b = tensors.get(f"{n}.lora_A.weight"), tensors.get(f"{n}.lora_B.weight")
-        fresh = Adapter(layer, rank, alpha) if layer is not None and adaptable(layer) else None
-        if fresh is None or a is None or b is None or a.shape != fresh.down.weight.shape \
-                or b.shape != fresh.up.weight.shape:
+    except ValueError:
+        probes = {}
+    fresh = {}
+    for n, layer in layers.items():
+        base = modules.get(n)
+        if base is not None and not adaptable(base):
+            raise VidiffError(f"LoRA adapter '{path.name}' changes '{n}', a {type(base).__name__}: vidiff adapts "
+                              "linear and convolution layers only")
+        ok = base is not None
+        if ok:
+            fresh[n] = adapter = Adapter(base, layer.rank, layer.alpha or layer.rank or 1.0, scale,
+                                         bias=layer.bias is not None, diff=layer.diff is not None)
+            ok = (not layer.rank or (layer.down.shape == adapter.down.weight.shape
+                                     and layer.up.shape == adapter.up.weight.shape)) \
+                and (layer.bias is None or layer.bias.shape == adapter.bias.shape) \
+                and (layer.diff is None or layer.diff.shape == adapter.diff.shape)
+        if not ok:
             raise VidiffError(f"LoRA adapter '{path.name}' was made for another base model: its layer '{n}' does not fit this one")
-        if n in probes and not torch.allclose(torch.tensor(probe(layer)), torch.tensor(probes[n]),
+        if n in probes and not torch.allclose(torch.tensor(probe(base)), torch.tensor(probes[n]),
                                               rtol=PROBE_TOLERANCE, atol=1e-3):
             raise VidiffError(f"LoRA adapter '{path.name}' was trained on another base model: the weights of '{n}' differ")
     name = re.sub(r"\W", "_", name or path.stem)           # a module name: no dots
     existing = set(adapter_names(model))
     while name in existing:
         name += "_"
-    for n in names:
-        layer = layers[n]
-        if not hasattr(layer, "lora"):
-            layer.lora = nn.ModuleDict()
-            layer.register_forward_hook(_hook)
-        adapter = Adapter(layer, rank, alpha, scale)
+    for n, layer in layers.items():
+        base, adapter = modules[n], fresh[n]
+        if not hasattr(base, "lora"):
+            base.lora = nn.ModuleDict()
+            base.register_forward_hook(_hook)
         with torch.no_grad():
-            adapter.down.weight.copy_(tensors[f"{n}.lora_A.weight"])
-            adapter.up.weight.copy_(tensors[f"{n}.lora_B.weight"])
-        layer.lora[name] = adapter
+            for param, value in ((adapter.down.weight if layer.rank else None, layer.down),
+                                 (adapter.up.weight if layer.rank else None, layer.up),
+                                 (adapter.bias, layer.bias), (adapter.diff, layer.diff)):
+                if param is not None:
+                    param.copy_(value)
+        base.lora[name] = adapter
     return name
+
+
+def adapter_layers(model: nn.Module, name: str) -> dict[str, Layer]:
+    """Adapter `name` in lora_files' form (for writing it in any format)."""
+    layers = {}
+    for n, m in adapted(model).items():
+        if name in m.lora:
+            a = m.lora[name]
+            layers[n] = Layer(down=a.down.weight.detach() if a.rank else None, up=a.up.weight.detach() if a.rank else None,
+                              alpha=a.alpha, bias=None if a.bias is None else a.bias.detach(),
+                              diff=None if a.diff is None else a.diff.detach())
+    if not layers:
+        raise VidiffError(f"the model has no LoRA adapter named '{name}'")
+    return layers

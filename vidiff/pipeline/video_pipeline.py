@@ -22,7 +22,7 @@ from ..diffusion.conditioning import frame_mask
 from ..errors import VidiffError
 from ..models.bundle import Bundle
 from ..models.external import is_open_model, load_open_bundle
-from ..models.lora import load_lora, merge_lora
+from ..models.lora import load_lora, merge_lora, remove_lora
 from ..models.own import own_bundle
 from ..models.sequence_parallel import split_backbone
 from .call import Request, request
@@ -155,8 +155,11 @@ class VideoPipeline:
         if path.is_dir() and not any((path / f).is_file() for f in ("lora.safetensors", "adapter_model.safetensors")):
             path = resolve_checkpoint(path)          # a LoRA run folder: its latest checkpoint's adapter
         b = self.bundle
-        prefixes = {} if b.lora_prefixes is None else {"prefixes": b.lora_prefixes}
-        return load_lora(b.lora_target or b.backbone, path, scale, name, **prefixes)
+        return load_lora(b.lora_target or b.backbone, path, scale, name, b.lora_names)
+
+    def unload_lora(self, name: str | None = None) -> int:
+        """Remove the adapter `name` (None: all of them; diffusers' unload_lora_weights)."""
+        return remove_lora(self.bundle.lora_target or self.bundle.backbone, name)
 
     def merge_lora(self) -> int:
         """Fold the loaded adapters into the weights (diffusers' fuse_lora): the same videos, no

@@ -9,7 +9,8 @@ train.precision (bf16 autocast on a GPU), with the transformer's activation chec
 model.pretrained_checkpointing is off. A checkpoint holds only what trains (the frozen base stays in
 the directory); a LoRA run also writes its adapter in diffusers' key names (lora.safetensors, for
 `WanPipeline.load_lora_weights` and `vidiff generate --model DIR --lora FILE`) and as a peft adapter
-folder (peft/, for `PeftModel.from_pretrained`).
+folder (peft/, for `PeftModel.from_pretrained`), and in ComfyUI's `diffusion_model.` keys with lora_down / lora_up
+and alpha (lora_comfy.safetensors).
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from ..diffusion import training_times
 from ..diffusion.objectives import masked_mse
 from ..errors import VidiffError
 from ..models.bundle import Bundle
-from ..models.external import family_of, load_open_backbone, load_open_bundle
-from ..models.lora import LORA_NAME, add_lora, save_lora, save_peft_adapter
+from ..models.external import family_of, load_open_backbone, load_open_bundle, open_lora_names
+from ..models.lora import LORA_NAME, adapter_layers, add_lora, save_lora, save_peft_adapter
+from ..models.lora_files import write_lora
 from ..pipeline import VideoPipeline
 from .run_folder import RunFolder
 from .task import Task
@@ -132,6 +134,8 @@ class OpenModelTask(Task):
         transformer, targets = model.transformer, lora_targets(self.cfg)
         save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix="transformer.")
         save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
+        write_lora(adapter_layers(transformer, LORA_NAME), folder / "lora_comfy.safetensors", "comfy",
+                   open_lora_names(self.cfg.model.pretrained))
 
 
 def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool = False) -> Path:

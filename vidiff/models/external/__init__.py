@@ -107,3 +107,10 @@ def load_open_backbone(path: str | Path, dtype: torch.dtype = torch.float32) -> 
     """The directory's transformer alone (a training run's fresh copy)."""
     folder, family = open_family(path)
     return family.load_backbone(folder, dtype)
+
+
+def open_lora_names(path: str | Path) -> dict[str, str]:
+    """A directory's transformer module names -> the names its family's own code uses (ComfyUI's and
+    musubi-tuner's LoRA keys), without loading weights."""
+    folder, family = open_family(path)
+    return family.lora_names(folder)

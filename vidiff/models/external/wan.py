@@ -16,11 +16,11 @@ from torch import Tensor, nn
 from ...errors import VidiffError
 from ..bundle import Bundle, Codec, Defaults
 from ..sequence_parallel import all_to_all, gather
+from .wan_names import original_names
 
 NAME = "wan"                   # the family: the model_type of its weights in vidiff checkpoints
 TRAIN_TIMESTEPS = 1000
 MAX_TEXT_TOKENS = 512          # WanPipeline's max_sequence_length
-LORA_PREFIXES = ("transformer.", "base_model.model.")    # LoRA files' key names: diffusers' and peft's
 # WanPipeline's defaults; its own scheduler on the directory's noise levels
 DEFAULTS = Defaults(frames=81, height=480, width=832, steps=50, guidance=5.0, sampler="scheduler", spacing="model")
 
@@ -184,6 +184,16 @@ def _loaded(what: str, folder: Path, load):
     return module.eval().requires_grad_(False) if isinstance(module, nn.Module) else module
 
 
+def lora_names(folder: Path) -> dict[str, str]:
+    """The transformer's module names -> the original Wan code's (LoRA files), from its config alone."""
+    import json
+    try:
+        blocks = json.loads((folder / "transformer" / "config.json").read_text())["num_layers"]
+    except (OSError, KeyError, ValueError) as e:
+        raise VidiffError(f"cannot read the transformer's config in '{folder}' ({type(e).__name__}: {e})") from None
+    return original_names(blocks)
+
+
 def load_backbone(folder: Path, dtype: torch.dtype) -> WanBackbone:
     from diffusers import WanTransformer3DModel
     return WanBackbone(_loaded("transformer", folder,
@@ -223,4 +233,5 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
                     spatial_factor=codec.spatial_factor, latent=True, module=codec.vae),
         defaults=DEFAULTS, backbone=backbone, multiples=backbone.multiples, max_patches=backbone.max_patches,
         scheduler=scheduler, modules={"text": text.encoder, "backbone": backbone, "codec": codec.vae},
-        offloadable=True, lora_target=backbone.transformer, lora_prefixes=LORA_PREFIXES)
+        offloadable=True, lora_target=backbone.transformer,
+        lora_names=original_names(len(backbone.transformer.blocks)))
