@@ -100,10 +100,13 @@ def broken_copy(wan_dir, tmp_path, edit) -> str:
     (lambda f: (f / "model_index.json").write_text(json.dumps({**json.loads((f / "model_index.json").read_text()),
                                                                "transformer_2": ["diffusers", "WanTransformer3DModel"],
                                                                "boundary_ratio": 0.875})),
-     "has a 'transformer_2' component"),
+     "has no 'transformer_2' component"),
     (lambda f: (f / "model_index.json").write_text(json.dumps({**json.loads((f / "model_index.json").read_text()),
-                                                               "expand_timesteps": True})),
-     "sets expand_timesteps: True"),
+                                                               "image_encoder": ["transformers", "CLIPVisionModel"]})),
+     "has a 'image_encoder' component"),
+    (lambda f: (f / "model_index.json").write_text(json.dumps({**json.loads((f / "model_index.json").read_text()),
+                                                               "audio_ratio": 0.5})),
+     "sets audio_ratio: 0.5"),
     (lambda f: (f / "transformer" / "diffusion_pytorch_model.safetensors").unlink(), "has no weights file"),
 ])
 def test_a_directory_vidiff_cannot_run_is_a_one_line_error(wan_dir, tmp_path, edit, message):

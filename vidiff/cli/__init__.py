@@ -136,16 +136,16 @@ def _motion(value: str):
     return ZeroShot((dx, dy))
 
 
-def _load_loras(pipe, lora: list[Path], scales: list[float]) -> None:
+def _load_loras(pipe, lora: list[Path], scales: list[float], expert: int = 1) -> None:
     for i, path in enumerate(lora):
-        pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0)
+        pipe.load_lora(path, scales[min(i, len(scales) - 1)] if scales else 1.0, expert=expert)
 
 
-def _check_loras(lora: list[Path], scales: list[float]) -> None:
+def _check_loras(lora: list[Path], scales: list[float], flag: str = "--lora") -> None:
     if scales and not lora:
-        raise VidiffError("--lora-scale sets the strength of a --lora adapter; give --lora PATH too")
+        raise VidiffError(f"{flag}-scale sets the strength of a {flag} adapter; give {flag} PATH too")
     if scales and len(scales) not in (1, len(lora)):
-        raise VidiffError(f"give one --lora-scale, or one per --lora ({len(lora)}); got {len(scales)}")
+        raise VidiffError(f"give one {flag}-scale, or one per {flag} ({len(lora)}); got {len(scales)}")
 
 
 @app.command()
@@ -168,7 +168,10 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              lora: Optional[List[Path]] = typer.Option(None, help="apply this LoRA adapter (lora.safetensors, or a "
                                                                   "LoRA run); repeat to stack several"),
              lora_scale: Optional[List[float]] = typer.Option(None, help="strength of each --lora, in order "
-                                                                         "(default 1; one value applies to all)")):
+                                                                         "(default 1; one value applies to all)"),
+             lora_2: Optional[List[Path]] = typer.Option(None, help="a LoRA for a two-expert model's second, low-noise "
+                                                                    "expert (--lora adapts the first); repeat to stack"),
+             lora_2_scale: Optional[List[float]] = typer.Option(None, help="strength of each --lora-2, in order")):
     """Generate a video from a text prompt (and, with --image, from its first frame)."""
     from ..distributed import process_group
     from ..pipeline import ContextWindows
@@ -176,8 +179,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
     zero = _motion(motion) if zero_shot else None
     paths, options = output.paths(), sampling.options()
-    lora, scales = lora or [], lora_scale or []
+    lora, scales, lora_2, scales_2 = lora or [], lora_scale or [], lora_2 or [], lora_2_scale or []
     _check_loras(lora, scales)
+    _check_loras(lora_2, scales_2, "--lora-2")
     height, width = _size(size)
     windows = ContextWindows(overlap=window_overlap) if window_overlap is not None else None
     with process_group() as dist:     # under torchrun: the processes share each clip (a DiT's sequence parallelism)
@@ -186,6 +190,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
             from ..models.sequence_parallel import sequence_group
             pipe.split_sequences(sequence_group())
         _load_loras(pipe, lora, scales)
+        _load_loras(pipe, lora_2, scales_2, expert=2)
         video = pipe(prompt, sampling=options, image=image, conditioning=frames_given.conditioning(),
                      zero_shot=zero, num_frames=frames, height=height, width=width, generator=sampling.generator(),
                      negative_prompt=negative_prompt, stride=stride, context_windows=windows, output_type="uint8")

@@ -54,6 +54,8 @@ class Sampling:
                                                    "a distilled model's own count)")
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale (default: the model's "
                                                         "diffusion.guidance; 1 = none, a distilled model's default)")
+    guidance_2: Optional[float] = typer.Option(None, help="a two-expert model's (Wan 2.2 A14B) guidance for its "
+                                                          "low-noise expert (default: its own, else --guidance)")
     sampler: Optional[str] = typer.Option(None, help="ddim | ddpm | dpm++2m | euler | heun | flow-euler | scheduler "
                                                      "(a diffusers-format directory's own; default: the model's)")
     spacing: Optional[str] = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr | "
@@ -69,7 +71,8 @@ class Sampling:
                                   ("spacing (--spacing)", self.spacing, (*SPACINGS, "model"))):
             if name is not None and name not in names:
                 raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(names)}")
-        return SampleOptions(self.steps, self.guidance, self.sampler, self.spacing, self.eta, progress)
+        return SampleOptions(self.steps, self.guidance, self.sampler, self.spacing, self.eta, progress,
+                             guidance_2=self.guidance_2)
 
     def generator(self):
         import torch

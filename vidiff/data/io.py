@@ -24,7 +24,8 @@ def unit_range(x: torch.Tensor) -> torch.Tensor:
 
 def from_uint8(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(T, H, W, C) uint8 frames -> (C, T, H, W) float32 in [-1, 1]; to_uint8 is its inverse."""
-    return unit_range(torch.as_tensor(np.asarray(frames)).permute(3, 0, 1, 2).float())
+    x = frames if torch.is_tensor(frames) else torch.from_numpy(np.array(frames))   # a copy: read-only arrays too
+    return unit_range(x.permute(3, 0, 1, 2).float())
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:

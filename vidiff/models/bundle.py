@@ -28,6 +28,7 @@ class Defaults:
     sampler: str
     spacing: str
     negative_prompt: str = ""     # what guidance steers away from (the family pipeline's default)
+    guidance_2: float | None = None   # a two-expert model's guidance for its second (low-noise) expert
 
 
 @dataclass
@@ -78,6 +79,8 @@ class Bundle:
     modules: dict[str, nn.Module] = field(default_factory=dict)   # text / backbone / codec, for offload
     offloadable: bool = False                     # components can move to the device one at a time
     lora_target: nn.Module | None = None          # the module adapters attach to (default: backbone)
+    lora_target_2: nn.Module | None = None        # a two-expert model's second expert (Wan 2.2 A14B's low-noise)
+    low_noise: Callable[[Tensor], bool] | None = None   # two experts: whether the second runs at this log-SNR
     lora_names: dict[str, str] | None = None      # module -> its original name, for downloaded LoRA files (None: vidiff's)
     config: object = None                         # vidiff's own: the Config it was trained with
     model: nn.Module | None = None                # vidiff's own: the TextToVideoModel (zero-shot, strides)

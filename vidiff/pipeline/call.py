@@ -23,10 +23,10 @@ INSTEAD = {"latents": "a seeded generator= (noise is drawn from it)", "prompt_em
            "callback": "sampling=SampleOptions(callback=...)", "eta": "sampling=SampleOptions(eta=...)",
            "return_dict": "the returned VideoPipelineOutput", "max_sequence_length": "a shorter prompt",
            "attention_kwargs": "load_lora(path, scale)", "cross_attention_kwargs": "load_lora(path, scale)",
-           "num_images_per_prompt": "num_videos_per_prompt=", "guidance_scale_2": "guidance_scale=",
+           "num_images_per_prompt": "num_videos_per_prompt=",
            "timesteps": "sampling=SampleOptions(spacing=...)", "sigmas": "sampling=SampleOptions(spacing=...)"}
 NAMES = ("negative_prompt", "num_frames", "height", "width", "generator", "num_videos_per_prompt", "output_type",
-         "num_inference_steps", "guidance_scale", "stride", "context_windows")
+         "num_inference_steps", "guidance_scale", "guidance_scale_2", "stride", "context_windows")
 
 
 @dataclass
@@ -51,13 +51,16 @@ def request(call: dict, sampling: SampleOptions | None, allowed: tuple[str, ...]
             hint = f"; use {INSTEAD[name]}" if name in INSTEAD else f"; it takes: {', '.join(allowed)}"
             raise VidiffError(f"unknown argument '{name}'{hint}")
     o = sampling_group(sampling)
-    for name, field in (("num_inference_steps", "steps"), ("guidance_scale", "guidance")):
+    for name, field in (("num_inference_steps", "steps"), ("guidance_scale", "guidance"),
+                        ("guidance_scale_2", "guidance_2")):
         if call.get(name) is not None and getattr(o, field) is not None:
             raise VidiffError(f"{name} and sampling=SampleOptions({field}=...) set the same thing; give one")
     if call.get("num_inference_steps") is not None:
         o = replace(o, steps=whole(call["num_inference_steps"], "num_inference_steps (--steps)", 1, 10_000))
     if call.get("guidance_scale") is not None:     # diffusers: CFG only above 1
         o = replace(o, guidance=max(1.0, number(call["guidance_scale"], "guidance_scale (--guidance)", -1e9, 1e9)))
+    if call.get("guidance_scale_2") is not None:
+        o = replace(o, guidance_2=max(1.0, number(call["guidance_scale_2"], "guidance_scale_2 (--guidance-2)", -1e9, 1e9)))
     negative = call.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise VidiffError(f"negative_prompt must be a string, got {shown(negative)}")

@@ -33,6 +33,13 @@ class SampleOptions:
     eta: float = 0.0                       # DDIM's noise (0: deterministic)
     progress: bool = True                  # a progress bar over the steps
     callback: Callable[[int, Tensor], None] | None = None   # callback(i, x0) after every step
+    guidance_2: float | None = None        # a two-expert model's guidance for its second expert (None: its
+                                           # default where guidance is unset, else guidance, as in diffusers)
+
+    @property
+    def guided(self) -> bool:
+        """Whether any step runs classifier-free guidance (and so needs the negative prompt's states)."""
+        return self.guidance != 1.0 or self.guidance_2 not in (None, 1.0)
 
     def filled(self, steps: int, guidance: float, sampler: str, spacing: str) -> SampleOptions:
         """These options with the given values where they say None."""
@@ -46,7 +53,11 @@ class SampleOptions:
         if bundle.distilled_steps:
             return self.filled(bundle.distilled_steps, 1.0, "ddim", "uniform")
         d = bundle.defaults
-        return self.filled(d.steps, d.guidance, d.sampler, d.spacing)
+        o = self.filled(d.steps, d.guidance, d.sampler, d.spacing)
+        if bundle.low_noise is not None and o.guidance_2 is None:
+            o = replace(o, guidance_2=d.guidance_2 if self.guidance is None and d.guidance_2 is not None
+                        else o.guidance)
+        return o
 
 
 @dataclass
@@ -130,10 +141,15 @@ def sample_video(bundle: Bundle, cond: tuple[Tensor, ...], null: tuple[Tensor, .
             if known.history != 1.0:   # the prompt without the given frames (what a text-to-video mask shows)
                 history = ((*cond, torch.zeros_like(condition)), known.history)
             cond, null = (*cond, condition), (*null, condition)
-    if history is None:
-        guided = classifier_free_guidance(net, cond, null, o.guidance, bundle.guidance_interval)
-    else:
-        guided = compositional_guidance(net, cond, [(null, o.guidance), history], bundle.guidance_interval)
+    def guide(scale: float):
+        if history is None:
+            return classifier_free_guidance(net, cond, null, scale, bundle.guidance_interval)
+        return compositional_guidance(net, cond, [(null, scale), history], bundle.guidance_interval)
+
+    guided = guide(o.guidance)
+    if bundle.low_noise is not None and o.guidance_2 not in (None, o.guidance):   # each expert its own scale
+        high, low = guided, guide(o.guidance_2)
+        guided = lambda x, log_snr: (low if bundle.low_noise(log_snr) else high)(x, log_snr)   # noqa: E731
     latent = bundle.codec.latent
     denoiser = make_denoiser(guided, bundle.prediction, clip_x0=None if latent else 1.0)
     if known is not None:

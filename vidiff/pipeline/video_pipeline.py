@@ -26,8 +26,8 @@ from ..models.lora import load_lora, merge_lora, remove_lora
 from ..models.own import own_bundle
 from ..models.sequence_parallel import split_backbone
 from .call import Request, request
-from .checks import (check_conditioning, check_device, check_lora_scale, check_sample_options, number, prompt_list,
-                     shown, whole)
+from .checks import (check_conditioning, check_device, check_guidance_scale, check_lora_scale, check_sample_options,
+                     number, prompt_list, shown, whole)
 from .context_windows import ContextWindows
 from .inputs import FrameSource, as_frames, fit_frames, to_model_range
 from .output import VideoPipelineOutput
@@ -143,28 +143,42 @@ class VideoPipeline:
                               f"model), not --spacing {o.spacing}; pick a vidiff sampler for that spacing")
         if o.eta and o.sampler != "ddim":
             raise VidiffError(f"--eta is DDIM's noise; the {o.sampler} sampler takes none (use --sampler ddim)")
+        if o.guidance_2 is not None:
+            if self.bundle.low_noise is None:
+                raise VidiffError("--guidance-2 (guidance_scale_2) is the second expert's guidance; this model has one "
+                                  "expert (use --guidance)")
+            check_guidance_scale(o.guidance_2)
         return o
 
     # adapters and placement -------------------------------------------------------------------------
-    def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
-        """Apply the LoRA adapter in `path` (a lora.safetensors file, a peft folder, a diffusers
-        pytorch_lora_weights file, or a LoRA run folder) at `scale`, on top of any adapters already
-        loaded; returns its name. One made for another base model is a one-line error."""
+    def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None, expert: int = 1) -> str:
+        """Apply the LoRA adapter in `path` at `scale`, on top of any adapters already loaded; returns its
+        name. Any format people download (lora_files: diffusers, peft, ComfyUI, musubi-tuner/kohya), a
+        peft folder, or a LoRA run folder. expert 2: a two-expert model's second (low-noise) expert
+        (diffusers' load_into_transformer_2). One made for another base model is a one-line error."""
         check_lora_scale(scale)
         path = Path(path)
         if path.is_dir() and not any((path / f).is_file() for f in ("lora.safetensors", "adapter_model.safetensors")):
             path = resolve_checkpoint(path)          # a LoRA run folder: its latest checkpoint's adapter
-        b = self.bundle
-        return load_lora(b.lora_target or b.backbone, path, scale, name, b.lora_names)
+        return load_lora(self._lora_target(expert), path, scale, name, self.bundle.lora_names)
 
-    def unload_lora(self, name: str | None = None) -> int:
+    def _lora_target(self, expert: int):
+        b = self.bundle
+        if expert == 2 and b.lora_target_2 is None:
+            raise VidiffError("--lora-2 (expert=2) adapts a two-expert model's second expert; this model has one")
+        if expert not in (1, 2):
+            raise VidiffError(f"expert must be 1 or 2, got {shown(expert)}")
+        return b.lora_target_2 if expert == 2 else b.lora_target or b.backbone
+
+    def unload_lora(self, name: str | None = None, expert: int = 1) -> int:
         """Remove the adapter `name` (None: all of them; diffusers' unload_lora_weights)."""
-        return remove_lora(self.bundle.lora_target or self.bundle.backbone, name)
+        return remove_lora(self._lora_target(expert), name)
 
     def merge_lora(self) -> int:
         """Fold the loaded adapters into the weights (diffusers' fuse_lora): the same videos, no
         adapter cost per step. Returns the number of layers changed."""
-        return merge_lora(self.bundle.lora_target or self.bundle.backbone)
+        b = self.bundle
+        return merge_lora(b.lora_target or b.backbone) + (merge_lora(b.lora_target_2) if b.lora_target_2 else 0)
 
     def split_sequences(self, group) -> None:
         """Sequence parallelism for sampling under torchrun: every process makes the same video, each
@@ -178,12 +192,17 @@ class VideoPipeline:
         to the host after. With offload "text" the text encoder stays on the host."""
         module = self.bundle.modules.get(role)
         moves = module is not None and (self.offload == "model" or (self.offload == "text" and role != "text"))
-        if moves:
+        stream = moves and self.offload == "model" and hasattr(module, "stream_to")   # experts: one at a time
+        if stream:
+            module.stream_to(self.device)
+        elif moves:
             module.to(self.device)
         try:
             yield
         finally:
-            if moves:
+            if stream:
+                module.stream_to(None)
+            elif moves:
                 module.to("cpu")
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -260,15 +279,15 @@ class VideoPipeline:
     def encode_prompt(self, prompt: str | list[str], negative_prompt: str | None = None, stride: int = 1):
         """(cond, null): the prompts' encoded states and the negative prompt's (default: the model's
         own, usually the empty prompt), on the device, as sample_video takes them."""
-        return self._encode(self._prompts(prompt), negative_prompt, 0.0, stride)
+        return self._encode(self._prompts(prompt), negative_prompt, True, stride)
 
-    def _encode(self, prompts: list[str], negative: str | None, guidance: float, stride: int = 1):
+    def _encode(self, prompts: list[str], negative: str | None, guided: bool, stride: int = 1):
         """(cond, null) on the device: the prompts' states, and the negative (default: the model's own,
         often empty) prompt's where guidance needs them."""
         negative = self.bundle.defaults.negative_prompt if negative is None else negative
         with self.placed("text"):
             cond = self.bundle.encode(prompts, stride)
-            null = self.bundle.encode([negative] * len(prompts), stride) if guidance != 1.0 else cond
+            null = self.bundle.encode([negative] * len(prompts), stride) if guided else cond
         move = lambda states: tuple(s.to(self.device) for s in states)    # noqa: E731
         return move(cond), move(null)
 
@@ -325,7 +344,7 @@ class VideoPipeline:
             raise VidiffError("zero-shot video makes one window; ask for at most the model's "
                               f"{self.window} frames")
         given = self._fit(image, "the image", height, width)[:1] if image is not None else None
-        cond, null = self._encode(prompts, r.negative_prompt, options.guidance, r.stride)
+        cond, null = self._encode(prompts, r.negative_prompt, options.guided, r.stride)
         job = Job(prompts, r.negative_prompt, cond, null, options, r.generator, conditioning, (height, width))
         shape = self.bundle.codec.shape(frames, height, width)
         known = None
@@ -366,7 +385,7 @@ class VideoPipeline:
         size = (d.height if r.height is None else r.height, d.width if r.width is None else r.width)
         self.check_size(self.window, *size)
         self.check_window(self.window, *size)
-        cond, null = self._encode(prompts, r.negative_prompt, options.guidance)
+        cond, null = self._encode(prompts, r.negative_prompt, options.guided)
         return Job(prompts, r.negative_prompt, cond, null, options, generator, self._conditioning(conditioning), size)
 
     def _window(self, job: Job, known: Tensor, mask: Tensor, stride: int = 1) -> Tensor:
@@ -376,7 +395,7 @@ class VideoPipeline:
         options = replace(job.options, progress=False)
         known = KnownFrames(known, mask, c.method, c.weight, c.history)
         if stride != 1:      # a stride-conditioned model's keyframes: the prompt encoded at that stride
-            job = job._replace(**dict(zip(("cond", "null"), self._encode(job.prompts, job.negative, options.guidance,
+            job = job._replace(**dict(zip(("cond", "null"), self._encode(job.prompts, job.negative, options.guided,
                                                                        stride))))
         return self._sample(job, shape, known, options=options)
 

@@ -14,7 +14,8 @@ from torch import nn
 from ...errors import VidiffError
 from ..bundle import Bundle
 
-FAMILIES = {"WanPipeline": "wan"}           # model_index.json's _class_name -> adapter module
+# model_index.json's _class_name -> adapter module (which checks what of the class it runs)
+FAMILIES = {"WanPipeline": "wan", "WanImageToVideoPipeline": "wan"}
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                 "model.safetensors.index.json", "diffusion_pytorch_model.bin", "pytorch_model.bin")
 EXTRA = 'pip install -e ".[diffusers]"'
@@ -38,25 +39,28 @@ def check_components(folder: Path, index: dict, family_components: dict) -> None
         if name not in index or not sub.is_dir():
             raise VidiffError(f"'{folder}' has no '{name}' component (model_index.json and the folder '{name}/' "
                               "are both needed)")
-        if name in ("transformer", "vae", "text_encoder") and not any((sub / f).is_file() for f in WEIGHT_FILES):
+        if name in ("transformer", "transformer_2", "vae", "text_encoder") and not any((sub / f).is_file() for f in WEIGHT_FILES):
             raise VidiffError(f"'{sub}' has no weights file ({' or '.join(WEIGHT_FILES[:2])})")
 
 
 def check_flags(folder: Path, index: dict, family) -> None:
     """A directory vidiff cannot run whole is a one-line error, never a silent half-model: a component the
-    family's adapter does not use (Wan 2.2 A14B's second expert, transformer_2), or a model_index.json flag
-    it does not handle (boundary_ratio, expand_timesteps: Wan 2.2's two experts and TI2V-5B's per-token
-    timesteps)."""
+    family's adapter does not use, a model_index.json flag it does not handle, or settings that do not go
+    together (the family's check_index)."""
+    family.check_index(folder, index)
     settings = {k: v for k, v in index.items() if not k.startswith("_")}
     components = {k: v for k, v in settings.items() if isinstance(v, list) and len(v) == 2}
     for key, value in components.items():
-        if value != [None, None] and key not in family.COMPONENTS:
+        if value != [None, None] and key not in family.COMPONENTS and key not in family.OPTIONAL:
             raise VidiffError(f"'{folder}' has a '{key}' component ({value[1]}) that vidiff's adapter does not use; it "
                               f"would run only part of the model (components it runs: {', '.join(family.COMPONENTS)})")
     for key, value in settings.items():
         if key not in components and value not in (None, False) and key not in family.FLAGS:
             raise VidiffError(f"'{folder}' sets {key}: {value} in model_index.json, which vidiff does not handle yet "
                               f"(a newer release of the family); it would sample it wrong")
+    for key in family.OPTIONAL:
+        if (index.get(key) or [None])[0] is not None:
+            check_components(folder, {key: index[key]}, {key: family.OPTIONAL[key]})
 
 
 def load_scheduler(folder: Path):

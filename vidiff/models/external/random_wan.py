@@ -1,7 +1,8 @@
-"""Random-weight Wan 2.1 text-to-video directories in diffusers format, for tests and benchmarks: real
-loading code runs on them with no download. `tiny` samples in about a second on a CPU; `1.3B` is
-Wan 2.1 T2V-1.3B's real configuration (the sizes its components have; built on the meta device when
-only their bytes are wanted)."""
+"""Random-weight Wan directories in diffusers format, for tests and benchmarks: real loading code runs
+on them with no download. `tiny` samples in about a second on a CPU; `1.3B` is Wan 2.1 T2V-1.3B's
+real configuration (the sizes its components have; built on the meta device when only their bytes
+are wanted). Layouts: Wan 2.1 (one transformer), Wan 2.2 A14B (two experts split at boundary_ratio)
+and Wan 2.2 TI2V-5B (a residual VAE packing 2x2 pixels per channel group, per-token timesteps)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,8 +70,37 @@ def components(preset: str = "tiny", seed: int = 0) -> dict:
                                                  num_train_timesteps=1000, flow_shift=p["flow_shift"])}
 
 
-def save_random_wan(path: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
+LAYOUTS = ("2.1", "a14b", "ti2v")
+BOUNDARY_RATIO = 0.875          # Wan 2.2 A14B text-to-video's (its image-to-video uses 0.9)
+
+
+def layout_components(preset: str, seed: int, layout: str) -> tuple[dict, dict]:
+    """(components, pipeline flags) of a layout: A14B adds a second expert, TI2V-5B swaps in its
+    48-channel residual VAE (tiny: 8 channels) and turns on expand_timesteps."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    c = components(preset, seed)
+    if layout == "2.1":
+        return c, {}
+    p = PRESETS[preset]
+    if layout == "a14b":
+        torch.manual_seed(seed + 1)
+        return {**c, "transformer_2": WanTransformer3DModel(**p["transformer"]).eval()}, {"boundary_ratio": BOUNDARY_RATIO}
+    if layout != "ti2v":
+        raise ValueError(f"unknown Wan layout '{layout}' (one of {LAYOUTS})")
+    z = 8 if preset == "tiny" else 48
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKLWan(base_dim=8 if preset == "tiny" else 160, z_dim=z, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                           temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12,
+                           patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                           latents_mean=[0.05 * i for i in range(z)], latents_std=[1.0 + 0.1 * i for i in range(z)]).eval()
+    torch.manual_seed(seed + 3)
+    transformer = WanTransformer3DModel(**{**p["transformer"], "in_channels": z, "out_channels": z}).eval()
+    return {**c, "vae": vae, "transformer": transformer}, {"expand_timesteps": True}
+
+
+def save_random_wan(path: str | Path, preset: str = "tiny", seed: int = 0, layout: str = "2.1") -> Path:
     """Write a random-weight WanPipeline directory (diffusers' save_pretrained); returns its path."""
     from diffusers import WanPipeline
-    WanPipeline(**components(preset, seed)).save_pretrained(str(path))
+    parts, flags = layout_components(preset, seed, layout)
+    WanPipeline(**parts, **flags).save_pretrained(str(path))
     return Path(path)

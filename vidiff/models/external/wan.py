@@ -8,6 +8,7 @@ vidiff's samplers run it as `prediction: flow` through `timestep()`.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,22 +27,70 @@ DEFAULTS = Defaults(frames=81, height=480, width=832, steps=50, guidance=5.0, sa
 
 
 class WanBackbone(nn.Module):
-    """forward(z, timestep, context) -> velocity, with Wan's own time convention (0..1000)."""
+    """forward(z, timestep, context[, condition]) -> velocity, with Wan's own time convention (0..1000).
 
-    def __init__(self, transformer: nn.Module):
+    Wan 2.2 A14B has two experts: `transformer` runs the steps at t >= boundary (boundary_ratio x 1000),
+    `transformer_2` the rest. Wan 2.2 TI2V-5B (per_token) takes given frames as clean tokens at
+    timestep 0 (WanImageToVideoPipeline's expand_timesteps): `condition` is vidiff's frame condition,
+    the known latents then the frame mask (diffusion.conditioning.frame_condition)."""
+
+    def __init__(self, transformer: nn.Module, transformer_2: nn.Module | None = None, boundary: float | None = None,
+                 per_token: bool = False):
         super().__init__()
-        self.transformer = transformer
+        self.transformer, self.transformer_2 = transformer, transformer_2
+        self.boundary, self.per_token = boundary, per_token
+        self.stream: torch.device | None = None      # offload "model": experts brought here one at a time
+        self.moves: list[tuple[str, str]] = []       # (expert, "device" | "host"): what streaming moved
+        self.on_device: str | None = None            # the expert streaming last brought (a name: not a submodule)
 
     @staticmethod
     def timestep(log_snr: Tensor) -> Tensor:
         """vidiff's log-SNR -> Wan's timestep: 1000 times the flow time s = sigma / (alpha + sigma)."""
         return torch.sigmoid(-log_snr.double() / 2) * TRAIN_TIMESTEPS
 
-    def forward(self, z: Tensor, timestep: Tensor, context: Tensor) -> Tensor:
-        dtype = self.transformer.dtype
-        out = self.transformer(hidden_states=z.to(dtype), timestep=timestep.expand(z.shape[0]),
-                               encoder_hidden_states=context.to(dtype), return_dict=False)[0]
-        return out
+    def low_noise(self, timestep: Tensor) -> bool:
+        """Whether the second expert runs at `timestep` (diffusers: t < boundary; the scheduler's integer
+        timesteps come back from log-SNR within 1e-9, hence the margin)."""
+        return self.transformer_2 is not None and float(timestep.max()) + 1e-6 < self.boundary
+
+    def experts(self) -> dict[str, nn.Module]:
+        return {"transformer": self.transformer, **({"transformer_2": self.transformer_2} if self.transformer_2 else {})}
+
+    def stream_to(self, device: torch.device | None) -> None:
+        """Offload "model" for two experts: both on the host, each brought to `device` when it runs and
+        sent back when the other does, so one expert's weights are on the device at a time (None: all
+        back to the host)."""
+        for name, expert in self.experts().items():
+            expert.to("cpu")
+        self.stream, self.on_device = device, None
+        if device is not None:
+            self.bring(self.transformer)
+
+    def bring(self, expert: nn.Module) -> None:
+        name = next(n for n, m in self.experts().items() if m is expert)
+        if self.stream is None or self.on_device == name:
+            return
+        if self.on_device is not None:               # the other one leaves first: one expert's peak, not two
+            self.experts()[self.on_device].to("cpu")
+            self.moves.append((self.on_device, "host"))
+        expert.to(self.stream)
+        self.moves.append((name, "device"))
+        self.on_device = name
+
+    def forward(self, z: Tensor, timestep: Tensor, context: Tensor, condition: Tensor | None = None) -> Tensor:
+        expert = self.transformer_2 if self.low_noise(timestep) else self.transformer
+        self.bring(expert)
+        t = timestep.expand(z.shape[0])
+        if condition is not None:
+            if not self.per_token:
+                raise VidiffError("this Wan model takes no frame condition")
+            known, m = condition[:, :-1], condition[:, -1:]
+            z = m * known + (1 - m) * z                       # given frames enter clean ...
+            _, ph, pw = expert.config.patch_size
+            t = ((1 - m[:, 0, :, ::ph, ::pw]).flatten(1) * t[:, None])   # ... at timestep 0, per token
+        dtype = expert.dtype
+        return expert(hidden_states=z.to(dtype), timestep=t, encoder_hidden_states=context.to(dtype),
+                      return_dict=False)[0]
 
     @property
     def max_patches(self) -> int:
@@ -58,7 +107,7 @@ class WanBackbone(nn.Module):
         each holds 1/N of the tokens through every block; self-attention trades the token split for a
         head split (all-to-all), attends over the whole clip for H/N heads, and trades back. Text
         cross-attention and the MLP are per token. The tokens are gathered after the last block."""
-        blocks, heads = self.transformer.blocks, self.transformer.config.num_attention_heads
+        heads = self.transformer.config.num_attention_heads
         if heads % group.size:
             raise VidiffError(f"sequence parallelism over {group.size} processes needs attention heads they divide; "
                               f"this model has {heads}")
@@ -70,10 +119,18 @@ class WanBackbone(nn.Module):
                                   f"this clip has {tokens} (choose another --frames or --size)")
             return (args[0].chunk(group.size, dim=1)[group.rank].contiguous(), *args[1:])
 
-        blocks[0].register_forward_pre_hook(split)
-        blocks[-1].register_forward_hook(lambda module, args, out: gather(out, 1, group))
-        for block in blocks:
-            block.attn1.set_processor(UlyssesProcessor(group))
+        def split_tokens(module, args, kwargs):
+            if self.per_token and kwargs.get("timestep") is not None and kwargs["timestep"].ndim == 2:
+                raise VidiffError("sequence parallelism does not split per-token timesteps yet (given frames on a "
+                                  "Wan 2.2 TI2V model); run image-to-video in one process")
+
+        for expert in self.experts().values():
+            blocks = expert.blocks
+            expert.register_forward_pre_hook(split_tokens, with_kwargs=True)
+            blocks[0].register_forward_pre_hook(split)
+            blocks[-1].register_forward_hook(lambda module, args, out: gather(out, 1, group))
+            for block in blocks:
+                block.attn1.set_processor(UlyssesProcessor(group))
 
 
 class UlyssesProcessor:
@@ -164,9 +221,31 @@ class WanText:
         return states * mask[..., None].to(states.dtype)
 
 
-FLAGS = ()                    # model_index.json settings beyond the components that this adapter handles
+# model_index.json settings beyond the components that this adapter handles: Wan 2.2's experts, TI2V's timesteps
+FLAGS = ("boundary_ratio", "expand_timesteps")
 COMPONENTS = {"transformer": "WanTransformer3DModel", "vae": "AutoencoderKLWan", "text_encoder": None,
               "tokenizer": None, "scheduler": None}
+OPTIONAL = {"transformer_2": "WanTransformer3DModel"}     # Wan 2.2 A14B's low-noise expert
+# the Wan 2.2 releases' own defaults (their generate.py configs): A14B at 40 steps, guidance 4 then 3;
+# TI2V-5B at 121 frames of 704x1280
+A14B_DEFAULTS = replace(DEFAULTS, steps=40, guidance=4.0, guidance_2=3.0)
+TI2V_DEFAULTS = replace(DEFAULTS, frames=121, height=704, width=1280)
+
+
+def check_index(folder: Path, index: dict) -> None:
+    """What of the directory's pipeline class this adapter runs: WanPipeline's text-to-video layouts
+    (2.1, 2.2 A14B, 2.2 TI2V-5B), and WanImageToVideoPipeline only for TI2V-5B, whose image-to-video
+    is the per-token timesteps vidiff runs (the others feed the image as extra input channels, and Wan
+    2.1's also as CLIP states). The two-expert settings come together."""
+    if index.get("_class_name") == "WanImageToVideoPipeline" and not index.get("expand_timesteps"):
+        clip = (index.get("image_encoder") or [None])[0] is not None
+        raise VidiffError(f"'{folder}' is a Wan image-to-video model whose transformer takes the image as extra "
+                          f"input channels{' and CLIP image states (image_encoder)' if clip else ''}, which vidiff "
+                          "does not run yet; use a text-to-video or TI2V-5B directory, with --image for image-to-video")
+    second = (index.get("transformer_2") or [None])[0] is not None
+    if second != (index.get("boundary_ratio") is not None):
+        raise VidiffError(f"'{folder}' has {'transformer_2 but no boundary_ratio' if second else 'boundary_ratio but no transformer_2'} "
+                          "in model_index.json; a two-expert Wan 2.2 model needs both")
 
 
 def _loaded(what: str, folder: Path, load):
@@ -195,9 +274,17 @@ def lora_names(folder: Path) -> dict[str, str]:
 
 
 def load_backbone(folder: Path, dtype: torch.dtype) -> WanBackbone:
+    """The transformer, and Wan 2.2 A14B's second expert, with the directory's model_index.json flags."""
+    import json
+
     from diffusers import WanTransformer3DModel
-    return WanBackbone(_loaded("transformer", folder,
-                               lambda: WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)))
+    index = json.loads((folder / "model_index.json").read_text())
+    check_index(folder, index)
+    load = lambda name: _loaded(name.replace("_", " "), folder,     # noqa: E731
+                                lambda: WanTransformer3DModel.from_pretrained(folder / name, torch_dtype=dtype))
+    ratio = index.get("boundary_ratio")
+    return WanBackbone(load("transformer"), load("transformer_2") if ratio is not None else None,
+                       None if ratio is None else ratio * TRAIN_TIMESTEPS, bool(index.get("expand_timesteps")))
 
 
 def load_codec(folder: Path) -> WanCodec:
@@ -220,9 +307,10 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
     codec, text = load_codec(folder), load_text(folder, dtype)
     c = scheduler.config
     shift = float(c.get("flow_shift") or c.get("shift") or 1.0)
+    two = backbone.transformer_2 is not None
 
-    def net(x: Tensor, log_snr: Tensor, context: Tensor) -> Tensor:
-        return backbone(x, backbone.timestep(log_snr).float(), context).float()
+    def net(x: Tensor, log_snr: Tensor, context: Tensor, *condition: Tensor) -> Tensor:
+        return backbone(x, backbone.timestep(log_snr).float(), context, *condition).float()
 
     def encode(prompts: list[str], stride: int = 1) -> tuple[Tensor, ...]:
         return (text.encode(prompts),)
@@ -231,7 +319,10 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
         name=str(folder), net=net, encode=encode, prediction="flow", schedule="rectified", shift=shift,
         codec=Codec(shape=codec.shape, encode=codec.encode, decode=codec.decode, time_factor=codec.time_factor,
                     spatial_factor=codec.spatial_factor, latent=True, module=codec.vae),
-        defaults=DEFAULTS, backbone=backbone, multiples=backbone.multiples, max_patches=backbone.max_patches,
-        scheduler=scheduler, modules={"text": text.encoder, "backbone": backbone, "codec": codec.vae},
-        offloadable=True, lora_target=backbone.transformer,
+        defaults=A14B_DEFAULTS if two else TI2V_DEFAULTS if backbone.per_token else DEFAULTS,
+        backbone=backbone, multiples=backbone.multiples, max_patches=backbone.max_patches,
+        frame_conditioning=backbone.per_token, scheduler=scheduler,
+        modules={"text": text.encoder, "backbone": backbone, "codec": codec.vae}, offloadable=True,
+        lora_target=backbone.transformer, lora_target_2=backbone.transformer_2,
+        low_noise=(lambda log_snr: backbone.low_noise(backbone.timestep(log_snr).float())) if two else None,
         lora_names=original_names(len(backbone.transformer.blocks)))
