@@ -236,3 +236,30 @@ def test_converted_files_load_the_same_adapter_in_every_format(wan_dir, shapes, 
         torch.testing.assert_close(r, results[0], atol=1e-5, rtol=1e-4)
     r = runner.invoke(app, ["lora", "convert", str(src), str(outputs["comfy"]), "--to", "comfy", "--model", str(wan_dir)])
     assert "exists" in str(r.exception)                            # nothing saved is overwritten without asking
+
+
+def test_few_step_recipe_is_four_euler_steps_at_the_published_timesteps(wan_dir, shapes, tmp_path):
+    """--few-step with a distilled LoRA: the reference is the recipe written out by hand on diffusers'
+    own modules (the LoRA loaded by diffusers): timesteps 1000/750/500/250 warped by shift 5, Euler, no CFG."""
+    from diffusers import WanPipeline
+    path = save(distilled(shapes), tmp_path / "distilled.safetensors")
+    pipe = WanPipeline.from_pretrained(str(wan_dir))
+    pipe.load_lora_weights(str(path))
+    context = pipe.encode_prompt(PROMPT, do_classifier_free_guidance=False)[0]
+    t = torch.tensor([1000.0, 750.0, 500.0, 250.0]) / 1000
+    sigmas = [*(5 * t / (1 + 4 * t)).tolist(), 0.0]
+    z = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            v = pipe.transformer(hidden_states=z, timestep=torch.tensor([s * 1000]), encoder_hidden_states=context,
+                                 return_dict=False)[0]
+            z = z + (s_next - s) * v
+        mean = torch.tensor(pipe.vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(pipe.vae.config.latents_std).view(1, -1, 1, 1, 1)
+        video = pipe.vae.decode(z * std + mean, return_dict=False)[0]
+    theirs = ((video.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 4, 1).int().numpy()
+    mine = VideoPipeline.from_pretrained(wan_dir)
+    mine.load_lora(path)
+    ours_ = mine(PROMPT, generator=torch.Generator().manual_seed(0), sampling=SampleOptions.few_step(progress=False),
+                 output_type="uint8", **SIZE).pixels.astype(int)
+    assert np.abs(ours_ - theirs).max() <= TOLERANCE

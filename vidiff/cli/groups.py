@@ -61,6 +61,12 @@ class Sampling:
     spacing: Optional[str] = typer.Option(None, help="where the steps fall: uniform (in time) | karras | log_snr | "
                                                      "model (the directory's scheduler's levels; default: the model's)")
     eta: float = typer.Option(0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
+    shift: Optional[float] = typer.Option(None, help="time shift of the schedule for vidiff's spacings (higher: more "
+                                                     "steps at high noise; default: the model's)")
+    few_step: bool = typer.Option(False, "--few-step", help="the recipe of step-distilled LoRAs (lightx2v CausVid, "
+                                                            "Self-Forcing, Lightning): 4 flow-euler steps at timesteps "
+                                                            "1000/750/500/250 with shift 5, no guidance; --steps, "
+                                                            "--shift, ... override it")
     seed: int = typer.Option(0, help="random seed (several videos: video i uses seed + i)", callback=_seed)
 
     def options(self, progress: bool = True):
@@ -71,8 +77,9 @@ class Sampling:
                                   ("spacing (--spacing)", self.spacing, (*SPACINGS, "model"))):
             if name is not None and name not in names:
                 raise VidiffError(f"unknown {what} '{name}'; choose one of: {', '.join(names)}")
-        return SampleOptions(self.steps, self.guidance, self.sampler, self.spacing, self.eta, progress,
-                             guidance_2=self.guidance_2)
+        given = dict(steps=self.steps, guidance=self.guidance, sampler=self.sampler, spacing=self.spacing,
+                     eta=self.eta, progress=progress, guidance_2=self.guidance_2, shift=self.shift)
+        return SampleOptions.few_step(**given) if self.few_step else SampleOptions(**given)
 
     def generator(self):
         import torch

@@ -22,6 +22,9 @@ from .schedulers import MODEL_SPACING, SCHEDULER, model_grid, scheduler_sampler
 METHODS = ("trained", "guidance", "replacement")
 
 
+FEW_STEP = dict(steps=4, guidance=1.0, sampler="flow-euler", spacing="uniform", shift=5.0)
+
+
 @dataclass
 class SampleOptions:
     """How the denoising loop runs: the sampling option group of the Python API, the CLI and the web UI.
@@ -35,6 +38,14 @@ class SampleOptions:
     callback: Callable[[int, Tensor], None] | None = None   # callback(i, x0) after every step
     guidance_2: float | None = None        # a two-expert model's guidance for its second expert (None: its
                                            # default where guidance is unset, else guidance, as in diffusers)
+    shift: float | None = None             # the schedule's time shift for vidiff's spacings (None: the model's)
+
+    @classmethod
+    def few_step(cls, **given) -> SampleOptions:
+        """The recipe published with step-distilled flow LoRAs (lightx2v's CausVid, Self-Forcing and
+        Lightning for Wan): 4 Euler steps at timesteps 1000/750/500/250 warped by shift 5 (uniform
+        spacing of the shifted schedule), no classifier-free guidance. `given` overrides any of them."""
+        return cls(**{**FEW_STEP, **{k: v for k, v in given.items() if v is not None}})
 
     @property
     def guided(self) -> bool:
@@ -98,11 +109,12 @@ def spacings_of(bundle: Bundle) -> tuple[str, ...]:
     return (*SPACINGS, *((MODEL_SPACING,) if bundle.scheduler is not None else ()))
 
 
-def grid_of(bundle: Bundle, steps: int, spacing: str) -> Tensor:
-    """steps + 1 log-SNRs: vidiff's spacing of the model's (shifted) schedule, or its scheduler's levels."""
+def grid_of(bundle: Bundle, steps: int, spacing: str, shift: float | None = None) -> Tensor:
+    """steps + 1 log-SNRs: vidiff's spacing of the model's schedule, shifted by `shift` (None: the
+    model's own), or its scheduler's levels."""
     if spacing == MODEL_SPACING:
         return model_grid(bundle.scheduler, steps)
-    return sampling_grid(schedule_of(bundle.schedule, bundle.shift), steps, spacing)
+    return sampling_grid(schedule_of(bundle.schedule, bundle.shift if shift is None else shift), steps, spacing)
 
 
 def device_of(bundle: Bundle) -> torch.device:
@@ -155,7 +167,7 @@ def sample_video(bundle: Bundle, cond: tuple[Tensor, ...], null: tuple[Tensor, .
     if known is not None:
         denoiser = (reconstruction_guidance(denoiser, frames, mask, known.weight) if known.method == "guidance"
                     else replacement(denoiser, frames, mask))
-    log_snrs = grid_of(bundle, o.steps, o.spacing).to(device)
+    log_snrs = grid_of(bundle, o.steps, o.spacing, o.shift).to(device)
     if x_T is None:      # noise in the network's own input space (a flow model's z at its first level)
         scale = model_input(bundle.prediction, torch.ones(1, dtype=torch.float64), log_snrs[:1].cpu()).item()
         x_T = randn((cond[0].shape[0], *shape), generator, device) / scale

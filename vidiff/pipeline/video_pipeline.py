@@ -143,6 +143,11 @@ class VideoPipeline:
                               f"model), not --spacing {o.spacing}; pick a vidiff sampler for that spacing")
         if o.eta and o.sampler != "ddim":
             raise VidiffError(f"--eta is DDIM's noise; the {o.sampler} sampler takes none (use --sampler ddim)")
+        if o.shift is not None:
+            number(o.shift, "the schedule's shift (--shift)", 0.01, 100.0)
+            if o.spacing == "model":
+                raise VidiffError("--shift shifts vidiff's spacings; the directory's scheduler (--spacing model) has its "
+                                  "own (its flow_shift): pick --spacing uniform with a vidiff sampler, e.g. flow-euler")
         if o.guidance_2 is not None:
             if self.bundle.low_noise is None:
                 raise VidiffError("--guidance-2 (guidance_scale_2) is the second expert's guidance; this model has one "
@@ -368,7 +373,7 @@ class VideoPipeline:
         """Text2Video-Zero's start: frame 0 denoised alone, moved by the motion (zero_shot.py)."""
         o = job.options
         factor = self.bundle.codec.spatial_factor
-        grid = grid_of(self.bundle, o.steps, o.spacing)
+        grid = grid_of(self.bundle, o.steps, o.spacing, o.shift)
         first_stage = replace(o, sampler="ddim", progress=False, callback=None)
         sample = lambda shape, span: self._sample(job, shape, span=span, options=first_stage)   # noqa: E731
         dx, dy = zero_shot.motion
