@@ -1,11 +1,12 @@
-"""vidiff against diffusers on the same random-weight Wan 2.1 model (a benchmark, not a test).
+"""vidiff against diffusers on the same random-weight Wan models (a benchmark, not a test).
 
     python benchmarks/open_models.py [--preset small] [--frames 17] [--size 64x96] [--steps 8] [--repeats 3]
     python benchmarks/open_models.py --full            # on a GPU: Wan 2.1-1.3B at 81 frames of 480x832, bf16
 
 1. Sampling: WanPipeline and vidiff's VideoPipeline load the same directory and make the same clip
    (same prompt, seed, steps, guidance 5, size), each timed whole (text encoder, denoising, VAE decode),
-   best of --repeats after a warm-up; vidiff with the directory's scheduler and with its own flow-euler.
+   best of --repeats after a warm-up; vidiff with the directory's scheduler and with its own flow-euler;
+   then the same on a Wan 2.2 A14B layout (two experts, guidance 5 then 3).
    Then the same without the VAE decode (output_type "latent"): the part vidiff runs itself (the VAE is
    diffusers' own module in both, and on a CPU its decode is most of a clip's time and of its noise).
 2. LoRA training: a vidiff training step with cached latents (train.lora rank 16, activation
@@ -71,18 +72,23 @@ def best_of(fn, repeats: int, device: torch.device) -> float:
     return min(times)
 
 
-def sampling(folder: Path, args, device: torch.device) -> list[str]:
+def sampling(folder: Path, args, device: torch.device, guidance_2: float | None = None,
+             outputs=(("np", "clip"), ("latent", "denoising only (latents, no VAE decode)"))) -> list[str]:
+    """guidance_2: a two-expert directory's second guidance scale (diffusers' guidance_scale_2)."""
     from diffusers import WanPipeline
     h, w = args.height, args.width
-    kw = dict(num_frames=args.frames, height=h, width=w, num_inference_steps=args.steps, guidance_scale=5.0)   # diffusers'
+    second = {} if guidance_2 is None else {"guidance_scale_2": guidance_2}
+    kw = dict(num_frames=args.frames, height=h, width=w, num_inference_steps=args.steps, guidance_scale=5.0,
+              **second)   # diffusers'
     size = dict(num_frames=args.frames, height=h, width=w)
-    options = lambda sampler=None: SampleOptions(args.steps, 5.0, sampler, progress=False)   # noqa: E731
+    options = lambda sampler=None: SampleOptions(args.steps, 5.0, sampler, progress=False,   # noqa: E731
+                                                 guidance_2=guidance_2)
     theirs = WanPipeline.from_pretrained(str(folder)).to(device)
     theirs.set_progress_bar_config(disable=True)
     ours = VideoPipeline.from_pretrained(folder, device=device)
     seed = lambda: torch.Generator().manual_seed(0)   # noqa: E731
     rows = []
-    for output, what in (("np", "clip"), ("latent", "denoising only (latents, no VAE decode)")):
+    for output, what in outputs:
         ref = best_of(lambda: theirs(PROMPT, generator=seed(), output_type=output, **kw), args.repeats, device)
         rows.append(f"| diffusers WanPipeline (UniPC), {what} | {ref:.3f} | {ref / args.steps:.4f} | 1.00 |")
         for label, sampler in (("vidiff, the directory's UniPC", None), ("vidiff, flow-euler", "flow-euler")):
@@ -91,7 +97,8 @@ def sampling(folder: Path, args, device: torch.device) -> list[str]:
             rows.append(f"| {label}, {what} | {t:.3f} | {t / args.steps:.4f} | {t / ref:.2f} |")
     a = ours(PROMPT, generator=seed(), sampling=options(), output_type="uint8", **size).pixels.astype(int)
     b = (np.asarray(theirs(PROMPT, generator=seed(), output_type="np", **kw).frames) * 255).round().astype(int)
-    return [f"{args.frames} frames of {h}x{w}, {args.steps} steps, guidance 5, fp32, best of {args.repeats}; "
+    return [f"{args.frames} frames of {h}x{w}, {args.steps} steps, guidance 5{f' then {guidance_2}' if second else ''}, "
+            f"fp32, best of {args.repeats}; "
             f"largest difference between the two videos: {np.abs(a - b).max()}/255.", "",
             "| sampler | s per clip | s per step (clip / steps) | vs diffusers |", "|---|---|---|---|", *rows]
 
@@ -199,7 +206,11 @@ def main() -> None:
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     folder = save_random_wan(Path(tempfile.mkdtemp()) / f"wan-{args.preset}", args.preset)
+    a14b = save_random_wan(Path(tempfile.mkdtemp()) / f"wan-{args.preset}-a14b", args.preset, layout="a14b")
     body = ["## Sampling, same model, same clip", "", *sampling(folder, args, device), "",
+            "## Wan 2.2 A14B layout: two experts", "",
+            "The same transformer size twice (high-noise and low-noise experts, boundary_ratio 0.875); each "
+            "expert its own guidance.", "", *sampling(a14b, args, device, guidance_2=3.0), "",
             "## LoRA training with cached latents", "", *training(folder, args, device), "",
             "## Memory of the real 1.3B configuration", "", *memory()]
     publish("open_models", f"Open models: vidiff and diffusers on the same random-weight Wan ({args.preset})",

@@ -175,6 +175,8 @@ def test_a_trained_lora_gives_the_same_video_in_diffusers_and_vidiff(wan_dir, lo
     ours_with, theirs_with = ours(wan_dir, lora=lora), reference(wan_dir, lora=lora)
     assert np.abs(ours_with - theirs_with).max() <= TOLERANCE
     assert np.abs(ours_with - ours(wan_dir)).mean() > 1            # and the adapter does something
+    comfy = lora_run[3] / "lora_comfy.safetensors"                  # ComfyUI's keys, through diffusers' converter
+    assert np.abs(reference(wan_dir, lora=comfy) - ours_with).max() <= TOLERANCE
 
 
 def test_peft_loads_vidiffs_adapter_folder(wan_dir, lora_run):

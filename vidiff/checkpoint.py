@@ -100,7 +100,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if (path / "latest").is_file():
         path = path / "checkpoints" / (path / "latest").read_text().strip()
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        raise VidiffError(f"'{path}' is not a vidiff checkpoint (needs config.json and model.safetensors)")
+        raise VidiffError(f"'{path}' is not a vidiff checkpoint (needs config.json and model.safetensors) nor a "
+                          "diffusers-format model directory (needs model_index.json and its component folders)")
     return path
 
 

@@ -163,7 +163,7 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
              image: Optional[Path] = typer.Option(None, help="image-to-video: this image is the first frame"),
              zero_shot: bool = typer.Option(False, help="video from an image model (Text2Video-Zero): moving noise "
                                                           "and cross-frame attention"),
-             motion: str = typer.Option("1,0", help="with --zero-shot: DX,DY pixels a frame"),
+             motion: Optional[str] = typer.Option(None, help="with --zero-shot: DX,DY pixels a frame (default 1,0)"),
              stride: int = typer.Option(1, help="make every n-th frame (a model trained with frame strides)"),
              lora: Optional[List[Path]] = typer.Option(None, help="apply this LoRA adapter (lora.safetensors, or a "
                                                                   "LoRA run); repeat to stack several"),
@@ -177,7 +177,9 @@ def generate(prompt: str = typer.Argument(..., help="e.g. 'a red circle and a bl
     from ..pipeline import ContextWindows
     if not prompt.strip():
         raise VidiffError("the prompt is empty; describe the video, e.g. 'a red circle bouncing'")
-    zero = _motion(motion) if zero_shot else None
+    if motion is not None and not zero_shot:
+        raise VidiffError("--motion is zero-shot video's camera motion; it applies with --zero-shot")
+    zero = _motion(motion or "1,0") if zero_shot else None
     paths, options = output.paths(), sampling.options()
     lora, scales, lora_2, scales_2 = lora or [], lora_scale or [], lora_2 or [], lora_2_scale or []
     _check_loras(lora, scales)

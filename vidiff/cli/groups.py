@@ -91,7 +91,8 @@ class Conditioning:
     method: Optional[str] = typer.Option(None, help="how given frames condition the video: trained (a masked-frame "
                                                     "model) | guidance (VDM reconstruction guidance, any model) | "
                                                     "replacement; default: trained if the model has it, else guidance")
-    guidance_weight: float = typer.Option(RECONSTRUCTION_WEIGHT, help="w_r of reconstruction guidance (--method guidance)")
+    guidance_weight: Optional[float] = typer.Option(None, help="w_r of reconstruction guidance (--method guidance; "
+                                                               f"default {RECONSTRUCTION_WEIGHT})")
     history_guidance: Optional[float] = typer.Option(None, help="history guidance scale (--method trained): also steer "
                                                                 "towards what the given frames imply; 1: none; "
                                                                 "default: the model's diffusion.history_guidance")

@@ -268,7 +268,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
 def check_folder(folder: Path, config: Path | None = None, frames: int | None = None, frame_stride: int | None = None,
                  decode: bool = True) -> VideoFolderDataset:
     """`vidiff data check`: the dataset training would build from `folder` (clip length, stride and
-    vocabulary from a recipe if given; its `skipped` says which files it would skip and why), with one
+    vocabulary from a recipe if given, none for a pretrained model's; its `skipped` says which files it would skip and why), with one
     clip of every file decoded if `decode`. Nothing is warned: the caller reports `skipped`."""
     cfg = load_config(config) if config is not None else Config()
     data = cfg.data
@@ -277,8 +277,8 @@ def check_folder(folder: Path, config: Path | None = None, frames: int | None = 
     data.folder.frame_stride = frame_stride if frame_stride is not None else data.folder.frame_stride
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = VideoFolderDataset(data, cfg.model.text.vocab if config is not None else None,
-                                     warn=False, require_files=False)
+        vocab = cfg.model.text.vocab if config is not None and not cfg.model.pretrained else None   # a pretrained
+        dataset = VideoFolderDataset(data, vocab, warn=False, require_files=False)   # text encoder reads free text
         if decode:
             dataset.check()
     return dataset

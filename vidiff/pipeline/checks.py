@@ -110,7 +110,8 @@ def check_conditioning(c: FrameConditioning, methods: tuple[str, ...]) -> FrameC
     group(c, FrameConditioning, "conditioning")
     if c.method is not None and c.method not in methods:
         raise VidiffError(f"unknown conditioning method (--method) {shown(c.method)}; choose one of: {', '.join(methods)}")
-    check_guidance_weight(c.weight)
+    if c.weight is not None:
+        check_guidance_weight(c.weight)
     if c.history is not None:
         number(c.history, "the history guidance scale (--history-guidance)", 0.0, MAX_GUIDANCE)
     return c

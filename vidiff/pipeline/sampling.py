@@ -76,7 +76,8 @@ class FrameConditioning:
     """How given frames (an image to animate, a video to extend or interpolate) condition the video: the
     conditioning option group beside SampleOptions."""
     method: str | None = None              # one of METHODS; None: "trained" for a masked-frame model, else "guidance"
-    weight: float = RECONSTRUCTION_WEIGHT  # w_r of reconstruction guidance (method "guidance")
+    weight: float | None = None            # w_r of reconstruction guidance (method "guidance"; None: config.
+                                           # RECONSTRUCTION_WEIGHT)
     history: float | None = None           # history guidance scale (method "trained"; 1: none; None: the
                                            # model's diffusion.history_guidance)
 

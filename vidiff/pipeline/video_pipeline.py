@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..config import RECONSTRUCTION_WEIGHT
 from ..checkpoint import DEFAULT_MODEL, load_codec, load_model, resolve_checkpoint
 from ..data.io import to_uint8
 from ..data.worlds import world_of
@@ -25,6 +26,7 @@ from ..models.external import is_open_model, load_open_bundle
 from ..models.lora import load_lora, merge_lora, remove_lora
 from ..models.own import own_bundle
 from ..models.sequence_parallel import split_backbone
+from .applies import check_call, check_sampling
 from .call import Request, request
 from .checks import (check_conditioning, check_device, check_guidance_scale, check_lora_scale, check_sample_options,
                      number, prompt_list, shown, whole)
@@ -138,21 +140,11 @@ class VideoPipeline:
         """The loop's options: what is given, the model's defaults for the rest, checked."""
         o = (sampling or SampleOptions()).resolved(self.bundle)
         o = check_sample_options(o, tuple(samplers_of(self.bundle)), spacings_of(self.bundle))
-        if o.sampler == "scheduler" and o.spacing != "model":
-            raise VidiffError(f"the directory's own scheduler (--sampler scheduler) takes its own steps (--spacing "
-                              f"model), not --spacing {o.spacing}; pick a vidiff sampler for that spacing")
-        if o.eta and o.sampler != "ddim":
-            raise VidiffError(f"--eta is DDIM's noise; the {o.sampler} sampler takes none (use --sampler ddim)")
         if o.shift is not None:
             number(o.shift, "the schedule's shift (--shift)", 0.01, 100.0)
-            if o.spacing == "model":
-                raise VidiffError("--shift shifts vidiff's spacings; the directory's scheduler (--spacing model) has its "
-                                  "own (its flow_shift): pick --spacing uniform with a vidiff sampler, e.g. flow-euler")
         if o.guidance_2 is not None:
-            if self.bundle.low_noise is None:
-                raise VidiffError("--guidance-2 (guidance_scale_2) is the second expert's guidance; this model has one "
-                                  "expert (use --guidance)")
             check_guidance_scale(o.guidance_2)
+        check_sampling(o, self.bundle)
         return o
 
     # adapters and placement -------------------------------------------------------------------------
@@ -260,7 +252,7 @@ class VideoPipeline:
         if c.history not in (None, 1.0) and method != "trained":
             raise VidiffError("history guidance (--history-guidance) needs the trained method (a masked-frame model)")
         history = (self.bundle.history_guidance if method == "trained" else 1.0) if c.history is None else c.history
-        return replace(c, method=method, history=history)
+        return replace(c, method=method, history=history, weight=RECONSTRUCTION_WEIGHT if c.weight is None else c.weight)
 
     def _windows(self, frames: int, windows: ContextWindows | None) -> tuple[int, int] | None:
         """(length, overlap) in the model's frames for a clip longer than its native length, else None."""
@@ -344,7 +336,10 @@ class VideoPipeline:
         windows = self._windows(frames, r.windows) if zero_shot is None or r.windows is not None else None
         self.check_window(self.bundle.codec.pixel_frames(windows[0]) if windows else frames, height, width)
         self.check_stride(r.stride)
-        conditioning = self._conditioning(conditioning)    # checked even where no frames are given
+        given_conditioning, conditioning = conditioning, self._conditioning(conditioning)   # checked even unused
+        check_call(given_conditioning, conditioning.method, image is not None, r.windows is not None,
+                   windows is not None and self.bundle.codec.latent_frames(frames) > windows[0],
+                   self.window, r.negative_prompt is not None, options.guided)
         if zero_shot is not None and windows is not None:
             raise VidiffError("zero-shot video makes one window; ask for at most the model's "
                               f"{self.window} frames")
@@ -390,8 +385,11 @@ class VideoPipeline:
         size = (d.height if r.height is None else r.height, d.width if r.width is None else r.width)
         self.check_size(self.window, *size)
         self.check_window(self.window, *size)
+        resolved = self._conditioning(conditioning)
+        check_call(conditioning, resolved.method, True, False, False, self.window, r.negative_prompt is not None,
+                   options.guided)
         cond, null = self._encode(prompts, r.negative_prompt, options.guided)
-        return Job(prompts, r.negative_prompt, cond, null, options, generator, self._conditioning(conditioning), size)
+        return Job(prompts, r.negative_prompt, cond, null, options, generator, resolved, size)
 
     def _window(self, job: Job, known: Tensor, mask: Tensor, stride: int = 1) -> Tensor:
         """One native-length window with the frames in `mask` given (model space); returns model space."""

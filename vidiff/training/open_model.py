@@ -102,6 +102,9 @@ class OpenModelTask(Task):
 
     def new_model(self) -> nn.Module:
         backbone = load_open_backbone(self.cfg.model.pretrained)
+        if getattr(backbone, "transformer_2", None) is not None:
+            raise VidiffError(f"'{self.cfg.model.pretrained}' has two experts (transformer and transformer_2); training a LoRA per "
+                              "expert is not supported yet: train on a one-transformer directory")
         if self.cfg.model.pretrained_checkpointing:
             backbone.transformer.enable_gradient_checkpointing()
         if not self.cfg.train.lora.rank:

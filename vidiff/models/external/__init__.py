@@ -64,11 +64,18 @@ def check_flags(folder: Path, index: dict, family) -> None:
 
 
 def load_scheduler(folder: Path):
+    import diffusers
+    config = folder / "scheduler" / "scheduler_config.json"
     try:
-        import diffusers
-        cls_name = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+        cls_name = json.loads(config.read_text()).get("_class_name")
+    except (OSError, AttributeError, json.JSONDecodeError) as e:
+        raise VidiffError(f"cannot read the scheduler config '{config}' ({type(e).__name__}: {e})") from None
+    if not isinstance(cls_name, str) or not hasattr(diffusers, cls_name):
+        raise VidiffError(f"'{config}' names no diffusers scheduler class (its _class_name is {cls_name!r}; e.g. "
+                          "UniPCMultistepScheduler)")
+    try:
         return getattr(diffusers, cls_name).from_pretrained(folder / "scheduler")
-    except (OSError, KeyError, AttributeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, TypeError) as e:
         raise VidiffError(f"cannot load the scheduler in '{folder / 'scheduler'}' ({type(e).__name__}: {e})") from None
 
 
