@@ -99,6 +99,11 @@ def test_a_diffusers_format_model_under_runs_is_offered_and_makes_text_to_video(
     assert jobs.defaults("wan-tiny") == (50, 5.0, "scheduler", "model", 81) and "any words" in jobs.vocabulary("wan-tiny")
     mp4, gif, png = jobs.generate("a red ball bounces", "wan-tiny", frames=5, steps=1)
     assert read_video(mp4).shape == (5, 480, 832, 3)                  # large frames are not enlarged further
+    assert jobs.size("wan-tiny") == "480x832"
+    assert read_video(jobs.generate("a red ball bounces", "wan-tiny", frames=5, steps=1, size="32x48")[0]).shape[1:3] \
+        == (32 * 4, 48 * 4)                                           # the size field; small frames enlarged for the page
+    with pytest.raises(VidiffError, match="the size takes S or HxW"):
+        jobs.generate("a red ball bounces", "wan-tiny", frames=5, steps=1, size="big")
     assert jobs.pipeline("wan-tiny").bundle.codec.time_factor == 4     # the same pipeline as every model's
     with pytest.raises(VidiffError, match="packs 4 frames"):           # its tabs answer as the pipeline does
         jobs.interpolate(np.zeros((2, 8, 8, 3), np.uint8), 2, "a red ball", "wan-tiny")

@@ -119,12 +119,8 @@ def tune(video: Path = typer.Argument(..., help="the one clip to learn the motio
 
 def _size(value: str | None) -> tuple[int | None, int | None]:
     """--size S or HxW -> (height, width); None: the model's."""
-    if value is None:
-        return None, None
-    parts = value.lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-        raise VidiffError(f"--size takes S or HxW in pixels, e.g. 32 or 480x832; got '{value}'")
-    return int(parts[0]), int(parts[-1])
+    from ..pipeline.checks import parse_size
+    return parse_size(value)
 
 
 def _motion(value: str):

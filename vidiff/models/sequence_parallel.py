@@ -47,7 +47,7 @@ def check_split(group: SequenceGroup, frames: int, positions: int, heads: int, f
                           f"got {positions}")
     if not factorized and heads % group.size:
         raise VidiffError(f"sequence parallelism with full attention over {group.size} processes needs attention "
-                          f"heads they divide, got {heads}")
+                          f"heads they divide, got {heads}: run a process count that divides {heads}, or one process")
 
 
 class _AllToAll(torch.autograd.Function):

@@ -132,3 +132,13 @@ def save_options(frames, index, fps, scale) -> None:
     whole(fps, "fps (--fps)", 1, 240)
     side = max(frames.shape[2:4])
     whole(scale, "scale (--scale)", 1, max(1, MAX_OUTPUT_SIDE // side))
+
+
+def parse_size(value: str | None, flag: str = "--size") -> tuple[int | None, int | None]:
+    """S or HxW in pixels -> (height, width); None or empty: the model's (None, None)."""
+    if value is None or not str(value).strip():
+        return None, None
+    parts = str(value).lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise VidiffError(f"{flag} takes S or HxW in pixels, e.g. 32 or 480x832; got '{value}'")
+    return int(parts[0]), int(parts[-1])

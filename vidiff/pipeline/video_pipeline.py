@@ -4,6 +4,7 @@ diffusers-format open models alike. A masked-frame model conditions on given fra
 model through reconstruction guidance or replacement (`method`), on its latent frames."""
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +41,8 @@ from .zero_shot import ZeroShot, cross_frame_attention, moving_start
 
 MAX_SCALE = 256    # the largest window, in pixels x frames, as a multiple of the trained clip (16 frames -> 4,096)
 MAX_EXTENDED_FRAMES = 10_000   # `extend` and long video: 20 minutes at 8 fps (10^8 frames started 8.3 million windows)
+CPU_NOTICE_TOKENS = 4096     # transformer tokens a step above which a CPU run gets a one-line note
+
 # offload model: each component on the device only while it runs (diffusers' enable_model_cpu_offload);
 # text: the same, with the text encoder run on the host (Wan's --t5_cpu: its 5.7 B parameters never
 # reach the device, the mode of Wan's own 8.19 GB figure for the 1.3B model)
@@ -344,6 +347,7 @@ class VideoPipeline:
             raise VidiffError("zero-shot video makes one window; ask for at most the model's "
                               f"{self.window} frames")
         given = self._fit(image, "the image", height, width)[:1] if image is not None else None
+        self._notice(frames, height, width, options)
         cond, null = self._encode(prompts, r.negative_prompt, options.guided, r.stride)
         job = Job(prompts, r.negative_prompt, cond, null, options, r.generator, conditioning, (height, width))
         shape = self.bundle.codec.shape(frames, height, width)
@@ -363,6 +367,16 @@ class VideoPipeline:
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
         return VideoPipelineOutput(out, prompts, r.output_type)
+
+    def _notice(self, frames: int, height: int, width: int, o: SampleOptions) -> None:
+        """One line before a clip that takes a CPU minutes a step (Wan's default size: about half a minute
+        a step on 2 cores), so a long silent bar is not the first thing a user learns."""
+        c, t, h, w = self.bundle.codec.shape(frames, height, width)
+        pt, ph, pw = self.bundle.multiples
+        tokens = (t // pt) * (h // ph) * (w // pw)
+        if self.device.type == "cpu" and tokens > CPU_NOTICE_TOKENS and o.progress:
+            print(f"note: {frames} frames of {height}x{width}, {o.steps} steps, on the CPU ({tokens} tokens a "
+                  "step): this model expects a GPU; --frames, --size and --steps make it smaller", file=sys.stderr)
 
     def _zero_shot_start(self, job: Job, shape, zero_shot: ZeroShot) -> GridSpan:
         """Text2Video-Zero's start: frame 0 denoised alone, moved by the motion (zero_shot.py)."""

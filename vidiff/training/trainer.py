@@ -99,6 +99,10 @@ class Trainer:
         folder = self.run.start(resume)
         if folder is not None:
             check_resumable(cfg, folder, task.sections)
+            done = int(folder.name.split("_")[-1]) if folder.name.startswith("step_") else -1
+            if done >= cfg.train.steps:        # said before minutes of loading, not after
+                raise VidiffError(f"the run in '{self.run.path}' already finished its {cfg.train.steps} steps; nothing "
+                                  "to do (pass --steps N to extend it)")
         torch.manual_seed(cfg.train.seed)
         self.task = task(cfg, self.device, folder)
         self.task.progress = self.progress

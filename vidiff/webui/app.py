@@ -53,22 +53,26 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 seed = gr.Number(0, label="seed", precision=0)
                 steps = gr.Number(first_steps, label="steps", precision=0)
                 guidance = gr.Number(first_guidance, label="guidance")
-                frames = gr.Number(first_frames, label="frames", precision=0)
+                # empty: the model's own (an API call that leaves them out gets the model's, not the first model's)
+                frames = gr.Number(0, label=f"frames (0: the model's {first_frames})", precision=0, elem_id="frames")
+                size = gr.Textbox("", label="size HxW (empty: the model's)", placeholder=jobs.size(), elem_id="size")
                 sampler = gr.Dropdown([*SAMPLERS, "scheduler"], value=first_sampler, label="sampler (scheduler: a diffusers directory's own)")
                 spacing = gr.Dropdown([*SPACINGS, "model"], value=first_spacing, label="step spacing (model: the scheduler's own)")
 
             def picked(name):     # the vocabulary and sampling defaults follow the model
                 s, g, sa, sp, f = jobs.defaults(name)
-                return f"**Words this model knows:** {jobs.vocabulary(name)}", s, g, sa, sp, f
-            model.change(_shown(picked), model, [vocabulary, steps, guidance, sampler, spacing, frames], api_name=False)
+                return (f"**Words this model knows:** {jobs.vocabulary(name)}", s, g, sa, sp,
+                        gr.update(label=f"frames (0: the model's {f})"), gr.update(value="", placeholder=jobs.size(name)))
+            model.change(_shown(picked), model, [vocabulary, steps, guidance, sampler, spacing, frames, size],
+                         api_name=False)
             go = gr.Button("Generate", variant="primary", elem_id="generate")
             video, gif, sheet = _results()
 
             def generate(prompt, model="default", seed=0, steps=None, guidance=None, frames=None, sampler=None,
-                         spacing=None, progress=gr.Progress(track_tqdm=True)):
-                return jobs.generate(prompt, model, seed, _int(steps), guidance, _int(frames), sampler or None,
-                                     spacing or None)
-            go.click(_shown(generate), [prompt, model, seed, steps, guidance, frames, sampler, spacing],
+                         spacing=None, size="", progress=gr.Progress(track_tqdm=True)):
+                return jobs.generate(prompt, model, seed, _int(steps), guidance, _int(frames) or None, sampler or None,
+                                     spacing or None, size or None)
+            go.click(_shown(generate), [prompt, model, seed, steps, guidance, frames, sampler, spacing, size],
                      [video, gif, sheet], api_name="generate")
 
         with gr.Tab("Image → video", id="i2v"):

@@ -19,6 +19,7 @@ from ..config import DISPLAY_SCALE
 from ..data.io import save_video, upscale
 from ..errors import VidiffError
 from ..pipeline import FrameConditioning, SampleOptions, VideoPipeline
+from ..pipeline.checks import parse_size
 from ..pipeline.inputs import as_frames
 from .limits import Limits, inside, open_model_folders, run_folders
 
@@ -67,6 +68,11 @@ class Jobs:
         d = pipe.defaults()
         return d.steps, d.guidance, d.sampler, d.spacing, pipe.window
 
+    def size(self, name: str | None = None) -> str:
+        """The model's own frame size, HxW."""
+        d = self.pipeline(name).bundle.defaults
+        return f"{d.height}x{d.width}"
+
     def vocabulary(self, name: str | None = None) -> str:
         return self.pipeline(name).bundle.words
 
@@ -93,10 +99,13 @@ class Jobs:
     # the tabs --------------------------------------------------------------------------------------
     def generate(self, prompt: str, model: str | None = "default", seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, frames: int | None = None, sampler: str | None = None,
-                 spacing: str | None = None):
-        self.limits.check_request(steps=steps, frames=frames)
+                 spacing: str | None = None, size: str | None = None):
+        """Unset values (None, an empty size) are the model's own: its frames, size and sampling."""
+        height, width = parse_size(size, "the size")
+        self.limits.check_request(steps=steps, frames=frames, size=(height, width))
         pipe = self.pipeline(model)
-        video = pipe(prompt, num_frames=frames, generator=torch.Generator().manual_seed(int(seed)),
+        video = pipe(prompt, num_frames=frames, height=height, width=width,
+                     generator=torch.Generator().manual_seed(int(seed)),
                      sampling=SampleOptions(steps, guidance, sampler, spacing), output_type="uint8")
         return self._write(video.pixels[0])
 

@@ -26,7 +26,10 @@ class Limits:
             raise VidiffError(f"{what} is {w}x{h}; this server takes at most {self.side} pixels a side")
         return frames
 
-    def check_request(self, steps: int | None = None, frames: int | None = None, videos: int | None = None) -> None:
+    def check_request(self, steps: int | None = None, frames: int | None = None, videos: int | None = None,
+                      size: tuple[int | None, int | None] = (None, None)) -> None:
+        if any(v is not None and not 1 <= v <= self.side for v in size):
+            raise VidiffError(f"the size must be 1 to {self.side} pixels a side, got {size[0]}x{size[1]}")
         if steps is not None and not 1 <= steps <= self.steps:
             raise VidiffError(f"steps must be between 1 and {self.steps}, got {steps}")
         if frames is not None and not 1 <= frames <= self.frames:

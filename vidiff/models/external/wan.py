@@ -110,7 +110,7 @@ class WanBackbone(nn.Module):
         heads = self.transformer.config.num_attention_heads
         if heads % group.size:
             raise VidiffError(f"sequence parallelism over {group.size} processes needs attention heads they divide; "
-                              f"this model has {heads}")
+                              f"this model has {heads}: run a process count that divides {heads}, or one process")
 
         def split(module, args):
             tokens = args[0].shape[1]
