@@ -168,6 +168,8 @@ def test_lora_training_on_a_folder_lowers_the_loss_and_keeps_the_base_bit_identi
     trained = trainer.model.transformer.state_dict()
     assert all(torch.equal(trained[k], v) for k, v in base.items())
     assert set(load_file(folder / "model.safetensors")) == {f"transformer.{k}" for k in trained if ".lora." in k}
+    model = json.loads((folder / "config.json").read_text())["model"]
+    assert "type" not in model and "unet3d" not in model         # no U-Net fields for a Wan run
 
 
 def test_a_trained_lora_gives_the_same_video_in_diffusers_and_vidiff(wan_dir, lora_run):

@@ -280,6 +280,9 @@ class Config:
             for name in SUBSECTIONS[section]:
                 if name != chosen:
                     values[section].pop(name)
+        if self.model.pretrained:           # its directory is its architecture: no U-Net fields to mislead
+            for key in OWN_MODEL_KEYS:
+                values["model"].pop(key, None)
         return values
 
     def save(self, path: str | Path) -> None:
@@ -287,6 +290,8 @@ class Config:
 
 
 SUBSECTIONS = {"model": ("unet3d", "dit"), "data": ("shapes", "folder")}
+# model keys of vidiff's own backbones: a pretrained model's architecture is its directory's
+OWN_MODEL_KEYS = ("type", "in_channels", "unet3d", "dit", "text", "frame_conditioning", "stride_conditioning")
 
 
 def build_section(cls, values: dict, where: str = ""):
@@ -409,6 +414,12 @@ def check(cfg: Config) -> Config:
                           f"got {interval}")
     if not cfg.model.unet3d.channel_mults or not cfg.vae.channel_mults:
         raise VidiffError("model.unet3d.channel_mults and vae.channel_mults need at least one level")
+    if cfg.model.pretrained:
+        default = ModelConfig()
+        changed = [k for k in OWN_MODEL_KEYS if getattr(cfg.model, k) != getattr(default, k)]
+        if changed:
+            raise VidiffError(f"model.{changed[0]} describes vidiff's own backbones; with model.pretrained the "
+                              "directory is the architecture: remove it")
     if cfg.train.parallel == "sequence" and (cfg.model.type != "dit" or cfg.model.pretrained):
         raise VidiffError("train.parallel: sequence splits a DiT's tokens across processes (model.type: dit); "
                           "use ddp or fsdp for this model")

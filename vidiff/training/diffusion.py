@@ -5,10 +5,12 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
+from time import perf_counter
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..checkpoint import load_codec, load_vae, resolve_checkpoint, vae_metadata
 from ..config import Config
@@ -169,8 +171,10 @@ class DiffusionTask(Task):
         """The sample sheets sample as the model will: its own sampler, spacing, steps and guidance
         (train.sample_steps and sample_guidance may override the last two, e.g. for a quick sheet)."""
         t = self.cfg.train
-        return SampleOptions(t.sample_steps or None, None if t.sample_guidance < 0 else t.sample_guidance,
-                             progress=False).resolved(self.bundle(self.model))
+        o = SampleOptions(t.sample_steps or None, None if t.sample_guidance < 0 else t.sample_guidance,
+                          progress=False).resolved(self.bundle(self.model))
+        # a run of a few steps pays for no more sheet than training: at most its own step count (at least 2)
+        return o if t.sample_steps else replace(o, steps=min(o.steps, max(2, t.steps)))
 
     def bundle(self, model: TextToVideoModel) -> Bundle:
         """The model being trained, as the pipeline runs it (its sample sheets)."""
@@ -184,5 +188,9 @@ class DiffusionTask(Task):
         options = replace(self.sample_options(), progress=self.progress)   # a bar: a sheet can take minutes
         cond = bundle.encode(captions, 1)
         null = bundle.encode([""] * len(captions), 1) if options.guidance != 1.0 else cond
+        start = perf_counter()
         x = sample_video(bundle, cond, null, shape, options, torch.Generator().manual_seed(tc.seed))
-        save_samples(self.codec.decode(x), captions, run.path / "samples", step)
+        path = save_samples(self.codec.decode(x), captions, run.path / "samples", step)
+        if self.progress:      # what a sheet costs, so a user can size train.sample_every and sample_steps
+            tqdm.write(f"sample sheet {path}: {len(captions)} videos, {options.steps} steps, "
+                       f"{perf_counter() - start:.1f} s")

@@ -30,11 +30,12 @@ def save_loss_plot(history: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def save_samples(videos, captions: list[str], folder: Path, step: int) -> None:
-    """A GIF of the samples side by side and a PNG sheet (one row of frames per sample)."""
+def save_samples(videos, captions: list[str], folder: Path, step: int) -> Path:
+    """A GIF of the samples side by side and a PNG sheet (one row of frames per sample); returns the PNG."""
     folder.mkdir(parents=True, exist_ok=True)
     frames = to_uint8(videos)                                   # (B, T, H, W, 3)
     save_video(upscale(tile(frames), 2), folder / f"step_{step:08d}.gif", overwrite=True)
     sheet = np.concatenate([tile(f[:, None])[0] for f in frames], axis=0)
     Image.fromarray(upscale(sheet[None], 2)[0]).save(folder / f"step_{step:08d}.png")
     (folder / f"step_{step:08d}.txt").write_text("\n".join(captions) + "\n")
+    return folder / f"step_{step:08d}.png"
