@@ -211,7 +211,7 @@ class TrainConfig:
     seed: int = bounded(0, 0, MAX_SEED)
     data_offset: int = bounded(0, 0)   # the training stream starts at micro-batch N: a continued run sees new clips
     log_every: int = bounded(10, 1)
-    sample_every: int = bounded(500, 1)
+    sample_every: int = bounded(500, 0)        # steps between sample sheets (0: never)
     checkpoint_every: int = bounded(500, 1)
     keep_last: int = bounded(3, 1)
     sample_steps: int = bounded(0, 0)          # the sample sheets' steps (0: the model's diffusion.sampling_steps)...

@@ -8,10 +8,17 @@ from ..config import TrainConfig
 LR_DECAYS = ("cosine", "constant")
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """train.warmup_steps, but at most a tenth of the run (at least 1 where any is asked): a 12-step run
+    with the default 100 would never reach its learning rate."""
+    return min(cfg.warmup_steps, max(1, cfg.steps // 10))
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    warmup = warmup_steps(cfg)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
     if cfg.lr_decay == "constant":
         return cfg.lr
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))

@@ -74,6 +74,10 @@ def check_resumable(cfg: Config, folder: Path, sections: tuple[str, ...]) -> Non
         if getattr(saved, section) != getattr(cfg, section):
             raise VidiffError(f"config section '{section}' differs from the checkpoint in '{folder}'; "
                               "resume with the run's own config.json")
+    for key in ("lora", "trainable"):        # what trains; the rest of train (steps, lr, ...) may change
+        if getattr(saved.train, key) != getattr(cfg.train, key):
+            raise VidiffError(f"train.{key} differs from the checkpoint in '{folder}'; resume with the run's own "
+                              "config.json (a different adapter or set of trained weights is a new run)")
 
 
 class Trainer:
@@ -362,7 +366,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{parts['loss']:.4f}", lr=f"{lr:.1e}")
             if self.step % tc.checkpoint_every == 0 or last:
                 self.save()
-            if self.step % tc.sample_every == 0 or last:
+            if tc.sample_every and (self.step % tc.sample_every == 0 or last):
                 self.write_samples()
             if last:
                 break
