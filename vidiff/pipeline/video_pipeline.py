@@ -340,7 +340,8 @@ class VideoPipeline:
         self.check_window(self.bundle.codec.pixel_frames(windows[0]) if windows else frames, height, width)
         self.check_stride(r.stride)
         given_conditioning, conditioning = conditioning, self._conditioning(conditioning)   # checked even unused
-        check_call(given_conditioning, conditioning.method, image is not None, r.windows is not None,
+        check_call(given_conditioning, conditioning.method, image is not None,   # an overlap for the native windows
+                   r.windows is not None and r.windows.length is None,
                    windows is not None and self.bundle.codec.latent_frames(frames) > windows[0],
                    self.window, r.negative_prompt is not None, options.guided)
         if zero_shot is not None and windows is not None:
