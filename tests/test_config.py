@@ -37,7 +37,7 @@ def test_a_saved_config_keeps_only_the_chosen_backbone_and_data_source(tmp_path)
     ({"train": {"grad_clip": -1.0}}, "'train.grad_clip' must be > 0"),
     ({"train": {"cfg_dropout": 1.0}}, "'train.cfg_dropout' must be >= 0 and < 1"),
     ({"train": {"log_every": 0}}, "'train.log_every' must be >= 1"),
-    ({"train": {"sample_every": 0}}, "'train.sample_every' must be >= 1"),
+    ({"train": {"sample_every": -1}}, "'train.sample_every' must be >= 0"),
     ({"train": {"checkpoint_every": 0}}, "'train.checkpoint_every' must be >= 1"),
     ({"data": {"shapes": {"radius": [0.1, -0.2]}}}, "'data.shapes.radius' must be > 0"),
     ({"data": {"shapes": {"colours": ["red", "purple"]}}}, "unknown colour 'purple'"),

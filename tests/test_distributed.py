@@ -102,6 +102,7 @@ def test_global_batch_must_split_evenly():
         Dist(rank=0, world=3).part(4)
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_evaluation_samples_split_across_processes_give_the_same_report(tmp_path):
     args = ["eval", "--model", "default", "--num-videos", "3", "--steps", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -119,6 +120,7 @@ def test_evaluation_samples_split_across_processes_give_the_same_report(tmp_path
         ["captions.jsonl", "sample_0000.mp4", "sample_0001.mp4", "sample_0002.mp4"]
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_distillation_on_two_fsdp_processes_matches_one_process(tmp_path):
     """Each rank draws its slice of the global batch's noise (not a copy of one local draw), and the
     student's FSDP shards are gathered when it becomes the next round's teacher."""

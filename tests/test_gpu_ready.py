@@ -172,6 +172,7 @@ def test_bf16_inference_makes_the_fp32_video_and_a_cast_model_samples():
     assert abs(make(cast) - reference).mean() < 8.0
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     """torch.compile (inductor, a C++ build on the CPU: about a minute) of a randomly weighted model."""
     import torch._inductor.config
@@ -195,6 +196,7 @@ def test_compiled_pipeline_makes_the_eager_video(monkeypatch):
     assert list(model.state_dict()) == list(build_model(cfg.model, cfg.trained_words()).state_dict())
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_train_compile_traces_the_whole_step_without_a_graph_break(tmp_path, monkeypatch):
     """train.compile compiles the backbone in place; fullgraph=True fails on any graph break (a host sync or
     a branch on a tensor's value in forward or backward). aot_eager: the same graphs, no C++ build."""
@@ -230,6 +232,7 @@ def test_cli_dtype_errors_in_one_line(tmp_path):
     assert not (tmp_path / "a.mp4").exists()
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_gpu_benchmark_smoke_run_writes_every_section(tmp_path):
     from pathlib import Path
     root = Path(__file__).parents[1]

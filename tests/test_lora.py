@@ -90,6 +90,7 @@ def test_a_file_in_peft_naming_round_trips_and_refuses_another_base(tmp_path):
         load_lora(fresh, tmp_path / "junk.safetensors")
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_a_lora_fine_tune_learns_one_clip_with_the_base_frozen(tmp_path):
     values = tiny_config_dict(steps=60, lr=2e-3, warmup_steps=5, checkpoint_every=1000, cfg_dropout=0.0)
     values["diffusion"] = {"prediction": "x0", "loss_weighting": "none"}

@@ -136,6 +136,7 @@ def vidiff(*args, timeout=600):
                           timeout=timeout)
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_cli_image_to_video_extend_long_video_and_eval_on_an_open_model(wan_dir, tmp_path):
     from PIL import Image
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 96, 3), np.uint8)).save(tmp_path / "first.png")

@@ -179,6 +179,11 @@ def test_a_trained_lora_gives_the_same_video_in_diffusers_and_vidiff(wan_dir, lo
     assert np.abs(ours_with - ours(wan_dir)).mean() > 1            # and the adapter does something
     comfy = lora_run[3] / "lora_comfy.safetensors"                  # ComfyUI's keys, through diffusers' converter
     assert np.abs(reference(wan_dir, lora=comfy) - ours_with).max() <= TOLERANCE
+    run = lora_run[3].parent.parent                                # the run folder as a model: base + adapter
+    sampling = SampleOptions(STEPS, GUIDANCE, progress=False)
+    as_model = VideoPipeline.from_pretrained(run)(PROMPT, generator=torch.Generator().manual_seed(0), sampling=sampling,
+                                                  output_type="uint8", **OURS).pixels.astype(int)
+    assert np.abs(as_model - ours_with).max() <= TOLERANCE
 
 
 def test_peft_loads_vidiffs_adapter_folder(wan_dir, lora_run):
@@ -222,6 +227,7 @@ def test_vidiff_loads_a_lora_that_peft_and_diffusers_wrote(wan_dir, tmp_path):
         mine.load_lora(own)
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_two_processes_split_the_tokens_and_make_the_same_video_as_one(wan_dir, tmp_path):
     """vidiff generate under torchrun (gloo): each process holds half of every block's tokens."""
     import os

@@ -76,6 +76,7 @@ def strided_run(tmp_path_factory):
     return run, by_stride
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_a_trained_model_makes_the_clip_of_the_stride_it_is_asked_for(strided_run):
     run, clips = strided_run
     pipe = VideoPipeline.from_pretrained(run)
@@ -88,6 +89,7 @@ def test_a_trained_model_makes_the_clip_of_the_stride_it_is_asked_for(strided_ru
     assert errors[1][1] < 0.5 * errors[1][3] and errors[3][3] < 0.5 * errors[3][1], errors
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_hierarchical_extension_keeps_the_video_and_reaches_the_length(strided_run, tmp_path):
     run, clips = strided_run
     pipe = VideoPipeline.from_pretrained(run)

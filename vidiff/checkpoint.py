@@ -292,3 +292,38 @@ def swap_decoder(codec: LatentCodec, path: str | Path) -> LatentCodec:
         raise VidiffError(f"the VAE in '{path}' has another encoder than the model's: its latents would mean "
                           "something else (train it with train.init_from the model and train.trainable 'decoder.*')")
     return LatentCodec(new, codec.scale, codec.tile, cfg.vae)   # its loss weights now describe the decoder
+
+
+# train.lora's targets for a pretrained model when the recipe keeps vidiff's defaults: the attention
+# projections of every block, the layers finetrainers and musubi-tuner adapt in Wan
+OPEN_LORA_TARGETS = ["*.attn1.to_q", "*.attn1.to_k", "*.attn1.to_v", "*.attn1.to_out.0",
+                     "*.attn2.to_q", "*.attn2.to_k", "*.attn2.to_v", "*.attn2.to_out.0"]
+
+
+def open_lora_targets(cfg: Config) -> list[str]:
+    targets = cfg.train.lora.targets
+    return OPEN_LORA_TARGETS if targets == LoRAConfig().targets else targets
+
+
+def open_run(path: str | Path) -> tuple[Path, Config] | None:
+    """(checkpoint, config) of a fine-tune of a diffusers-format model (model.pretrained), else None."""
+    if not Path(path).is_dir() or not ((Path(path) / "latest").is_file() or (Path(path) / "config.json").is_file()):
+        return None
+    checkpoint = resolve_checkpoint(path)
+    cfg = read_config(checkpoint)
+    return (checkpoint, cfg) if cfg.model.pretrained else None
+
+
+def load_open_run_backbone(checkpoint: Path, cfg: Config, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The base directory's transformer with the run's EMA weights: its adapter (a LoRA run), or every
+    weight (a full fine-tune)."""
+    from .models.external import family_of, load_open_backbone
+    from .models.lora import LORA_NAME, add_lora
+    backbone = load_open_backbone(cfg.model.pretrained, dtype)
+    lora = cfg.train.lora
+    if lora.rank:
+        add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, open_lora_targets(cfg))
+    weights = checkpoint / "ema.safetensors"
+    load_weights(backbone, weights if weights.is_file() else checkpoint / "model.safetensors",
+                 family_of(cfg.model.pretrained), allow_new=True)
+    return backbone.to(dtype)

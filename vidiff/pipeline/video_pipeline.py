@@ -16,7 +16,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..config import RECONSTRUCTION_WEIGHT
-from ..checkpoint import DEFAULT_MODEL, load_codec, load_model, resolve_checkpoint
+from ..checkpoint import (DEFAULT_MODEL, load_codec, load_model, load_open_run_backbone, open_run,
+                          resolve_checkpoint)
 from ..data.io import to_uint8
 from ..data.worlds import world_of
 from ..devices import allow_tf32, compile_module, resolve_dtype
@@ -100,8 +101,12 @@ class VideoPipeline:
         dtype = resolve_dtype(torch_dtype)
         device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         allow_tf32()
+        run = open_run(path) if path is not None and not is_open_model(path) else None
         if path is not None and is_open_model(path):
             bundle = load_open_bundle(path, dtype)
+        elif run is not None:          # a fine-tune of a diffusers-format model: the base plus its run's weights
+            checkpoint, cfg = run
+            bundle = load_open_bundle(cfg.model.pretrained, dtype, load_open_run_backbone(checkpoint, cfg, dtype))
         else:
             bundle = _own(path, device, dtype)
         pipe = cls(bundle, device, offload, vae_tiling)

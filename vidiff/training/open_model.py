@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import Config, LoRAConfig
+from ..checkpoint import open_lora_targets
+from ..config import Config
 from ..data import build_dataset
 from ..devices import sample_randn
 from ..diffusion import training_times
@@ -37,15 +38,8 @@ from .run_folder import RunFolder
 from .task import Task
 
 
-# train.lora's targets when the recipe keeps vidiff's defaults: the attention projections of every
-# block, the layers finetrainers and musubi-tuner adapt in Wan
-OPEN_LORA_TARGETS = ["*.attn1.to_q", "*.attn1.to_k", "*.attn1.to_v", "*.attn1.to_out.0",
-                     "*.attn2.to_q", "*.attn2.to_k", "*.attn2.to_v", "*.attn2.to_out.0"]
-
-
 def lora_targets(cfg: Config) -> list[str]:
-    targets = cfg.train.lora.targets
-    return OPEN_LORA_TARGETS if targets == LoRAConfig().targets else targets
+    return open_lora_targets(cfg)
 
 
 class CachedClips:
@@ -145,7 +139,7 @@ def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool 
     """A fine-tune of a pretrained model as the library's own transformer folder (diffusers'
     save_pretrained; `WanTransformer3DModel.from_pretrained(folder)` loads it): the run's EMA weights,
     a LoRA run's adapter folded in with merge_lora."""
-    from ..checkpoint import load_weights, read_config, resolve_checkpoint
+    from ..checkpoint import load_open_run_backbone, read_config, resolve_checkpoint
     from ..models.lora import merge_lora as fold
     checkpoint, folder = resolve_checkpoint(source), Path(folder)
     cfg = read_config(checkpoint)
@@ -155,11 +149,7 @@ def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool 
         raise VidiffError(f"'{checkpoint}' is a LoRA run: pass --merge-lora for a full transformer, or use its adapter "
                           f"'{checkpoint / 'lora.safetensors'}' with `vidiff generate --lora`" if cfg.train.lora.rank
                           else f"'{checkpoint}' has no LoRA adapter to merge (it was not trained with train.lora)")
-    backbone = load_open_backbone(cfg.model.pretrained)
-    if cfg.train.lora.rank:
-        lora = cfg.train.lora
-        add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora_targets(cfg))
-    load_weights(backbone, checkpoint / "ema.safetensors", family_of(cfg.model.pretrained), allow_new=True)
+    backbone = load_open_run_backbone(checkpoint, cfg)
     fold(backbone.transformer)
     backbone.transformer.save_pretrained(str(folder))
     return folder
