@@ -105,7 +105,8 @@ class Conditioning:
 @dataclass
 class Output:
     out: Path = typer.Option(Path("out.mp4"), help="output .mp4, .gif or .png (contact sheet)")
-    fps: int = typer.Option(8, help="frames per second of the file")
+    fps: Optional[int] = typer.Option(None, help="frames per second of the file (default: the model's own; 8 for "
+                                                 "vidiff's, 16 for Wan)")
     scale: Optional[int] = typer.Option(None, help=f"enlarge frames this many times (nearest neighbour; default: "
                                                    f"{DISPLAY_SCALE} for frames under {LARGE_FRAMES} px high, else 1)")
     sheet: bool = typer.Option(False, help="also write a PNG contact sheet beside the video")
@@ -117,7 +118,7 @@ class Output:
         outputs = [self.out] + ([self.out.with_suffix(".png")] if self.sheet and self.out.suffix != ".png" else [])
         for path in outputs:
             check_writable(path, self.overwrite)
-        if not 1 <= (self.scale or 1) <= MAX_SCALE or not 1 <= self.fps <= 240:
+        if not 1 <= (self.scale or 1) <= MAX_SCALE or not 1 <= (self.fps or 8) <= 240:
             raise VidiffError(f"--scale must be 1 to {MAX_SCALE} and --fps 1 to 240, got --scale {self.scale} "
                               f"--fps {self.fps}")
         return outputs

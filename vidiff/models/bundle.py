@@ -29,6 +29,7 @@ class Defaults:
     spacing: str
     negative_prompt: str = ""     # what guidance steers away from (the family pipeline's default)
     guidance_2: float | None = None   # a two-expert model's guidance for its second (low-noise) expert
+    fps: int = 8                  # the frame rate its clips play at (Wan 2.1 and A14B: 16, TI2V-5B: 24)
 
 
 @dataclass

@@ -23,6 +23,7 @@ class VideoPipelineOutput:
     prompts: list[str]
     output_type: str = "np"
     latents: Tensor | None = None
+    fps: int = 8                # the model's own frame rate: save()'s default
 
     @property
     def frames(self):
@@ -37,9 +38,11 @@ class VideoPipelineOutput:
             return [[Image.fromarray(f) for f in video] for video in self.pixels]
         return self.pixels.astype(np.float32) / 255.0
 
-    def save(self, path: str | Path, index: int = 0, fps: int = 8, scale: int = DISPLAY_SCALE,
+    def save(self, path: str | Path, index: int = 0, fps: int | None = None, scale: int = DISPLAY_SCALE,
              overwrite: bool = False) -> Path:
-        """Write video `index` as .mp4, .gif or a .png contact sheet, enlarged `scale` times."""
+        """Write video `index` as .mp4, .gif or a .png contact sheet, enlarged `scale` times, at `fps`
+        (None: the model's own frame rate)."""
+        fps = self.fps if fps is None else fps
         if self.pixels is None:
             raise VidiffError("latents cannot be saved as a video; call with output_type='np' (the default)")
         save_options(self.pixels, index, fps, scale)

@@ -368,11 +368,11 @@ class VideoPipeline:
             span = self._zero_shot_start(job, shape, zero_shot) if zero_shot is not None else None
             x = self._sample(job, shape, known, span, windows)
         if r.output_type == "latent":
-            return VideoPipelineOutput(None, prompts, "latent", x)
+            return VideoPipelineOutput(None, prompts, "latent", x, self.bundle.defaults.fps)
         out = self._decode(x, progress=options.progress and frames > 4 * self.window)   # long clips: a bar
         if given is not None:
             out[:, 0] = given[0]          # the user's image, not its VAE reconstruction
-        return VideoPipelineOutput(out, prompts, r.output_type)
+        return VideoPipelineOutput(out, prompts, r.output_type, fps=self.bundle.defaults.fps)
 
     def _notice(self, frames: int, height: int, width: int, o: SampleOptions) -> None:
         """One line before a clip that takes a CPU minutes a step (Wan's default size: about half a minute
@@ -463,7 +463,7 @@ class VideoPipeline:
     def _output(self, frames: np.ndarray, prompts: list[str], r: Request) -> VideoPipelineOutput:
         if r.output_type == "latent":
             raise VidiffError("extension and interpolation return frames; use output_type 'np', 'uint8' or 'pil'")
-        return VideoPipelineOutput(frames, prompts, r.output_type)
+        return VideoPipelineOutput(frames, prompts, r.output_type, fps=self.bundle.defaults.fps)
 
     def _continue(self, given: np.ndarray, num_frames: int, context: int | None, stride: int, job: Job) -> np.ndarray:
         """(num_frames, H, W, 3) uint8: `given` and the frames that continue it, window by window."""

@@ -107,7 +107,7 @@ class Jobs:
         video = pipe(prompt, num_frames=frames, height=height, width=width,
                      generator=torch.Generator().manual_seed(int(seed)),
                      sampling=SampleOptions(steps, guidance, sampler, spacing), output_type="uint8")
-        return self._write(video.pixels[0])
+        return self._write(video.pixels[0], video.fps)
 
     def image_to_video(self, image, prompt: str, model: str | None = "default", seed: int = 0,
                        steps: int | None = None, method: str | None = None):
@@ -116,7 +116,7 @@ class Jobs:
         given = self._upload(image, "the image")[:1]
         video = pipe(prompt, generator=torch.Generator().manual_seed(int(seed)), sampling=SampleOptions(steps),
                      image=given[0], conditioning=FrameConditioning(method or None), output_type="uint8")
-        return self._write(video.pixels[0])
+        return self._write(video.pixels[0], video.fps)
 
     def extend(self, video, prompt: str, frames: int, model: str | None = "default", seed: int = 0,
                steps: int | None = None, method: str | None = None, mode: str = "windows"):
@@ -125,7 +125,7 @@ class Jobs:
         given = self._upload(video, "the video")
         out = pipe.extend(given, prompt, int(frames), torch.Generator().manual_seed(int(seed)), SampleOptions(steps),
                           FrameConditioning(method or None), mode=mode or "windows")
-        return self._write(out.pixels[0])
+        return self._write(out.pixels[0], out.fps)
 
     def interpolate(self, video, factor: int, prompt: str | None = None, model: str | None = "default",
                     seed: int = 0, steps: int | None = None, method: str | None = None):
@@ -135,7 +135,7 @@ class Jobs:
         self.limits.check_request(frames=(len(given) - 1) * int(factor) + 1)
         out = pipe.interpolate(given, int(factor), prompt or None, torch.Generator().manual_seed(int(seed)),
                                SampleOptions(steps), FrameConditioning(method or None))
-        return self._write(out.pixels[0])
+        return self._write(out.pixels[0], out.fps)
 
     def evaluate(self, files: list | None = None, captions: str = "", model: str | None = None, num: int = 8):
         """Score uploaded videos (captions one per line, in upload order) or `num` samples of a model;

@@ -23,7 +23,8 @@ NAME = "wan"                   # the family: the model_type of its weights in vi
 TRAIN_TIMESTEPS = 1000
 MAX_TEXT_TOKENS = 512          # WanPipeline's max_sequence_length
 # WanPipeline's defaults; its own scheduler on the directory's noise levels
-DEFAULTS = Defaults(frames=81, height=480, width=832, steps=50, guidance=5.0, sampler="scheduler", spacing="model")
+DEFAULTS = Defaults(frames=81, height=480, width=832, steps=50, guidance=5.0, sampler="scheduler", spacing="model",
+                    fps=16)
 
 
 class WanBackbone(nn.Module):
@@ -229,7 +230,7 @@ OPTIONAL = {"transformer_2": "WanTransformer3DModel"}     # Wan 2.2 A14B's low-n
 # the Wan 2.2 releases' own defaults (their generate.py configs): A14B at 40 steps, guidance 4 then 3;
 # TI2V-5B at 121 frames of 704x1280
 A14B_DEFAULTS = replace(DEFAULTS, steps=40, guidance=4.0, guidance_2=3.0)
-TI2V_DEFAULTS = replace(DEFAULTS, frames=121, height=704, width=1280)
+TI2V_DEFAULTS = replace(DEFAULTS, frames=121, height=704, width=1280, fps=24)
 
 
 def check_index(folder: Path, index: dict) -> None:
