@@ -145,3 +145,12 @@ def test_two_expert_options_on_a_one_expert_model_are_refused(ti2v, tmp_path):
         pipe(PROMPT, guidance_scale_2=3.0, **SIZE)
     with pytest.raises(VidiffError, match="lora-2"):
         pipe.load_lora(comfy_lora(tmp_path / "x.safetensors", 0), expert=2)
+
+
+def test_fsdp_shards_every_block_of_each_expert(a14b):
+    from vidiff.models.external import load_open_backbone
+    from vidiff.training.parallel import shard_units
+    backbone = load_open_backbone(a14b)
+    units = shard_units(backbone)
+    assert len(units) == 4 and all(type(u).__name__ == "WanTransformerBlock" for u in units)
+    assert {id(u) for u in units} == {id(b) for b in [*backbone.transformer.blocks, *backbone.transformer_2.blocks]}

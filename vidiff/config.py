@@ -88,6 +88,8 @@ class ModelConfig:
                                        # not this section's, is the model (docs/open-models.md)
     pretrained_checkpointing: bool = True   # activation checkpointing of the pretrained transformer (vidiff's own
                                             # backbones have theirs in their sections)
+    blocks_to_swap: int = bounded(0, 0)     # a pretrained transformer's last N blocks kept on the host, each brought
+                                            # to the device only while it runs (musubi-tuner's --blocks_to_swap)
 
 
 @dataclass
@@ -414,6 +416,9 @@ def check(cfg: Config) -> Config:
                           f"got {interval}")
     if not cfg.model.unet3d.channel_mults or not cfg.vae.channel_mults:
         raise VidiffError("model.unet3d.channel_mults and vae.channel_mults need at least one level")
+    if cfg.model.blocks_to_swap and not cfg.model.pretrained:
+        raise VidiffError("model.blocks_to_swap streams a pretrained transformer's blocks (model.pretrained); "
+                          "vidiff's own backbones fit their devices")
     if cfg.model.pretrained:
         default = ModelConfig()
         changed = [k for k in OWN_MODEL_KEYS if getattr(cfg.model, k) != getattr(default, k)]

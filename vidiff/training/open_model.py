@@ -34,6 +34,7 @@ from ..models.external import family_of, load_open_backbone, load_open_bundle, o
 from ..models.lora import LORA_NAME, adapter_layers, add_lora, save_lora, save_peft_adapter
 from ..models.lora_files import write_lora
 from ..pipeline import VideoPipeline
+from .block_swap import place
 from .run_folder import RunFolder
 from .task import Task
 
@@ -65,6 +66,11 @@ def encode_folder(bundle: Bundle, cfg: Config, device: torch.device) -> tuple[Ca
         raise VidiffError("fine-tuning a pretrained model takes your own clips: data.type: folder (data.folder.path)")
     # one fixed clip and crop per file: each is encoded once
     dataset = build_dataset(replace(cfg.data, folder=replace(cfg.data.folder, fixed_clips=True)))
+    if not dataset.videos:           # images would join videos in frame buckets of their own (not built yet)
+        images = len(getattr(dataset, "images", []))
+        raise VidiffError(f"'{cfg.data.folder.path}' has no usable video of {cfg.data.frames} frames"
+                          + (f" ({images} images, which a pretrained model's run does not take yet)" if images else "")
+                          + "; `vidiff data check FOLDER --config RECIPE` says why each file is skipped")
     latents, contexts, captions = [], [], []
     bundle.modules["codec"].to(device)
     bundle.modules["text"].to(device)
@@ -85,14 +91,19 @@ class OpenModelTask(Task):
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
         self.model = self.new_model()          # the transformer, loaded once; on the host while the clips encode
-        bundle = load_open_bundle(cfg.model.pretrained, backbone=self.model)
+        # the text encoder only encodes captions once: bf16 on a GPU (UMT5-XXL: 11 GB, not 23)
+        text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        bundle = load_open_bundle(cfg.model.pretrained, text_dtype, backbone=self.model)
         self.model_type, self.shift = family_of(cfg.model.pretrained), bundle.shift
         d = cfg.data
         VideoPipeline(bundle, "cpu").check_size(d.frames, d.size, d.size)
         self.dataset, self.null = encode_folder(bundle, cfg, device)
         del bundle                   # the VAE and the text encoder leave memory before training starts
         gc.collect()
-        self.model.to(device)
+        blocks, swap = self.model.shard_blocks(), cfg.model.blocks_to_swap
+        if swap > len(blocks):
+            raise VidiffError(f"model.blocks_to_swap is {swap}; this transformer has {len(blocks)} blocks")
+        self.swap = place(self.model, blocks, swap, device)     # all on the device but the swapped blocks
 
     def new_model(self) -> nn.Module:
         backbone = load_open_backbone(self.cfg.model.pretrained)

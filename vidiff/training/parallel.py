@@ -18,8 +18,16 @@ def wrap(model: nn.Module, strategy: str, d: Dist) -> nn.Module:
     if strategy in ("ddp", "sequence"):
         return nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     from torch.distributed.fsdp import fully_shard
-    for module in model.modules():        # shard per backbone block and the text encoder, then the rest at the root
-        if isinstance(module, BLOCK_TYPES):
-            fully_shard(module)
+    for module in shard_units(model):     # shard per backbone block and the text encoder, then the rest at the root
+        fully_shard(module)
     fully_shard(model)
     return model
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The blocks FSDP shards one by one: vidiff's own backbones' block types, or the blocks a
+    pretrained model's backbone names (`shard_blocks()`: every transformer block of each expert)."""
+    named = [m for m in model.modules() if hasattr(m, "shard_blocks")]
+    if named:
+        return [block for m in named for block in m.shard_blocks()]
+    return [m for m in model.modules() if isinstance(m, BLOCK_TYPES)]

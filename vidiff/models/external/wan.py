@@ -54,6 +54,10 @@ class WanBackbone(nn.Module):
         timesteps come back from log-SNR within 1e-9, hence the margin)."""
         return self.transformer_2 is not None and float(timestep.max()) + 1e-6 < self.boundary
 
+    def shard_blocks(self) -> list[nn.Module]:
+        """What FSDP shards one by one: every transformer block of each expert."""
+        return [block for expert in self.experts().values() for block in expert.blocks]
+
     def experts(self) -> dict[str, nn.Module]:
         return {"transformer": self.transformer, **({"transformer_2": self.transformer_2} if self.transformer_2 else {})}
 
