@@ -79,6 +79,8 @@ def test_sequence_parallel_needs_a_dit(tmp_path):
                         "vidiff", "train", "--config", str(tmp_path / "u.yaml"), "--out", str(tmp_path / "run"),
                         "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode != 0 and "splits a DiT's tokens" in r.stderr
+    last = [line for line in r.stderr.splitlines() if line.strip() and not set(line.strip()) <= set("=-")][-1]
+    assert "error: train.parallel: sequence splits a DiT's tokens" in last     # torchrun's summary ends with our line
 
 
 def test_generate_under_torchrun_makes_the_one_process_video(tmp_path):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -427,11 +429,26 @@ def data_check(folder: Path = typer.Argument(..., help="folder of videos/images 
         typer.echo(f"caption vocabulary ({len(words)} words, for model.text.vocab): {', '.join(words)}")
 
 
+def _tell_torchrun(line: str) -> None:
+    """Under torchrun, its closing failure summary shows a process's error file where it has one: put our
+    one line there, so the last thing a user reads is what went wrong, not a pointer to torch's docs."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as f:
+            json.dump({"message": {"message": line, "extraInfo": {"py_callstack": line,
+                                                                  "timestamp": str(int(time.time()))}}}, f)
+    except OSError:
+        pass
+
+
 def main() -> None:
     try:
         app()
     except (VidiffError, ValueError) as e:      # ValueError: a lower layer's rule (the diffusion math's)
         typer.echo(f"error: {e}", err=True)
+        _tell_torchrun(f"error: {e}")
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
