@@ -153,6 +153,7 @@ def test_eval_skips_unreadable_files_and_keeps_an_existing_report(tmp_path):
     assert vidiff("eval", videos, "--out", tmp_path / "ev", "--overwrite").returncode == 0
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_resuming_a_finished_run_says_there_is_nothing_to_do_and_a_damaged_checkpoint_is_one_line(tmp_path):
     from conftest import tiny_config_dict
     import yaml

@@ -64,6 +64,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, sing
         torch.testing.assert_close(weights[name], tensor, atol=2e-5, rtol=1e-3, msg=name)
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_fsdp_checkpoint_resumes_and_loads_in_one_process(tmp_path):
     from vidiff.pipeline import SampleOptions, VideoPipeline
     config, _ = config_file(tmp_path, "fsdp")
