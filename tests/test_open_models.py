@@ -145,7 +145,8 @@ def lora_run(wan_dir, tmp_path_factory):
         save_video(frames, tmp / "clips" / f"c{i}.mp4", fps=8)
         (tmp / "clips" / f"c{i}.txt").write_text(caption)
     values = {"model": {"pretrained": str(wan_dir)},
-              "data": {"type": "folder", "frames": 9, "size": 32, "folder": {"path": str(tmp / "clips")}},
+              "data": {"type": "folder", "frames": 9, "size": 32,
+                       "folder": {"path": str(tmp / "clips"), "cache": str(tmp / "cache")}},
               "train": {"steps": 40, "batch_size": 2, "lr": 1e-2, "warmup_steps": 1, "log_every": 10,
                         "checkpoint_every": 40, "sample_every": 1000, "cfg_dropout": 0.0, "lora": {"rank": 4}}}
     trainer = Trainer(config_from_dict(values), tmp / "run", progress=False)
@@ -266,3 +267,23 @@ def test_a_full_fine_tune_exports_a_transformer_diffusers_loads(wan_dir, lora_ru
     r = subprocess.run([sys.executable, "-m", "vidiff", "export", str(lora_run[3]), str(tmp_path / "lora")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "pass --merge-lora" in r.stderr
+
+
+def test_encoded_clips_are_cached_on_disk_and_reused_until_a_file_changes(wan_dir, lora_run):
+    """A second run on the same clips reads the cache (the VAE never runs); a changed clip is encoded again."""
+    from vidiff.config import config_from_dict
+    from vidiff.data.io import save_video
+    from vidiff.models.external import load_open_bundle
+    from vidiff.training.open_model import encode_folder
+    trainer = lora_run[0]
+    cfg = config_from_dict(trainer.cfg.to_dict())
+    bundle = load_open_bundle(wan_dir)
+    calls, encode = [], bundle.codec.encode
+    bundle.codec.encode = lambda video: calls.append(1) or encode(video)
+    clips, null = encode_folder(bundle, cfg, torch.device("cpu"))
+    assert calls == [] and len(clips) == 2 and null.shape == (512, 16)
+    assert torch.equal(clips.latents[0], trainer.task.dataset.latents[0])
+    files = sorted((lora_run[3].parents[2] / "clips").glob("*.mp4"))
+    save_video(np.full((9, 32, 32, 3), 200, np.uint8), files[0], fps=8, overwrite=True)
+    again, _ = encode_folder(bundle, cfg, torch.device("cpu"))
+    assert calls == [1], (len(again), files)                 # only the changed clip

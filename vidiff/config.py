@@ -147,6 +147,8 @@ class FolderConfig:
     image_every: int = bounded(4, 0)      # with images in the folder, every n-th batch is a batch of 1-frame images
     fixed_clips: bool = False # one fixed clip and crop per file (no temporal/crop augmentation), so latent
                               # training (train.vae) encodes each file once and reuses its cached latent
+    cache: str = ""           # where a pretrained model's run keeps its encoded clips and captions, reused by
+                              # every run and resume (empty: $VIDIFF_CACHE or ~/.cache/vidiff/encoded)
 
 
 @dataclass

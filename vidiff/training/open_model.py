@@ -1,9 +1,9 @@
 """Fine-tuning a diffusers-format open model (Wan 2.1) on a folder of captioned clips: `model:
 {pretrained: DIR}` in a `vidiff train` recipe, usually with `train.lora`.
 
-Every clip is encoded once when the run starts (its VAE latents and its caption's text states, kept
-in host memory); the VAE and the text encoder are then dropped, so only the transformer is on the
-device while it trains. The loss is rectified-flow matching as Wan was trained: z = (1 - s) x0 + s eps
+Every clip is encoded once (its VAE latents and its caption's text states) into a disk cache that
+later runs and resumes reuse (latent_cache.py); the VAE and the text encoder are then dropped, so only
+the transformer is on the device while it trains (with model.blocks_to_swap, not even all of it). The loss is rectified-flow matching as Wan was trained: z = (1 - s) x0 + s eps
 at the directory's shifted flow time s, the velocity eps - x0 as the target. Precision follows
 train.precision (bf16 autocast on a GPU), with the transformer's activation checkpointing unless
 model.pretrained_checkpointing is off. A checkpoint holds only what trains (the frozen base stays in
@@ -34,7 +34,9 @@ from ..models.external import family_of, load_open_backbone, load_open_bundle, o
 from ..models.lora import LORA_NAME, adapter_layers, add_lora, save_lora, save_peft_adapter
 from ..models.lora_files import write_lora
 from ..pipeline import VideoPipeline
+from ..distributed import barrier, current
 from .block_swap import place
+from .latent_cache import DiskCache, default_folder, file_digest, identity, key
 from .run_folder import RunFolder
 from .task import Task
 
@@ -44,43 +46,74 @@ def lora_targets(cfg: Config) -> list[str]:
 
 
 class CachedClips:
-    """A folder's clips, each encoded once: latents (C, T, h, w) and caption states (L, D), on the host.
+    """A folder's clips, each encoded once into the disk cache (latent_cache.py): item() reads a clip's
+    latents (C, T, h, w) and caption states (L, D) from it, so host memory holds a batch, not the set.
     item() follows the folder dataset's order (a fresh permutation per epoch, seeded by data.seed)."""
 
-    def __init__(self, latents: list[Tensor], contexts: list[Tensor], captions: list[str], seed: int):
-        self.latents, self.contexts, self.captions, self.seed = latents, contexts, captions, seed
+    def __init__(self, cache: DiskCache, keys: list[tuple[str, str]], captions: list[str], seed: int):
+        self.cache, self.keys, self.captions, self.seed = cache, keys, captions, seed
 
     def __len__(self) -> int:
-        return len(self.latents)
+        return len(self.keys)
 
     def item(self, micro_index: int, position: int, batch_size: int) -> dict:
         epoch, offset = divmod(micro_index * batch_size + position, len(self))
         k = int(np.random.default_rng([self.seed, epoch]).permutation(len(self))[offset])
-        return {"video": self.latents[k], "context": self.contexts[k], "caption": self.captions[k]}
+        latents, text = self.keys[k]
+        return {"video": self.cache.get(latents), "context": self.cache.get(text), "caption": self.captions[k]}
+
+    @property
+    def latents(self) -> list[Tensor]:
+        return [self.cache.get(k) for k, _ in self.keys]
+
+    @property
+    def contexts(self) -> list[Tensor]:
+        return [self.cache.get(k) for _, k in self.keys]
 
 
 def encode_folder(bundle: Bundle, cfg: Config, device: torch.device) -> tuple[CachedClips, Tensor]:
-    """Every usable clip of the folder through the VAE and every caption through the text encoder,
-    one at a time on `device`; returns the clips and the empty prompt's states (caption dropout)."""
+    """Every usable clip of the folder through the VAE and every caption through the text encoder, into
+    the disk cache (data.folder.cache): what an earlier run or resume encoded is read, not encoded
+    again, and the processes of a run each encode their share. Returns the clips and the empty prompt's
+    states (caption dropout)."""
     if cfg.data.type != "folder":
         raise VidiffError("fine-tuning a pretrained model takes your own clips: data.type: folder (data.folder.path)")
     # one fixed clip and crop per file: each is encoded once
-    dataset = build_dataset(replace(cfg.data, folder=replace(cfg.data.folder, fixed_clips=True)))
-    if not dataset.videos:           # images would join videos in frame buckets of their own (not built yet)
+    d = cfg.data
+    dataset = build_dataset(replace(d, folder=replace(d.folder, fixed_clips=True)))
+    pool = dataset.videos
+    if not pool:                     # images would join videos in frame buckets of their own (not built yet)
         images = len(getattr(dataset, "images", []))
-        raise VidiffError(f"'{cfg.data.folder.path}' has no usable video of {cfg.data.frames} frames"
+        raise VidiffError(f"'{d.folder.path}' has no usable video of {d.frames} frames"
                           + (f" ({images} images, which a pretrained model's run does not take yet)" if images else "")
                           + "; `vidiff data check FOLDER --config RECIPE` says why each file is skipped")
-    latents, contexts, captions = [], [], []
-    bundle.modules["codec"].to(device)
-    bundle.modules["text"].to(device)
-    for i in range(len(dataset.videos)):
+    cache, dist = DiskCache(d.folder.cache or default_folder()), current()
+    codec_id, text_id = identity(bundle.modules["codec"]), identity(bundle.modules["text"])
+    clip_spec = (d.frames, d.size, d.folder.frame_stride, d.folder.fps, d.folder.crop, d.seed)
+    order = np.random.default_rng([d.seed, 0]).permutation(len(pool))     # the order dataset.item(0, i, 1) takes
+    entries = [pool[j] for j in order]
+    keys = [(key("latents", file_digest(e.path), str(e.path), clip_spec, codec_id), key("text", e.caption, text_id))
+            for e in entries]
+    null_key = key("text", "", text_id)
+    placed = False
+    for i, (entry, (latents, text)) in enumerate(zip(entries, keys)):
+        if i % dist.world != dist.rank or (cache.get(latents) is not None and cache.get(text) is not None):
+            continue
+        if not placed:
+            bundle.modules["codec"].to(device)
+            bundle.modules["text"].to(device)
+            placed = True
         clip = dataset.item(0, i, 1)
-        latents.append(bundle.codec.encode(clip["video"][None].to(device))[0].cpu())
-        contexts.append(bundle.encode([clip["caption"]], 1)[0][0].float().cpu())
-        captions.append(clip["caption"])
-    null = bundle.encode([""], 1)[0][0].float().cpu()
-    return CachedClips(latents, contexts, captions, cfg.data.seed), null
+        if clip["path"] != str(entry.path):    # it failed to decode and the next file stood in: leave it out
+            continue
+        cache.put(latents, bundle.codec.encode(clip["video"][None].to(device))[0])
+        cache.put(text, bundle.encode([entry.caption], 1)[0][0].float())
+    if dist.main and cache.get(null_key) is None:
+        bundle.modules["text"].to(device)
+        cache.put(null_key, bundle.encode([""], 1)[0][0].float())
+    barrier(dist)                              # every share written before anyone reads
+    kept = [(k, e.caption) for k, e in zip(keys, entries) if cache.path(k[0]).is_file() and cache.path(k[1]).is_file()]
+    return CachedClips(cache, [k for k, _ in kept], [c for _, c in kept], d.seed), cache.get(null_key)
 
 
 class OpenModelTask(Task):
