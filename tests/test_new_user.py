@@ -89,3 +89,10 @@ def test_resume_refuses_a_changed_adapter(tmp_path):
     values["train"].update(steps=4, lora={"rank": 4})
     with pytest.raises(VidiffError, match="train.lora differs"):
         Trainer(config_from_dict(values), tmp_path / "run", resume=True, progress=False)
+
+
+def test_sample_prompts_and_block_swap_are_for_pretrained_runs(tmp_path):
+    with pytest.raises(VidiffError, match="train.sample_prompts is for a pretrained model's run"):
+        config_from_dict({"train": {"sample_prompts": ["a red circle"]}})
+    with pytest.raises(VidiffError, match="model.blocks_to_swap streams a pretrained"):
+        config_from_dict({"model": {"blocks_to_swap": 2}})

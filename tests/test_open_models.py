@@ -148,7 +148,8 @@ def lora_run(wan_dir, tmp_path_factory):
               "data": {"type": "folder", "frames": 9, "size": 32,
                        "folder": {"path": str(tmp / "clips"), "cache": str(tmp / "cache")}},
               "train": {"steps": 40, "batch_size": 2, "lr": 1e-2, "warmup_steps": 1, "log_every": 10,
-                        "checkpoint_every": 40, "sample_every": 1000, "cfg_dropout": 0.0, "lora": {"rank": 4}}}
+                        "checkpoint_every": 40, "sample_every": 1000, "cfg_dropout": 0.0, "lora": {"rank": 4},
+                        "sample_prompts": ["a red ball bounces", "a blue ball bounces"], "sample_steps": 3}}
     trainer = Trainer(config_from_dict(values), tmp / "run", progress=False)
     batch = {"video": torch.stack(trainer.task.dataset.latents), "context": trainer.task.dataset.contexts}
 
@@ -169,6 +170,8 @@ def test_lora_training_on_a_folder_lowers_the_loss_and_keeps_the_base_bit_identi
     trained = trainer.model.transformer.state_dict()
     assert all(torch.equal(trained[k], v) for k, v in base.items())
     assert set(load_file(folder / "model.safetensors")) == {f"transformer.{k}" for k in trained if ".lora." in k}
+    sheet = folder.parents[1] / "samples" / "step_00000040.png"     # train.sample_prompts at the last step
+    assert sheet.is_file() and (folder.parents[1] / "samples" / "step_00000040.txt").read_text().count("ball") == 2
     model = json.loads((folder / "config.json").read_text())["model"]
     assert "type" not in model and "unet3d" not in model         # no U-Net fields for a Wan run
 

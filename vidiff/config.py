@@ -220,6 +220,8 @@ class TrainConfig:
     keep_last: int = bounded(3, 1)
     sample_steps: int = bounded(0, 0)          # the sample sheets' steps (0: the model's diffusion.sampling_steps)...
     sample_guidance: float = bounded(-1.0, -1)  # ...and guidance (-1: its diffusion.guidance); its sampler and spacing
+    sample_prompts: list[str] = field(default_factory=list)   # a pretrained model's run: prompts sampled with the
+                                                               # run's weights every sample_every steps into a sheet
     init_from: str = ""       # start from this model's weights (a run, checkpoint or `default`); new layers keep their init;
                               # from an image model (data.frames 1) the temporal layers start as identity (inflation)
     trainable: str = "all"    # all | temporal (the frame-mixing layers, AnimateDiff-style) | a glob of parameter names;
@@ -418,6 +420,12 @@ def check(cfg: Config) -> Config:
                           f"got {interval}")
     if not cfg.model.unet3d.channel_mults or not cfg.vae.channel_mults:
         raise VidiffError("model.unet3d.channel_mults and vae.channel_mults need at least one level")
+    if cfg.train.sample_prompts and not cfg.model.pretrained:
+        raise VidiffError("train.sample_prompts is for a pretrained model's run; vidiff's own sample sheets show "
+                          "held-out captions of its data")
+    if cfg.train.sample_prompts and cfg.model.blocks_to_swap:
+        raise VidiffError("train.sample_prompts with model.blocks_to_swap is not supported yet: the sheet would need "
+                          "the swapped blocks on the device (sample with --model RUN after training)")
     if cfg.model.blocks_to_swap and not cfg.model.pretrained:
         raise VidiffError("model.blocks_to_swap streams a pretrained transformer's blocks (model.pretrained); "
                           "vidiff's own backbones fit their devices")

@@ -17,10 +17,12 @@ from __future__ import annotations
 import gc
 from dataclasses import replace
 from pathlib import Path
+from time import perf_counter
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..checkpoint import open_lora_targets
 from ..config import Config
@@ -33,10 +35,12 @@ from ..models.bundle import Bundle
 from ..models.external import family_of, load_open_backbone, load_open_bundle, open_lora_names
 from ..models.lora import LORA_NAME, adapter_layers, add_lora, save_lora, save_peft_adapter
 from ..models.lora_files import write_lora
-from ..pipeline import VideoPipeline
+from ..pipeline import SampleOptions, VideoPipeline
+from ..pipeline.sampling import sample_video
 from ..distributed import barrier, current
 from .block_swap import place
 from .latent_cache import DiskCache, default_folder, file_digest, identity, key
+from .plots import save_samples
 from .run_folder import RunFolder
 from .task import Task
 
@@ -131,6 +135,9 @@ class OpenModelTask(Task):
         d = cfg.data
         VideoPipeline(bundle, "cpu").check_size(d.frames, d.size, d.size)
         self.dataset, self.null = encode_folder(bundle, cfg, device)
+        # the sheet's prompts are encoded now, while the text encoder is loaded; only the VAE comes back for it
+        prompts = cfg.train.sample_prompts
+        self.sample_states = [bundle.encode([p], 1)[0][0].float().cpu() for p in prompts]
         del bundle                   # the VAE and the text encoder leave memory before training starts
         gc.collect()
         blocks, swap = self.model.shard_blocks(), cfg.model.blocks_to_swap
@@ -168,8 +175,27 @@ class OpenModelTask(Task):
         return masked_mse(velocity, noise - x0).mean(), {}
 
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
-        """None during training: the VAE and text encoder are not loaded (sample with `vidiff generate
-        --model DIR --lora RUN`)."""
+        """train.sample_prompts with the run's weights, at the run's clip size, into a sheet: the VAE is
+        loaded for it and dropped after (the prompts were encoded at the start). None without prompts."""
+        prompts, t, d = self.cfg.train.sample_prompts, self.cfg.train, self.cfg.data
+        if not prompts:
+            return
+        start = perf_counter()
+        bundle = load_open_bundle(self.cfg.model.pretrained, backbone=model, text_encoder=False)
+        bundle.codec.module.to(self.device)
+        o = SampleOptions(t.sample_steps or None, None if t.sample_guidance < 0 else t.sample_guidance,
+                          progress=self.progress).resolved(bundle)
+        o = o if t.sample_steps else replace(o, steps=min(o.steps, max(2, t.steps)))   # no more sheet than training
+        cond = (torch.stack(self.sample_states).to(self.device),)
+        null = (self.null[None].expand(len(prompts), -1, -1).to(self.device),)
+        with torch.no_grad():
+            x = sample_video(bundle, cond, null, bundle.codec.shape(d.frames, d.size, d.size), o,
+                             torch.Generator().manual_seed(t.seed))
+            path = save_samples(bundle.codec.decode(x), prompts, run.path / "samples", step)
+        del bundle
+        gc.collect()
+        if self.progress:
+            tqdm.write(f"sample sheet {path}: {len(prompts)} videos, {o.steps} steps, {perf_counter() - start:.1f} s")
 
     def save_adapter(self, model: nn.Module, folder: Path) -> None:
         transformer, targets = model.transformer, lora_targets(self.cfg)

@@ -102,11 +102,13 @@ def open_family(path: str | Path):
     return folder, family
 
 
-def load_open_bundle(path: str | Path, dtype: torch.dtype = torch.float32, backbone: nn.Module | None = None) -> Bundle:
+def load_open_bundle(path: str | Path, dtype: torch.dtype = torch.float32, backbone: nn.Module | None = None,
+                     text_encoder: bool = True) -> Bundle:
     """All of a directory's components as a bundle (the transformer and text encoder in `dtype`);
-    backbone: the directory's transformer already loaded (a training run's, with its adapters)."""
+    backbone: the directory's transformer already loaded (a training run's, with its adapters);
+    text_encoder False: without it (prompts encoded earlier)."""
     folder, family = open_family(path)
-    return family.bundle(folder, dtype, load_scheduler(folder), backbone)
+    return family.bundle(folder, dtype, load_scheduler(folder), backbone, text_encoder)
 
 
 def family_of(path: str | Path) -> str:

@@ -304,12 +304,14 @@ def load_text(folder: Path, dtype: torch.dtype) -> WanText:
     return WanText(_loaded("tokenizer", folder, lambda: AutoTokenizer.from_pretrained(folder / "tokenizer")), encoder)
 
 
-def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | None = None) -> Bundle:
+def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | None = None,
+           text_encoder: bool = True) -> Bundle:
     """The directory as a bundle: the transformer and text encoder in `dtype`, the VAE in float32.
     scheduler: the directory's diffusers scheduler (UniPC with flow sigmas), its default sampler;
-    backbone: one already loaded (a training run's)."""
+    backbone: one already loaded (a training run's); text_encoder False: none loaded (prompts encoded
+    earlier, e.g. a training run's sample prompts)."""
     backbone = backbone if backbone is not None else load_backbone(folder, dtype)
-    codec, text = load_codec(folder), load_text(folder, dtype)
+    codec, text = load_codec(folder), load_text(folder, dtype) if text_encoder else None
     c = scheduler.config
     shift = float(c.get("flow_shift") or c.get("shift") or 1.0)
     two = backbone.transformer_2 is not None
@@ -318,6 +320,8 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
         return backbone(x, backbone.timestep(log_snr).float(), context, *condition).float()
 
     def encode(prompts: list[str], stride: int = 1) -> tuple[Tensor, ...]:
+        if text is None:
+            raise VidiffError("this bundle was loaded without its text encoder")
         return (text.encode(prompts),)
 
     return Bundle(
@@ -327,7 +331,7 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
         defaults=A14B_DEFAULTS if two else TI2V_DEFAULTS if backbone.per_token else DEFAULTS,
         backbone=backbone, multiples=backbone.multiples, max_patches=backbone.max_patches,
         frame_conditioning=backbone.per_token, scheduler=scheduler,
-        modules={"text": text.encoder, "backbone": backbone, "codec": codec.vae}, offloadable=True,
+        modules={**({"text": text.encoder} if text else {}), "backbone": backbone, "codec": codec.vae}, offloadable=True,
         lora_target=backbone.transformer, lora_target_2=backbone.transformer_2,
         low_noise=(lambda log_snr: backbone.low_noise(backbone.timestep(log_snr).float())) if two else None,
         lora_names=original_names(len(backbone.transformer.blocks)))
