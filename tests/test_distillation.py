@@ -102,6 +102,7 @@ def test_rounds():
             rounds(*bad)
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_distill_command_makes_a_student_that_samples_in_its_own_steps(tmp_path):
     import json
     import subprocess

@@ -119,6 +119,7 @@ def test_a_lora_fine_tune_learns_one_clip_with_the_base_frozen(tmp_path):
     assert not all(torch.equal(average[n], p) for n, p in tuned.items() if p.requires_grad)     # and it averaged them
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_cli_generate_with_lora_export_merged_and_tune_lora(tmp_path):
     values = tiny_config_dict(steps=2, checkpoint_every=2)
     Trainer(config_from_dict(values), tmp_path / "base", progress=False).train()

@@ -71,6 +71,7 @@ def vae_values(**train):
                       "checkpoint_every": 40, "sample_every": 1000, **train}}
 
 
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
 def test_vae_training_learns_resumes_and_reconstructs_from_the_cli(tmp_path):
     import subprocess
     import sys
