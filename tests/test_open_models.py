@@ -290,3 +290,40 @@ def test_encoded_clips_are_cached_on_disk_and_reused_until_a_file_changes(wan_di
     save_video(np.full((9, 32, 32, 3), 200, np.uint8), files[0], fps=8, overwrite=True)
     again, _ = encode_folder(bundle, cfg, torch.device("cpu"))
     assert calls == [1], (len(again), files)                 # only the changed clip
+
+
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_lora_training_on_two_processes_gives_the_one_process_adapter(wan_dir, tmp_path, parallel):
+    """The same global batch on 2 gloo processes (each encodes its share of the clips into the cache)."""
+    import os
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from vidiff.data.io import save_video
+    (tmp_path / "clips").mkdir()
+    for i, caption in enumerate(["a red ball bounces", "a blue ball bounces", "a dog runs", "a cat walks"]):
+        frames = np.zeros((9, 32, 32, 3), np.uint8)
+        frames[:, 10:20, 4 + 4 * i:14 + 4 * i, i % 3] = 255
+        save_video(frames, tmp_path / "clips" / f"c{i}.mp4", fps=8)
+        (tmp_path / "clips" / f"c{i}.txt").write_text(caption)
+    values = {"model": {"pretrained": str(wan_dir)},
+              "data": {"type": "folder", "frames": 9, "size": 32,
+                       "folder": {"path": str(tmp_path / "clips"), "cache": str(tmp_path / "cache")}},
+              "train": {"steps": 3, "batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 3,
+                        "sample_every": 0, "cfg_dropout": 0.0, "lora": {"rank": 4}, "parallel": parallel}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = ["-m", "vidiff", "train", "--config", str(tmp_path / "run.yaml"), "--no-progress", "--out"]
+    one = subprocess.run([sys.executable, *base, str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *base,
+                          str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-1500:], two.stderr[-1500:])
+    a, b = (load_file(tmp_path / run / "checkpoints" / "step_00000003" / "lora.safetensors") for run in ("one", "two"))
+    assert a.keys() == b.keys()
+    for name in a:        # Adam's first steps normalise near-zero gradients: a few elements differ by ~3e-5
+        torch.testing.assert_close(b[name], a[name], atol=1e-4, rtol=1e-3)
+    losses = [[h["loss"] for h in json.loads((tmp_path / run / "checkpoints" / "step_00000003" / "state.json")
+                                             .read_text())["history"]] for run in ("one", "two")]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)

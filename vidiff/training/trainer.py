@@ -317,7 +317,8 @@ class Trainer:
         if not self.fsdp:
             return model
         fresh = self.task.new_model().to(self.device).eval()
-        fresh.load_state_dict(full_state)
+        # a frozen base comes from its directory with new_model(); full_state holds what trained
+        fresh.load_state_dict(full_state, strict=not self.task.frozen_base)
         return fresh
 
     def write_samples(self) -> None:
