@@ -41,6 +41,9 @@ PRESETS = {
         "flow_shift": 3.0,
     },
 }
+# Wan-AI/Wan2.1-T2V-14B-Diffusers' transformer (the same VAE and text encoder as the 1.3B)
+PRESETS["14B"] = {**PRESETS["1.3B"], "transformer": {**PRESETS["1.3B"]["transformer"], "num_attention_heads": 40,
+                                                     "ffn_dim": 13824, "num_layers": 40}}
 
 
 def word_tokenizer():
