@@ -45,10 +45,6 @@ from .run_folder import RunFolder
 from .task import Task
 
 
-def lora_targets(cfg: Config) -> list[str]:
-    return open_lora_targets(cfg)
-
-
 class CachedClips:
     """A folder's clips, each encoded once into the disk cache (latent_cache.py): item() reads a clip's
     latents (C, T, h, w) and caption states (L, D) from it, so host memory holds a batch, not the set.
@@ -156,7 +152,7 @@ class OpenModelTask(Task):
             backbone.requires_grad_(True)
         lora = self.cfg.train.lora
         if lora.rank:
-            add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, lora_targets(self.cfg))
+            add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, open_lora_targets(self.cfg))
         return backbone
 
     def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:
@@ -198,7 +194,7 @@ class OpenModelTask(Task):
             tqdm.write(f"sample sheet {path}: {len(prompts)} videos, {o.steps} steps, {perf_counter() - start:.1f} s")
 
     def save_adapter(self, model: nn.Module, folder: Path) -> None:
-        transformer, targets = model.transformer, lora_targets(self.cfg)
+        transformer, targets = model.transformer, open_lora_targets(self.cfg)
         save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix="transformer.")
         save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
         write_lora(adapter_layers(transformer, LORA_NAME), folder / "lora_comfy.safetensors", "comfy",
