@@ -90,6 +90,8 @@ class ModelConfig:
                                             # backbones have theirs in their sections)
     blocks_to_swap: int = bounded(0, 0)     # a pretrained transformer's last N blocks kept on the host, each brought
                                             # to the device only while it runs (musubi-tuner's --blocks_to_swap)
+    fp8_base: bool = False                  # a pretrained transformer's frozen block weights stored in float8, upcast
+                                            # per layer (musubi-tuner's --fp8_base): half of bf16's memory
 
 
 @dataclass
@@ -138,12 +140,24 @@ class ShapesConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One more directory of a folder dataset (data.folder.sources), with its own repeats and frame counts."""
+    path: str = ""
+    repeats: int = bounded(1, 1)              # each of its files counts this many times per epoch
+    frames: list[int] = bounded_list([], 1)   # its target frame counts (empty: data.folder.frames)
+    frame_stride: int = bounded(0, 0)         # 0: data.folder.frame_stride
+
+
+@dataclass
 class FolderConfig:
     """A folder of real videos and images with captions (vidiff/data/video_folder.py)."""
     path: str = ""            # folder of videos/images with captions.csv|jsonl or <name>.txt
+    sources: list[SourceConfig] = field(default_factory=list)   # more directories (path, repeats, frames, frame_stride)
+    frames: list[int] = bounded_list([], 1)   # target frame counts, the frame buckets: a video gives the longest
+                                              # it holds (empty: [data.frames]); images are 1-frame clips
     frame_stride: int = bounded(1, 1)     # take every n-th source frame...
     fps: float = bounded(0.0, 0)          # ...or resample to this frame rate (0: use frame_stride)
-    crop: str = "center"      # center | random square crop after scaling the short side to `size`
+    crop: str = "center"      # center | random crop to the clip's bucket (its aspect ratio at data.size^2 pixels)
     image_every: int = bounded(4, 0)      # with images in the folder, every n-th batch is a batch of 1-frame images
     fixed_clips: bool = False # one fixed clip and crop per file (no temporal/crop augmentation), so latent
                               # training (train.vae) encodes each file once and reuses its cached latent
@@ -155,7 +169,7 @@ class FolderConfig:
 class DataConfig:
     type: str = "shapes"      # a key of vidiff.data.DATASETS
     frames: int = bounded(16, 1)
-    size: int = bounded(32, 8)
+    size: int = bounded(32, 8)    # square clips; folder data: the pixel area size x size, at each file's aspect ratio
     workers: int = bounded(0, 0)   # DataLoader worker processes decoding ahead of the training step
     seed: int = bounded(0, 0, MAX_SEED)   # clip i (and its crop) is a pure function of (seed, i)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
@@ -327,6 +341,8 @@ def _coerce(value, hint, key: str):
         if not isinstance(value, (list, tuple)):
             raise VidiffError(f"config key '{key}' must be a list, got {value!r}")
         (item,) = typing.get_args(hint)
+        if dataclasses.is_dataclass(item):
+            return [build_section(item, v, f"{key}[{i}].") for i, v in enumerate(value)]
         return [_coerce(v, item, key) for v in value]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -426,6 +442,9 @@ def check(cfg: Config) -> Config:
     if cfg.train.sample_prompts and cfg.model.blocks_to_swap:
         raise VidiffError("train.sample_prompts with model.blocks_to_swap is not supported yet: the sheet would need "
                           "the swapped blocks on the device (sample with --model RUN after training)")
+    if cfg.model.fp8_base and not (cfg.model.pretrained and cfg.train.lora.rank):
+        raise VidiffError("model.fp8_base stores a pretrained transformer's frozen weights in float8: for a LoRA run "
+                          "(model.pretrained and train.lora); a full fine-tune trains those weights")
     if cfg.model.blocks_to_swap and not cfg.model.pretrained:
         raise VidiffError("model.blocks_to_swap streams a pretrained transformer's blocks (model.pretrained); "
                           "vidiff's own backbones fit their devices")

@@ -8,11 +8,12 @@ from .video_folder import CROPS, VideoFolderDataset
 DATASETS = {"shapes": ShapesDataset, "folder": VideoFolderDataset}
 
 
-def build_dataset(cfg, vocab: list[str] | None = None, captions: bool = True):
+def build_dataset(cfg, vocab: list[str] | None = None, captions: bool = True, multiple: int = 8):
     """The dataset a data config describes; folder data checks captions against the model's vocabulary
-    (captions=False: uncaptioned files are kept, for the VAE)."""
+    (captions=False: uncaptioned files are kept, for the VAE) and buckets clips at sides that are
+    multiples of `multiple` pixels."""
     if cfg.type == "folder":
-        return VideoFolderDataset(cfg, vocab, captions=captions)
+        return VideoFolderDataset(cfg, vocab, captions=captions, multiple=multiple)
     return DATASETS[cfg.type](cfg)
 
 

@@ -23,6 +23,7 @@ import csv
 import json
 import warnings
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from av.error import FFmpegError
 from PIL import Image
 
 from ..config import Config, DataConfig, load_config
+from .buckets import BatchSchedule, Bucket, bucket_size, frame_bucket
 from .io import IMAGE_INPUTS, VIDEO_INPUTS, unit_range
 from ..errors import VidiffError
 
@@ -46,9 +48,35 @@ DECODE_ERRORS = (FFmpegError, OSError, EOFError, ValueError, SyntaxError, Image.
 class Entry:
     path: Path
     caption: str
-    kind: str            # "video" | "image"
+    kind: str            # "video" | "image" (a clip of one frame)
     frames: int = 1      # decodable frames (videos)
     fps: float = 0.0
+    height: int = 0
+    width: int = 0
+    source: int = 0      # which of the dataset's directories
+    clip_frames: int = 1     # its frame bucket: the frames of its clips
+    stride: int = 1          # source frames between clip frames
+
+
+@dataclass
+class Source:
+    folder: Path
+    repeats: int
+    targets: list[int]   # target frame counts (frame buckets)
+    stride: int
+
+
+def sources_of(cfg: DataConfig) -> list[Source]:
+    """data.folder.path and each of data.folder.sources, with their repeats, frame targets and strides."""
+    f = cfg.folder
+    targets = f.frames or [cfg.frames]
+    found = [Source(Path(f.path), 1, targets, f.frame_stride)] if f.path else []
+    found += [Source(Path(s.path), s.repeats, s.frames or targets, s.frame_stride or f.frame_stride) for s in f.sources]
+    for s in found or [Source(Path(f.path), 1, targets, 1)]:
+        if not f.path and not found or not s.folder.is_dir():
+            raise VidiffError(f"data.folder.path '{s.folder if found else ''}' is not a folder; point it at a folder "
+                              "of videos/images")
+    return found
 
 
 def read_caption_table(folder: Path) -> dict[str, str]:
@@ -85,20 +113,23 @@ def caption_for(table: dict[str, str], folder: Path, path: Path) -> str | None:
     return caption
 
 
-def probe_video(path: Path) -> tuple[int, float]:
-    """(decodable frame count, frames per second); raises on anything unreadable."""
+def probe_video(path: Path) -> tuple[int, float, int, int]:
+    """(decodable frame count, frames per second, height, width); raises on anything unreadable."""
     import av
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-        count = sum(1 for _ in container.decode(video=0))   # headers lie about truncated files: count
-    return count, fps
+        count, size = 0, (0, 0)
+        for frame in container.decode(video=0):   # headers lie about truncated files: count
+            count, size = count + 1, (frame.height, frame.width)
+    return count, fps, *size
 
 
-def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | None) -> tuple[Entry | None, str]:
-    """An Entry for a usable file, or None and the reason it is skipped."""
+def check_file(path: Path, caption: str | None, vocab: set[str] | None) -> tuple[Entry | None, str]:
+    """An Entry for a readable file (its clip length is the dataset's to choose), or None and the
+    reason it is skipped."""
     if caption is None:                                 # (the VAE, which needs no captions, passes "")
         return None, "no caption (captions.csv/jsonl row or .txt file)"
     unknown = sorted({w for w in caption.lower().split()} - vocab) if vocab is not None else []
@@ -110,13 +141,12 @@ def check_file(path: Path, caption: str | None, needed: int, vocab: set[str] | N
         if path.suffix.lower() in IMAGE_INPUTS:
             with Image.open(path) as image:
                 image.load()
-            return Entry(path, caption, "image"), ""
-        frames, fps = probe_video(path)
+                width, height = image.size
+            return Entry(path, caption, "image", height=height, width=width), ""
+        frames, fps, height, width = probe_video(path)
     except DECODE_ERRORS as e:
         return None, f"unreadable: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
-    if frames < needed:
-        return None, f"too short: {frames} decodable frames, a clip needs {needed}"
-    return Entry(path, caption, "video", frames, fps), ""
+    return Entry(path, caption, "video", frames, fps, height, width), ""
 
 
 CROPS = ("center", "random")
@@ -124,45 +154,90 @@ CROPS = ("center", "random")
 
 class VideoFolderDataset(torch.utils.data.Dataset):
     def __init__(self, cfg: DataConfig, vocab: list[str] | None = None, warn: bool = True, require_files: bool = True,
-                 captions: bool = True):
-        self.cfg = cfg
-        folder = Path(cfg.folder.path)
-        if not cfg.folder.path or not folder.is_dir():
-            raise VidiffError(f"data.folder.path '{cfg.folder.path}' is not a folder; point it at a folder of videos/images")
-        table = read_caption_table(folder)
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_INPUTS + IMAGE_INPUTS)
-        self.entries: list[Entry] = []
+                 captions: bool = True, multiple: int = 8):
+        """multiple: what the model needs each side of a clip to be a multiple of (set_multiple changes it)."""
+        self.cfg, self.sources = cfg, sources_of(cfg)
+        self.readable: list[Entry] = []
         self.skipped: list[tuple[str, str]] = []
         vocab_set = {w.lower() for w in vocab} if vocab is not None else None
-        for path in files:
-            rel = str(path.relative_to(folder))
-            caption = caption_for(table, folder, path)
-            if caption is None and not captions:
-                caption = ""
-            entry, reason = check_file(path, caption, self.frames_needed(path), vocab_set)
-            if entry is None:
-                self.skip(rel, reason, warn)
-            else:
-                self.entries.append(entry)
-        self.videos = [e for e in self.entries if e.kind == "video"]
-        self.images = [e for e in self.entries if e.kind == "image"]
-        if require_files and not self.videos and not self.images:
+        for n, source in enumerate(self.sources):
+            folder = source.folder
+            table = read_caption_table(folder)
+            files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_INPUTS + IMAGE_INPUTS)
+            for path in files:
+                caption = caption_for(table, folder, path)
+                if caption is None and not captions:
+                    caption = ""
+                entry, reason = check_file(path, caption, vocab_set)
+                if entry is None:
+                    self.skip(self.name(path, n), reason, warn)
+                else:
+                    entry.source = n
+                    self.readable.append(entry)
+        self.warn = warn
+        self.set_multiple(multiple)
+        if require_files and not self.entries:
             first = f"; the first: {self.skipped[0][0]}: {self.skipped[0][1]}" if self.skipped else ""
-            raise VidiffError(f"no usable videos or images in '{folder}' ({len(self.skipped)} skipped{first}); "
-                              f"run `vidiff data check {folder}` to see them all")
+            raise VidiffError(f"no usable videos or images in '{self.sources[0].folder}' ({len(self.skipped)} skipped"
+                              f"{first}); run `vidiff data check {self.sources[0].folder}` to see them all")
+
+    def name(self, path: Path, source: int) -> str:
+        folder = self.sources[source].folder
+        return str(path.relative_to(folder)) if len(self.sources) == 1 else str(folder / path.relative_to(folder))
+
+    def set_multiple(self, multiple: int) -> None:
+        """Each readable file's bucket for a model whose clip sides are multiples of `multiple`: its frame
+        bucket (the longest target its length holds at its stride) and its size; too short or too small
+        files are skipped."""
+        self.multiple, self.entries, self._schedules = multiple, [], {}
+        self.skipped = [s for s in self.skipped if not s[1].startswith(("too short", "too small"))]
+        area = self.cfg.size ** 2
+        for entry in self.readable:
+            source = self.sources[entry.source]
+            name = self.name(entry.path, entry.source)
+            if entry.kind == "video":
+                entry.stride = self.stride_for(entry.fps, source.stride)
+                clip = frame_bucket(entry.frames, source.targets, entry.stride)
+                if clip is None:
+                    shortest = min(source.targets)
+                    self.skip(name, f"too short: {entry.frames} decodable frames, a clip of {shortest} frames at "
+                                    f"stride {entry.stride} needs {(shortest - 1) * entry.stride + 1}", self.warn)
+                    continue
+                entry.clip_frames = clip
+            if bucket_size(entry.height, entry.width, area, multiple) is None:
+                self.skip(name, f"too small: {entry.height}x{entry.width}, each side needs at least {multiple} px",
+                          self.warn)
+                continue
+            self.entries.append(entry)
+        self.videos = [e for e in self.entries if e.clip_frames > 1]
+        self.images = [e for e in self.entries if e.clip_frames == 1]
+        # each file as often as its directory's repeats
+        self.pools = {kind: [e for e in pool for _ in range(self.sources[e.source].repeats)]
+                      for kind, pool in (("video", self.videos), ("image", self.images))}
+
+    def bucket(self, entry: Entry) -> Bucket:
+        return (entry.clip_frames, *bucket_size(entry.height, entry.width, self.cfg.size ** 2, self.multiple))
+
+    def buckets(self) -> Counter:
+        """Clips per bucket in an epoch (repeats counted)."""
+        return Counter(self.bucket(e) for pool in self.pools.values() for e in pool)
+
+    def schedule(self, kind: str, batch_size: int) -> BatchSchedule:
+        if (kind, batch_size) not in self._schedules:
+            self._schedules[kind, batch_size] = BatchSchedule([self.bucket(e) for e in self.pools[kind]],
+                                                              self.cfg.seed, batch_size)
+        return self._schedules[kind, batch_size]
 
     def check(self) -> "VideoFolderDataset":
         """Decode one clip of every usable file, as training would; those that fail move to `skipped`
         (what `vidiff data check` reports)."""
-        folder = Path(self.cfg.folder.path)
         for entry in list(self.entries):
             try:
                 self.load(entry, np.random.default_rng(0))
             except DECODE_ERRORS as e:
-                self.skip(str(entry.path.relative_to(folder)), f"decode failed: {str(e).splitlines()[0][:120]}", warn=False)
-                self.entries.remove(entry)
-        self.videos = [e for e in self.entries if e.kind == "video"]
-        self.images = [e for e in self.entries if e.kind == "image"]
+                self.skip(self.name(entry.path, entry.source), f"decode failed: {str(e).splitlines()[0][:120]}", warn=False)
+                self.readable.remove(entry)
+        self.set_multiple(self.multiple)
         return self
 
     def skip(self, name: str, reason: str, warn: bool = True) -> None:
@@ -170,12 +245,8 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         if warn:
             warnings.warn(f"skipping {name}: {reason}", stacklevel=2)
 
-    def stride_for(self, fps: float) -> int:
-        return max(1, round(fps / self.cfg.folder.fps)) if self.cfg.folder.fps > 0 else self.cfg.folder.frame_stride
-
-    def frames_needed(self, path: Path) -> int:
-        # fps-based strides depend on the file; they are re-checked at decode time
-        return 1 if path.suffix.lower() in IMAGE_INPUTS else (self.cfg.frames - 1) * self.cfg.folder.frame_stride + 1
+    def stride_for(self, fps: float, stride: int) -> int:
+        return max(1, round(fps / self.cfg.folder.fps)) if self.cfg.folder.fps > 0 else stride
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -188,6 +259,13 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         every = self.cfg.folder.image_every
         return "image" if every > 0 and micro_index % every == every - 1 else "video"
 
+    def kind_index(self, micro_index: int, kind: str) -> int:
+        """Micro-batch `micro_index`'s place among the batches of its kind (every image_every-th is images)."""
+        every = self.cfg.folder.image_every
+        if not (self.images and self.videos and every > 0):
+            return micro_index
+        return micro_index // every if kind == "image" else micro_index - micro_index // every
+
     def caption_words(self) -> list[str]:
         """Every word the usable files' captions use, sorted: a vocabulary for model.text.vocab."""
         return sorted({w for e in self.entries for w in e.caption.lower().split()})
@@ -197,15 +275,22 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         cache of their latents; [] otherwise (random clips and crops)."""
         return list(batch["path"]) if self.cfg.folder.fixed_clips else []
 
-    def item(self, micro_index: int, position: int, batch_size: int) -> dict:
-        """Sample `position` of global micro-batch `micro_index`."""
+    def entry(self, micro_index: int, position: int, batch_size: int, attempt: int = 0) -> Entry:
+        """The file at `position` of global micro-batch `micro_index` (`attempt` > 0: the next ones of the
+        same bucket, which stand in for a file that fails to decode)."""
         kind = self.kind_of_batch(micro_index)
-        pool = self.videos if kind == "video" else self.images
+        schedule, pool = self.schedule(kind, batch_size), self.pools[kind]
+        first = schedule.item(self.kind_index(micro_index, kind), position)
+        group = schedule.groups[self.bucket(pool[first])]
+        return pool[group[(group.index(first) + attempt) % len(group)]]
+
+    def item(self, micro_index: int, position: int, batch_size: int) -> dict:
+        """Sample `position` of global micro-batch `micro_index`: every sample of a micro-batch comes from
+        one bucket, so they stack."""
         index = micro_index * batch_size + position
-        for attempt in range(len(pool)):
-            epoch, offset = divmod(index + attempt, len(pool))
-            order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(pool))   # reshuffle per epoch
-            entry = pool[order[offset]]
+        size = len(self.pools[self.kind_of_batch(micro_index)])
+        for attempt in range(size):
+            entry = self.entry(micro_index, position, batch_size, attempt)
             rng = np.random.default_rng([self.cfg.seed, zlib.crc32(str(entry.path).encode())] if self.cfg.folder.fixed_clips
                                         else [self.cfg.seed, index, attempt])
             try:
@@ -214,27 +299,29 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                 self.skip(str(entry.path.name), f"decode failed: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}")
                 continue
             return {"video": video, "caption": entry.caption, "path": str(entry.path)}
-        raise VidiffError(f"every {kind} in '{self.cfg.folder.path}' failed to decode")
+        raise VidiffError(f"every {self.kind_of_batch(micro_index)} in '{self.sources[0].folder}' failed to decode")
 
     def __getitem__(self, index: int) -> dict:
         return self.item(0, index, 1)
 
     def load(self, entry: Entry, rng: np.random.Generator) -> torch.Tensor:
+        """One clip of `entry` at its bucket: (C, clip_frames, h, w) in [-1, 1]."""
         if entry.kind == "image":
             with Image.open(entry.path) as image:
                 frames = np.array(image.convert("RGB"))[None]
         else:
             frames = self.decode_clip(entry, rng)
         video = torch.from_numpy(np.array(frames)).permute(3, 0, 1, 2).float()   # (C, T, H, W)
-        video = unit_range(self.crop_resize(video, rng))
-        if not torch.isfinite(video).all() or video.shape[1:] != (frames.shape[0], self.cfg.size, self.cfg.size):
+        _, height, width = bucket = self.bucket(entry)
+        video = unit_range(self.crop_resize(video, height, width, rng))
+        if not torch.isfinite(video).all() or video.shape[1:] != bucket:
             raise ValueError(f"decoded to an unexpected tensor {tuple(video.shape)}")
         return video
 
     def decode_clip(self, entry: Entry, rng: np.random.Generator) -> np.ndarray:
         import av
-        stride = self.stride_for(entry.fps)
-        span = (self.cfg.frames - 1) * stride + 1
+        frames_wanted, stride = entry.clip_frames, entry.stride
+        span = (frames_wanted - 1) * stride + 1
         if entry.frames < span:
             raise ValueError(f"too short at stride {stride}: {entry.frames} frames, needs {span}")
         start = int(rng.integers(0, entry.frames - span + 1))
@@ -246,23 +333,24 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                     frames.append(frame.to_ndarray(format="rgb24"))
                 if i >= start + span - 1:
                     break
-        if len(frames) != self.cfg.frames:
-            raise ValueError(f"got {len(frames)} of {self.cfg.frames} frames")
+        if len(frames) != frames_wanted:
+            raise ValueError(f"got {len(frames)} of {frames_wanted} frames")
         return np.stack(frames)
 
-    def crop_resize(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Scale the short side to `size` (antialiased), then a centre or random square crop."""
-        size = self.cfg.size
+    def crop_resize(self, video: torch.Tensor, height: int, width: int, rng: np.random.Generator) -> torch.Tensor:
+        """Scale down (antialiased) until the clip just covers height x width, then a centre or random crop
+        of that size: a bucket has the file's aspect ratio up to rounding, so little is cut."""
         _, _, h, w = video.shape
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        video = F.interpolate(video.transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True,
-                              align_corners=False).transpose(0, 1).clamp(0, 255)
+        scale = max(height / h, width / w)
+        nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+        if (nh, nw) != (h, w):
+            video = F.interpolate(video.transpose(0, 1), size=(nh, nw), mode="bilinear", antialias=True,
+                                  align_corners=False).transpose(0, 1).clamp(0, 255)
         if self.cfg.folder.crop == "random":
-            top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+            top, left = int(rng.integers(0, nh - height + 1)), int(rng.integers(0, nw - width + 1))
         else:
-            top, left = (nh - size) // 2, (nw - size) // 2
-        return video[:, :, top:top + size, left:left + size]
+            top, left = (nh - height) // 2, (nw - width) // 2
+        return video[:, :, top:top + height, left:left + width]
 
 
 def check_folder(folder: Path, config: Path | None = None, frames: int | None = None, frame_stride: int | None = None,

@@ -83,5 +83,7 @@ class Bundle:
     lora_target_2: nn.Module | None = None        # a two-expert model's second expert (Wan 2.2 A14B's low-noise)
     low_noise: Callable[[Tensor], bool] | None = None   # two experts: whether the second runs at this log-SNR
     lora_names: dict[str, str] | None = None      # module -> its original name, for downloaded LoRA files (None: vidiff's)
+    call: Callable[..., Tensor] | None = None     # net with the backbone given, call(module, x, log_snr, *cond): a
+                                                  # training run's DDP/FSDP wrapper of `backbone` in its place
     config: object = None                         # vidiff's own: the Config it was trained with
     model: nn.Module | None = None                # vidiff's own: the TextToVideoModel (zero-shot, strides)

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from time import perf_counter
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from ..diffusion import schedule_of, add_noise, diffusion_loss, model_input, tra
 from ..devices import sample_randn, to_device
 from ..diffusion.conditioning import draw_masks, frame_condition
 from ..errors import VidiffError
-from ..models import LatentCodec, TextToVideoModel, build_model
+from ..models import LatentCodec, TextToVideoModel, build_model, input_multiples
 from ..models.bundle import Bundle
 from ..models.codec import measure_latent_scale
 from ..models.own import own_bundle
@@ -47,40 +48,48 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
     return frame_condition(x0 + std * jitter, known), (~known)[:, None, :, None, None]
 
 
-def training_loss(model: nn.Module, cfg: Config, x0: Tensor, ids: Tensor, null_ids: Tensor,
+def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None,
-                  stride: Tensor | int = 1, weights: Tensor | None = None) -> Tensor:
+                  stride: Tensor | int = 1, weights: Tensor | None = None,
+                  objective: tuple[str, str, float] | None = None, call: Callable | None = None) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
     The small draws (times, caption dropout, frame masks) come from it on the CPU, for the whole global
     batch; the full-size noise on x0's device, per sample (devices.sample_randn: seeded by the step's
     seed and the sample's index in the global batch), so a GPU step does not wait for noise made and
-    copied by the host, and a process draws only its own samples. With `part`, x0 and ids are this
+    copied by the host, and a process draws only its own samples. With `part`, x0 and cond are this
     process's slice of a global batch of train.batch_size; N processes see exactly the noise one
-    process would. Dropped captions (classifier-free guidance) become `null_ids`, the empty prompt.
+    process would. Dropped captions (classifier-free guidance) become `null`, the empty prompt (token
+    ids for vidiff's own models, text states for an open model).
     A frame-conditioned model (model.frame_conditioning) is also shown, per sample, some frames of
     x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others.
     stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning).
     weights: (B, 1, T, H, W) per-pixel loss weights at the clips' pixel size (train.overlap_weight),
-    max-pooled to x0's size (a latent pixel holding an overlap pixel gets its weight)."""
+    max-pooled to x0's size (a latent pixel holding an overlap pixel gets its weight).
+    objective: (prediction, schedule, shift), else the config's diffusion section (an open model's is
+    its bundle's: flow on the shifted rectified schedule). call(model, x, log_snr, cond): how the
+    network is called, else as vidiff's own TextToVideoModel."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     device = x0.device
+    prediction, schedule, shift = objective or (cfg.diffusion.prediction, cfg.diffusion.schedule, cfg.diffusion.shift)
     t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
     noise = sample_randn(x0.shape[1:], generator, range(b)[part], device)
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
-    ids = torch.where(drop[:, None], null_ids, ids)
-    log_snr = to_device(schedule_of(cfg.diffusion.schedule, cfg.diffusion.shift)(t), device)
+    cond = torch.where(drop.view(-1, *[1] * (cond.dim() - 1)).to(cond.device), null.to(cond.device), cond)
+    log_snr = to_device(schedule_of(schedule, shift)(t), device)
     x_t = add_noise(x0, noise, log_snr)
     frames, where = frame_inputs(cfg, x0, b, generator, part)
     if weights is not None:
         weights = F.adaptive_max_pool3d(to_device(weights, device, x0.dtype), x0.shape[2:])
         where = weights if where is None else weights * where
+    x_in = model_input(prediction, x_t, log_snr)
     with autocast if autocast is not None else nullcontext():
-        output = model(model_input(cfg.diffusion.prediction, x_t, log_snr), log_snr, frames=frames,
-                       ids=to_device(ids, device), stride=stride)
-    return diffusion_loss(output, x0, noise, log_snr, cfg.diffusion.prediction,
-                          cfg.diffusion.loss_weighting, where).mean()
+        if call is not None:
+            output = call(model, x_in, log_snr, to_device(cond, device))
+        else:
+            output = model(x_in, log_snr, frames=frames, ids=to_device(cond, device), stride=stride)
+    return diffusion_loss(output, x0, noise, log_snr, prediction, cfg.diffusion.loss_weighting, where).mean()
 
 
 class DiffusionTask(Task):
@@ -90,17 +99,42 @@ class DiffusionTask(Task):
 
     def __init__(self, cfg: Config, device: torch.device, resume: Path | None = None):
         self.cfg, self.device = cfg, device
+        self.open = None
+        if cfg.model.pretrained:     # a diffusers-format model (loads diffusers only when asked)
+            from .open_model import OpenModel
+            self.open = OpenModel(cfg, device)
+            self.model_type, self.model, self.dataset = self.open.family, self.open.model, self.open.dataset
+            self.codec, self.frozen_base = LatentCodec(), True    # clips come encoded; the base stays in its directory
+            return
         self.model_type = cfg.model.type
         self.dataset = build_dataset(cfg.data, cfg.model.text.vocab)
         self.codec, self.latent_cache = self._codec(resume), {}
+        if cfg.data.type == "folder":
+            self._bucket_folder()
         self.model = self.new_model().to(device)
 
-    def new_model(self) -> TextToVideoModel:
+    def _bucket_folder(self) -> None:
+        """Folder clips keep their aspect ratio (data/buckets.py): sides a multiple of what the VAE and the
+        backbone need, and frame counts each checked as data.frames is."""
+        frames_multiple, size_multiple = input_multiples(self.cfg.model)
+        vae = self.codec.vae
+        factor, time_factor = (vae.spatial_factor, vae.time_factor) if vae is not None else (1, 1)
+        for source in self.dataset.sources:
+            for frames in source.targets:
+                latent = latent_frames(frames, time_factor)
+                if latent is None or latent % frames_multiple:
+                    raise VidiffError(f"frame target {frames} of '{source.folder}' does not fit the model: it takes "
+                                      f"1 + {time_factor}k frames, a multiple of {frames_multiple} after the VAE")
+        self.dataset.set_multiple(factor * size_multiple)
+
+    def new_model(self) -> nn.Module:
+        if self.open is not None:
+            return self.open.new_model()
         # train.lora: with empty adapters, the only parameters that will train
         return build_model(self.cfg.model, self.cfg.trained_words(), self.cfg.train.lora)
 
-    def backbone(self) -> nn.Module:
-        return self.model.backbone
+    def backbone(self) -> nn.Module | None:
+        return None if self.open is not None else self.model.backbone
 
     def _codec(self, resume: Path | None) -> LatentCodec:
         """For train.vae: the frozen VAE and the latent scale, measured once when the run starts (a
@@ -138,6 +172,8 @@ class DiffusionTask(Task):
     def to_model_space(self, batch: dict) -> Tensor:
         """Pixels, or their latents; cached when each clip recurs unchanged (a finite synthetic set,
         or a folder with data.folder.fixed_clips), so every clip goes through the VAE encoder once."""
+        if "latents" in batch:          # an open model's clips, encoded once into the disk cache
+            return torch.stack(batch["latents"]).to(self.device, non_blocking=True)
         video = batch["video"].to(self.device, non_blocking=True)
         if not self.codec.latent:
             return video
@@ -150,12 +186,21 @@ class DiffusionTask(Task):
         return z
 
     def loss(self, net, batch, generator, part, autocast) -> tuple[Tensor, dict]:
+        if self.open is not None:
+            context = torch.stack(batch["context"]).to(self.device, non_blocking=True)
+            return training_loss(net, self.cfg, self.to_model_space(batch), context, self.open.null, generator, part,
+                                 autocast, objective=self.open.objective, call=self.open.call), {}
         tokenizer = self.model.tokenizer
         ids = tokenizer.encode(batch["caption"])
         stride = torch.tensor(batch["stride"]) if "stride" in batch else 1
         loss = training_loss(net, self.cfg, self.to_model_space(batch), ids, tokenizer.empty(1), generator, part, autocast,
                              stride, self.overlap_weights(batch))
         return loss, {}
+
+    def save_adapter(self, model: nn.Module, folder: Path) -> None:
+        if self.open is None:
+            return super().save_adapter(model, folder)
+        self.open.save_adapter(model, folder)
 
     def overlap_weights(self, batch: dict) -> Tensor | None:
         """1 + train.overlap_weight where objects overlap, if the data's world can tell (data/worlds.py), else None."""
@@ -181,6 +226,8 @@ class DiffusionTask(Task):
         return own_bundle(model, self.cfg, self.codec, "the run's model", world_of(self.cfg.data))
 
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
+        if self.open is not None:
+            return self.open.write_samples(model, run, step, self.progress)
         tc, dc = self.cfg.train, self.cfg.data
         captions = [self.dataset[HELD_OUT + i]["caption"] for i in range(4)]
         bundle = self.bundle(model)

@@ -86,9 +86,6 @@ class Trainer:
         """task(cfg, device, resume_folder) builds the objective: DiffusionTask (`vidiff train`) or
         VAETask (`vidiff train-vae`)."""
         self.cfg = validate_training(cfg)
-        if cfg.model.pretrained and task is DiffusionTask:
-            from .open_model import OpenModelTask     # a diffusers-format model (loads diffusers: only when asked)
-            task = OpenModelTask
         if cfg.train.lora.rank and not task.lora:
             raise VidiffError(f"train.lora adapts text-to-video models (vidiff train, tune, distill); a {task.model_type} "
                               "run trains the whole network: remove train.lora from the config")

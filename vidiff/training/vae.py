@@ -91,6 +91,13 @@ class VAETask(Task):
         validate_vae_config(cfg)
         self.cfg, self.device = cfg, device
         self.dataset = build_dataset(cfg.data, captions=False)
+        if cfg.data.type == "folder":      # clips at their aspect ratio: sides a multiple of the VAE's factor
+            for source in self.dataset.sources:
+                bad = [f for f in source.targets if latent_frames(f, cfg.vae.temporal_downsample) is None]
+                if bad:
+                    raise VidiffError(f"frame target {bad[0]} of '{source.folder}' must be 1 + "
+                                      f"{cfg.vae.temporal_downsample}k for vae.temporal_downsample")
+            self.dataset.set_multiple(cfg.vae.spatial_factor())
         self.model = self.new_model().to(device)
         self.disc = self.disc_optimizer = self.pending = None
         if cfg.vae.adversarial_weight > 0:
@@ -157,7 +164,7 @@ class VAETask(Task):
     @torch.no_grad()
     def write_samples(self, model: nn.Module, run: RunFolder, step: int) -> None:
         """Held-out clips (top) over their reconstructions (bottom), as a GIF."""
-        video = collate([self.dataset[HELD_OUT + i] for i in range(4)])["video"].to(self.device)
+        video = collate([self.dataset.item(0, HELD_OUT + i, 4) for i in range(4)])["video"].to(self.device)   # one bucket
         recon = model.decode(model.encode(video)[0]).clamp(-1, 1)
         pair = np.concatenate([tile(to_uint8(video)), tile(to_uint8(recon))], axis=1)   # (T, 2H, 4W, 3)
         folder = run.path / "reconstructions"

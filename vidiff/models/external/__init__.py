@@ -122,6 +122,12 @@ def load_open_backbone(path: str | Path, dtype: torch.dtype = torch.float32) -> 
     return family.load_backbone(folder, dtype)
 
 
+def open_clip_multiples(path: str | Path) -> tuple[int, int]:
+    """(t, m): the directory's clips take 1 + t*k frames, and sides that are multiples of m pixels."""
+    folder, family = open_family(path)
+    return family.clip_multiples(folder)
+
+
 def open_lora_names(path: str | Path) -> dict[str, str]:
     """A directory's transformer module names -> the names its family's own code uses (ComfyUI's and
     musubi-tuner's LoRA keys), without loading weights."""

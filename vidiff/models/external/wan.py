@@ -278,6 +278,18 @@ def lora_names(folder: Path) -> dict[str, str]:
     return original_names(blocks)
 
 
+def clip_multiples(folder: Path) -> tuple[int, int]:
+    """(t, m) from the configs alone: clips take 1 + t*k frames and sides a multiple of m pixels (the VAE's
+    compression times the transformer's patch)."""
+    import json
+    try:
+        patch = json.loads((folder / "transformer" / "config.json").read_text())["patch_size"]
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+    except (OSError, KeyError, ValueError) as e:
+        raise VidiffError(f"cannot read the transformer's or VAE's config in '{folder}' ({type(e).__name__}: {e})") from None
+    return vae.get("scale_factor_temporal", 4), vae.get("scale_factor_spatial", 8) * max(patch[1:])
+
+
 def load_backbone(folder: Path, dtype: torch.dtype) -> WanBackbone:
     """The transformer, and Wan 2.2 A14B's second expert, with the directory's model_index.json flags."""
     import json
@@ -316,8 +328,11 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
     shift = float(c.get("flow_shift") or c.get("shift") or 1.0)
     two = backbone.transformer_2 is not None
 
+    def call(module: nn.Module, x: Tensor, log_snr: Tensor, context: Tensor, *condition: Tensor) -> Tensor:
+        return module(x, WanBackbone.timestep(log_snr).float(), context, *condition).float()
+
     def net(x: Tensor, log_snr: Tensor, context: Tensor, *condition: Tensor) -> Tensor:
-        return backbone(x, backbone.timestep(log_snr).float(), context, *condition).float()
+        return call(backbone, x, log_snr, context, *condition)
 
     def encode(prompts: list[str], stride: int = 1) -> tuple[Tensor, ...]:
         if text is None:
@@ -325,7 +340,7 @@ def bundle(folder: Path, dtype: torch.dtype, scheduler, backbone: WanBackbone | 
         return (text.encode(prompts),)
 
     return Bundle(
-        name=str(folder), net=net, encode=encode, prediction="flow", schedule="rectified", shift=shift,
+        name=str(folder), net=net, call=call, encode=encode, prediction="flow", schedule="rectified", shift=shift,
         codec=Codec(shape=codec.shape, encode=codec.encode, decode=codec.decode, time_factor=codec.time_factor,
                     spatial_factor=codec.spatial_factor, latent=True, module=codec.vae),
         defaults=A14B_DEFAULTS if two else TI2V_DEFAULTS if backbone.per_token else DEFAULTS,
