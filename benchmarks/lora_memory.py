@@ -9,7 +9,8 @@ The activation estimate: a block keeps about (12 dim + 2 ffn) values a token for
 (its projections, norms, attention output, the MLP's two wide tensors); activation checkpointing keeps
 each block's input instead (the residual stream, fp32 under autocast) plus one block's worth during
 its recomputation. Block swap (model.blocks_to_swap) keeps N blocks' frozen weights on the host with
-one of them on the device at a time. vidiff trains the frozen base in fp32 under bf16 autocast today.
+one of them on the device at a time. The frozen base is fp32 under bf16 autocast, or with
+model.fp8_base its blocks' linear weights are float8 (1 byte, plus a float32 scale per row).
 """
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def sizes(preset: str) -> dict:
     with torch.device("meta"):
         t = WanTransformer3DModel(**c)
     block = sum(p.numel() for p in t.blocks[0].parameters())
+    linear = sum(m.weight.numel() for m in t.blocks[0].modules() if isinstance(m, torch.nn.Linear))
+    rows_out = sum(m.weight.shape[0] for m in t.blocks[0].modules() if isinstance(m, torch.nn.Linear))
     total = sum(p.numel() for p in t.parameters())
     dim = c["num_attention_heads"] * c["attention_head_dim"]
     tokens = ((FRAMES - 1) // 4 + 1) * (HEIGHT // 16) * (WIDTH // 16)
     lora = c["num_layers"] * 8 * RANK * 2 * dim            # q, k, v, out of both attentions
-    return dict(blocks=c["num_layers"], block=block, rest=total - c["num_layers"] * block, total=total, dim=dim,
+    return dict(blocks=c["num_layers"], block=block, linear=linear, rows_out=rows_out, rest=total - c["num_layers"] * block, total=total, dim=dim,
                 ffn=c["ffn_dim"], tokens=tokens, lora=lora)
 
 
@@ -49,12 +52,17 @@ def rows(preset: str) -> list[str]:
     stream = s["tokens"] * s["dim"] * 4                                 # a block's input, fp32
     trained = s["lora"] * 4 * 4                                         # LoRA weights, grads, Adam's two moments
     modes = []
-    for name, bytes_per, checkpointing, swap in (("fp32 base, no checkpointing", 4, False, 0),
-                                                 ("fp32 base, checkpointing (default)", 4, True, 0),
-                                                 ("fp32 base, checkpointing, swap all but 4 blocks", 4, True,
-                                                  s["blocks"] - 4)):
-        resident = s["rest"] + (s["blocks"] - swap) * s["block"] + (s["block"] if swap else 0)
-        weights = resident * bytes_per + trained
+    # a block's bytes: fp32, or fp8 linear weights with a float32 scale per row and the rest fp32
+    fp32_block = s["block"] * 4
+    fp8_block = s["linear"] + s["rows_out"] * 4 + (s["block"] - s["linear"]) * 4
+    for name, block_bytes, checkpointing, swap in (
+            ("fp32 base, no checkpointing", fp32_block, False, 0),
+            ("fp32 base, checkpointing (default)", fp32_block, True, 0),
+            ("fp32 base, checkpointing, swap all but 4 blocks", fp32_block, True, s["blocks"] - 4),
+            ("fp8 base, checkpointing", fp8_block, True, 0),
+            ("fp8 base, checkpointing, swap all but 4 blocks", fp8_block, True, s["blocks"] - 4)):
+        resident = (s["blocks"] - swap) + (1 if swap else 0)
+        weights = s["rest"] * 4 + resident * block_bytes + trained
         acts = s["blocks"] * stream + inside if checkpointing else s["blocks"] * inside
         total = (weights + acts) / GB
         verdict = "fits" if total < TARGETS[preset] else "does not fit"
@@ -63,10 +71,10 @@ def rows(preset: str) -> list[str]:
     return modes
 
 
-def main() -> None:
+def table() -> list[str]:
     lines = [f"LoRA rank {RANK} on the attention projections, batch 1, {FRAMES} frames of {HEIGHT}x{WIDTH} "
              f"({sizes('1.3B')['tokens']} tokens). Weights counted on the meta device; activations estimated "
-             "(see the script's docstring); not yet measured on a GPU.", "",
+             "(see benchmarks/lora_memory.py); not yet measured on a GPU.", "",
              "| model | mode | weights + LoRA state, GB | activations (estimate), GB | total, GB | target |",
              "|---|---|---|---|---|---|"]
     for preset in ("1.3B", "14B"):
@@ -74,11 +82,16 @@ def main() -> None:
         lines += rows(preset)
         lines.append(f"| {preset} | (transformer: {s['total'] / 1e9:.2f} B parameters, {s['blocks']} blocks of "
                      f"{s['block'] / 1e6:.0f} M) | | | | |")
-    lines += ["", "Not built yet, and so not in the table: a bf16 or fp8 frozen base (half or a quarter of the "
-              "weights), and activation offload to the host (the checkpointed block inputs). The 14B rows show "
-              "why they are needed for 24 GB: the checkpointed residual stream alone is "
-              f"{sizes('14B')['blocks'] * sizes('14B')['tokens'] * sizes('14B')['dim'] * 4 / GB:.1f} GB."]
-    publish("lora_memory", "LoRA training memory of Wan 2.1 at 480x832x81", "\n".join(lines),
+    big = sizes("14B")
+    lines += ["", "Not built yet, and so not in the table: activation offload to the host (the checkpointed block "
+              "inputs). The 14B rows show why it is needed for 24 GB: with block swap and fp8 the weights are small, "
+              f"but the checkpointed residual stream alone is {big['blocks'] * big['tokens'] * big['dim'] * 4 / GB:.1f} GB "
+              "(fp32 at 81x480x832; 512x512x81, diffusion-pipe's 24 GB example, has 0.66 of the tokens)."]
+    return lines
+
+
+def main() -> None:
+    publish("lora_memory", "LoRA training memory of Wan 2.1 at 480x832x81", "\n".join(table()),
             "python benchmarks/lora_memory.py")
 
 

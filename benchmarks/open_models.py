@@ -9,8 +9,9 @@
    then the same on a Wan 2.2 A14B layout (two experts, guidance 5 then 3).
    Then the same without the VAE decode (output_type "latent"): the part vidiff runs itself (the VAE is
    diffusers' own module in both, and on a CPU its decode is most of a clip's time and of its noise).
-2. LoRA training: a vidiff training step with cached latents (train.lora rank 16, activation
-   checkpointing off and on) against the bare transformer's forward + backward at the same size.
+2. LoRA training: a vidiff training step with cached latents (train.lora rank 16; activation
+   checkpointing off and on, block swap, fp8 base weights, both) against the bare transformer's
+   forward + backward at the same size, and the memory table of lora_memory.py.
 3. Memory of Wan 2.1-1.3B's real configuration, built on the meta device (no weights, no download):
    the bytes of each component, and the weights each memory mode keeps on the device at its peak.
 4. --full, on a GPU: the real-size model with random weights, s/step and peak GiB with and without
@@ -33,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import lora_memory                                                       # noqa: E402
 from results import publish                                              # noqa: E402
 from vidiff.models.external.random_wan import components, save_random_wan  # noqa: E402
 from vidiff.pipeline import SampleOptions                                # noqa: E402
@@ -110,23 +112,34 @@ def training(folder: Path, args, device: torch.device) -> list[str]:
     work = Path(tempfile.mkdtemp())
     (work / "clips").mkdir()
     for i in range(2):
-        save_video(np.random.default_rng(i).integers(0, 255, (args.frames, args.height, args.height, 3), np.uint8),
+        save_video(np.random.default_rng(i).integers(0, 255, (args.frames, args.height, args.width, 3), np.uint8),
                    work / "clips" / f"c{i}.mp4")
         (work / "clips" / f"c{i}.txt").write_text("a red ball bounces")
+    blocks = None
     rows = []
-    for checkpointing in (False, True):
-        values = {"model": {"pretrained": str(folder), "pretrained_checkpointing": checkpointing},
-                  "data": {"type": "folder", "frames": args.frames, "size": args.height, "folder": {"path": str(work / "clips")}},
-                  "train": {"steps": 1000, "batch_size": 1, "sample_every": 10_000, "checkpoint_every": 10_000,
+    # (label, activation checkpointing, blocks swapped (-1: all but one), fp8 base)
+    for label, checkpointing, swap, fp8 in (("vidiff LoRA step", False, 0, False),
+                                            ("+ activation checkpointing (the default)", True, 0, False),
+                                            ("+ checkpointing, block swap of all but one block", True, -1, False),
+                                            ("+ checkpointing, fp8 base", True, 0, True),
+                                            ("+ checkpointing, block swap and fp8 base", True, -1, True)):
+        if swap < 0 and blocks is not None:
+            swap = blocks - 1
+        model = {"pretrained": str(folder), "pretrained_checkpointing": checkpointing, "blocks_to_swap": max(swap, 0),
+                 "fp8_base": fp8}
+        values = {"model": model,
+                  "data": {"type": "folder", "frames": args.frames, "size": int((args.height * args.width) ** 0.5),
+                           "folder": {"path": str(work / "clips"), "cache": str(work / "cache")}},
+                  "train": {"steps": 1000, "batch_size": 1, "sample_every": 0, "checkpoint_every": 10_000,
                             "lora": {"rank": 16}}}
-        trainer = Trainer(config_from_dict(values), work / f"run{int(checkpointing)}", progress=False)
+        trainer = Trainer(config_from_dict(values), work / f"run{len(rows)}", progress=False)
+        blocks = len(trainer.model.shard_blocks())
         step = lambda: trainer.read(trainer.train_step())    # noqa: E731  (read: the step's one host sync)
-        rows.append((f"vidiff LoRA step{' + activation checkpointing' if checkpointing else ''}",
-                     best_of(step, args.repeats * 3, device)))
-        if not checkpointing:
+        rows.append((label, best_of(step, args.repeats * 3, device)))
+        if len(rows) == 1:
             transformer = trainer.model.transformer
             batch = trainer.batch(0)
-            x = batch["video"].to(device)
+            x = torch.stack(batch["latents"]).to(device)
             context = torch.stack(batch["context"]).to(device)
             t = torch.tensor([500.0], device=device)
 
@@ -135,10 +148,15 @@ def training(folder: Path, args, device: torch.device) -> list[str]:
                 out = transformer(hidden_states=x, timestep=t, encoder_hidden_states=context, return_dict=False)[0]
                 out.square().mean().backward()
             bare_time = best_of(bare, args.repeats * 3, device)
-    lines = [f"Batch 1, {args.frames} frames of {args.height}x{args.height} (latents cached), LoRA rank 16 on the "
-             "attention projections.", "", "| step | s | rate vs bare forward + backward |", "|---|---|---|",
-             f"| bare transformer forward + backward (every weight's gradient) | {bare_time:.4f} | 1.00 |"]
-    lines += [f"| {label} | {t:.4f} | {bare_time / t:.2f} |" for label, t in rows]
+        del trainer
+    plain = rows[1][1]
+    lines = [f"Batch 1, {args.frames} frames of {args.height}x{args.width} (latents cached), LoRA rank 16 on the "
+             f"attention projections, {blocks} blocks; {device.type}, same run. On a CPU the swap moves nothing "
+             "between devices and fp8 is an upcast per layer, so those rows show the bookkeeping's cost, not a "
+             "GPU's transfer time.", "",
+             "| step | s | rate vs bare forward + backward | rate vs the default step |", "|---|---|---|---|",
+             f"| bare transformer forward + backward (every weight's gradient) | {bare_time:.4f} | 1.00 | |"]
+    lines += [f"| {label} | {t:.4f} | {bare_time / t:.2f} | {plain / t:.2f} |" for label, t in rows]
     return lines
 
 
@@ -212,7 +230,8 @@ def main() -> None:
             "The same transformer size twice (high-noise and low-noise experts, boundary_ratio 0.875); each "
             "expert its own guidance.", "", *sampling(a14b, args, device, guidance_2=3.0), "",
             "## LoRA training with cached latents", "", *training(folder, args, device), "",
-            "## Memory of the real 1.3B configuration", "", *memory()]
+            "## Memory of the real 1.3B configuration", "", *memory(), "",
+            "## LoRA training memory of the real 1.3B and 14B configurations", "", *lora_memory.table()]
     publish("open_models", f"Open models: vidiff and diffusers on the same random-weight Wan ({args.preset})",
             "\n".join(body), command)
 

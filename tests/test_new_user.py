@@ -72,15 +72,17 @@ def test_an_empty_scheduler_config_is_one_line(tmp_path):
         VideoPipeline.from_pretrained(folder)
 
 
-def test_a_short_run_reaches_its_learning_rate_and_sample_every_0_is_never(tmp_path):
+def test_a_short_run_reaches_its_learning_rate_and_sample_every_0_is_never(tmp_path, capsys):
     from vidiff.training.lr import learning_rate
     cfg = config_from_dict({"train": {"steps": 12, "lr": 1e-3, "lr_decay": "constant"}})
     assert cfg.train.warmup_steps == 100 and learning_rate(cfg.train, 1) == 1e-3
     long = config_from_dict({"train": {"steps": 10_000, "lr": 1e-3}})
     assert learning_rate(long.train, 49) == pytest.approx(0.5e-3)        # a long run keeps its warm-up
-    values = tiny_config_dict(steps=2, sample_every=0, checkpoint_every=2)
+    values = tiny_config_dict(steps=2, sample_every=0, checkpoint_every=2, warmup_steps=5)
     Trainer(config_from_dict(values), tmp_path / "run", progress=False).train()
     assert not (tmp_path / "run" / "samples").exists()
+    out = capsys.readouterr().out       # a warm-up as long as the run is said, in one line
+    assert "train.warmup_steps 5 is as long as the run (2 steps)" in out and "over 1 steps instead" in out
 
 
 def test_resume_refuses_a_changed_adapter(tmp_path):

@@ -314,6 +314,10 @@ def open_run(path: str | Path) -> tuple[Path, Config] | None:
     return (checkpoint, cfg) if cfg.model.pretrained else None
 
 
+def trained_transformer(backbone: nn.Module, cfg: Config) -> nn.Module:
+    return backbone.transformer_2 if cfg.train.expert == "low" else backbone.transformer
+
+
 def load_open_run_backbone(checkpoint: Path, cfg: Config, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The base directory's transformer with the run's EMA weights: its adapter (a LoRA run), or every
     weight (a full fine-tune)."""
@@ -321,8 +325,8 @@ def load_open_run_backbone(checkpoint: Path, cfg: Config, dtype: torch.dtype = t
     from .models.lora import LORA_NAME, add_lora
     backbone = load_open_backbone(cfg.model.pretrained, dtype)
     lora = cfg.train.lora
-    if lora.rank:
-        add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, open_lora_targets(cfg))
+    if lora.rank:          # on the expert it trained (train.expert: low is Wan 2.2's transformer_2)
+        add_lora(trained_transformer(backbone, cfg), LORA_NAME, lora.rank, lora.alpha or lora.rank, open_lora_targets(cfg))
     weights = checkpoint / "ema.safetensors"
     load_weights(backbone, weights if weights.is_file() else checkpoint / "model.safetensors",
                  family_of(cfg.model.pretrained), allow_new=True)

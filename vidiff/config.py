@@ -234,6 +234,8 @@ class TrainConfig:
     keep_last: int = bounded(3, 1)
     sample_steps: int = bounded(0, 0)          # the sample sheets' steps (0: the model's diffusion.sampling_steps)...
     sample_guidance: float = bounded(-1.0, -1)  # ...and guidance (-1: its diffusion.guidance); its sampler and spacing
+    expert: str = ""          # a two-expert model (Wan 2.2 A14B): train `high` (the noisy steps) or `low`, each on its
+                              # side of the timestep boundary
     sample_prompts: list[str] = field(default_factory=list)   # a pretrained model's run: prompts sampled with the
                                                                # run's weights every sample_every steps into a sheet
     init_from: str = ""       # start from this model's weights (a run, checkpoint or `default`); new layers keep their init;
@@ -442,6 +444,12 @@ def check(cfg: Config) -> Config:
     if cfg.train.sample_prompts and cfg.model.blocks_to_swap:
         raise VidiffError("train.sample_prompts with model.blocks_to_swap is not supported yet: the sheet would need "
                           "the swapped blocks on the device (sample with --model RUN after training)")
+    if cfg.train.expert and (cfg.train.expert not in ("high", "low") or not cfg.model.pretrained):
+        raise VidiffError(f"train.expert picks one expert of a pretrained two-expert model (Wan 2.2 A14B): high or low, "
+                          f"got {cfg.train.expert!r}" + ("" if cfg.model.pretrained else " without model.pretrained"))
+    if cfg.train.expert and cfg.train.sample_prompts:
+        raise VidiffError("train.sample_prompts with train.expert is not supported yet: the sheet needs both experts on "
+                          "the device (sample with --model RUN after training)")
     if cfg.model.fp8_base and not (cfg.model.pretrained and cfg.train.lora.rank):
         raise VidiffError("model.fp8_base stores a pretrained transformer's frozen weights in float8: for a LoRA run "
                           "(model.pretrained and train.lora); a full fine-tune trains those weights")

@@ -422,8 +422,13 @@ def data_check(folder: Path = typer.Argument(..., help="folder of videos/images 
     data = dataset.cfg
     for name, reason in dataset.skipped:
         typer.echo(f"skip  {name}: {reason}")
+    from ..data.buckets import describe
+    targets = data.folder.frames or [data.frames]
     typer.echo(f"{len(dataset.entries)} usable ({len(dataset.videos)} videos, {len(dataset.images)} images), "
-               f"{len(dataset.skipped)} skipped, for clips of {data.frames} frames every {data.folder.frame_stride}")
+               f"{len(dataset.skipped)} skipped, for clips of {'/'.join(map(str, targets))} frames every "
+               f"{data.folder.frame_stride}")
+    typer.echo(f"buckets at {data.size}x{data.size} pixels, sides a multiple of {dataset.multiple} (frames x height x "
+               f"width: clips per epoch): {describe(dataset.buckets()) or 'none'}")
     if config is None:
         words = dataset.caption_words()
         typer.echo(f"caption vocabulary ({len(words)} words, for model.text.vocab): {', '.join(words)}")

@@ -1,21 +1,24 @@
-"""A folder of real videos and images with captions, decoded with PyAV.
+"""Folders of real videos and images with captions, decoded with PyAV.
 
-    data: {type: folder, path: my_clips/, frames: 16, size: 64, frame_stride: 2, crop: random}
+    data: {type: folder, frames: 16, size: 64, folder: {path: my_clips/, frame_stride: 2, crop: random}}
 
 Captions come from captions.csv (columns path,caption) or captions.jsonl ({"path", "caption"}) in the
-folder ("file" is accepted for "path"), or a <name>.txt beside each file. Videos (mp4, webm, mov,
-mkv, avi, gif) give clips of `frames` frames taken every `frame_stride` source frames (or at
-`fps`); images (png, jpg, webp) are 1-frame videos, gathered into their own batches every
-`image_every` batches (joint image-video training), since a batch holds one frame count.
-`vidiff train-vae` reads the same folders without needing captions.
+folder ("file" is accepted for "path"), or a <name>.txt beside each file. `folder.sources` adds more
+directories, each with its own repeats, frame targets and stride. Videos (mp4, webm, mov, mkv, avi,
+gif) give clips taken every `frame_stride` source frames (or at `fps`) of the longest frame target
+they hold (`folder.frames`, else `frames`); images (png, jpg, webp) are 1-frame videos, gathered into
+their own batches every `image_every` batches (joint image-video training). Each clip keeps its aspect
+ratio at about size x size pixels (buckets.py: no square crops, no upscaling), and a batch holds one
+bucket. `vidiff train-vae` reads the same folders without needing captions.
 
-Files are checked once when the dataset opens: a zero-byte, corrupt, truncated, unreadable or too
-short file, or a caption with words outside the model's vocabulary, is skipped with a warning naming
+Files are checked once when the dataset opens: a zero-byte, corrupt, truncated, unreadable, too short or
+too small file, or a caption with words outside the model's vocabulary, is skipped with a warning naming
 it and a count in the run summary. A file that fails later, while decoding, is skipped too and the
-next good file takes its place, so one bad file never stops a run and garbage never reaches the model.
-Item i is a pure function of (seed, i), so resumed runs see the same data. With `fixed_clips` the start
-frame and crop depend only on (seed, file): each file always gives the same clip, which lets latent
-training encode it once (a trade of augmentation for speed, as in precomputed-latent pipelines).
+next good file of its bucket takes its place, so one bad file never stops a run and garbage never
+reaches the model. Batch k is a pure function of (seed, k), so resumed runs see the same data. With
+`fixed_clips` the start frame and crop depend only on (seed, file): each file always gives the same
+clip, which lets latent training encode it once (a trade of augmentation for speed, as in
+precomputed-latent pipelines).
 """
 from __future__ import annotations
 
@@ -353,6 +356,18 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         return video[:, :, top:top + height, left:left + width]
 
 
+def clip_multiple(cfg: Config) -> int:
+    """What the recipe's model needs each side of a clip to be a multiple of, from configs alone: a
+    pretrained directory's VAE factor times its patch, or vidiff's backbone's times its VAE's."""
+    if cfg.model.pretrained:
+        from ..models.external import open_clip_multiples
+        return open_clip_multiples(cfg.model.pretrained)[1]
+    from ..checkpoint import read_config, resolve_checkpoint
+    from ..models import input_multiples
+    factor = read_config(resolve_checkpoint(cfg.train.vae)).vae.spatial_factor() if cfg.train.vae else 1
+    return factor * input_multiples(cfg.model)[1]
+
+
 def check_folder(folder: Path, config: Path | None = None, frames: int | None = None, frame_stride: int | None = None,
                  decode: bool = True) -> VideoFolderDataset:
     """`vidiff data check`: the dataset training would build from `folder` (clip length, stride and
@@ -366,7 +381,8 @@ def check_folder(folder: Path, config: Path | None = None, frames: int | None = 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vocab = cfg.model.text.vocab if config is not None and not cfg.model.pretrained else None   # a pretrained
-        dataset = VideoFolderDataset(data, vocab, warn=False, require_files=False)   # text encoder reads free text
+        dataset = VideoFolderDataset(data, vocab, warn=False, require_files=False,   # text encoder reads free text
+                                     multiple=clip_multiple(cfg) if config is not None else 8)
         if decode:
             dataset.check()
     return dataset

@@ -66,10 +66,13 @@ class BlockSwap:
         self.moves += 1
 
 
-def place(model: nn.Module, blocks: list[nn.Module], swap: int, device: torch.device) -> BlockSwap:
+def place(model: nn.Module, blocks: list[nn.Module], swap: int, device: torch.device,
+          host: nn.Module | None = None) -> BlockSwap:
     """Move `model` to `device` except the frozen weights of the last `swap` blocks, which never land
-    there whole (the model may not fit), and return the swap that streams them."""
+    there whole (the model may not fit), and `host` (a submodule that never runs: an expert not
+    trained), and return the swap that streams them."""
     swapped = {id(t) for block in (list(blocks)[len(blocks) - swap:] if swap else []) for *_, t in _frozen(block)}
+    swapped |= {id(t) for t in [*host.parameters(), *host.buffers()]} if host is not None else set()
     for module in model.modules():
         for name, p in module._parameters.items():
             if p is not None and id(p) not in swapped:

@@ -51,7 +51,8 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None,
                   stride: Tensor | int = 1, weights: Tensor | None = None,
-                  objective: tuple[str, str, float] | None = None, call: Callable | None = None) -> Tensor:
+                  objective: tuple[str, str, float] | None = None, call: Callable | None = None,
+                  times: tuple[float, float] = (0.0, 1.0)) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
     The small draws (times, caption dropout, frame masks) come from it on the CPU, for the whole global
@@ -68,12 +69,13 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null:
     max-pooled to x0's size (a latent pixel holding an overlap pixel gets its weight).
     objective: (prediction, schedule, shift), else the config's diffusion section (an open model's is
     its bundle's: flow on the shifted rectified schedule). call(model, x, log_snr, cond): how the
-    network is called, else as vidiff's own TextToVideoModel."""
+    network is called, else as vidiff's own TextToVideoModel. times: the part of the schedule's time axis
+    drawn from (one expert of a two-expert model trains on its side of the boundary)."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     device = x0.device
     prediction, schedule, shift = objective or (cfg.diffusion.prediction, cfg.diffusion.schedule, cfg.diffusion.shift)
-    t = training_times(b, generator, cfg.diffusion.time_sampling)[part]
+    t = times[0] + (times[1] - times[0]) * training_times(b, generator, cfg.diffusion.time_sampling)[part]
     noise = sample_randn(x0.shape[1:], generator, range(b)[part], device)
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     cond = torch.where(drop.view(-1, *[1] * (cond.dim() - 1)).to(cond.device), null.to(cond.device), cond)
@@ -189,7 +191,7 @@ class DiffusionTask(Task):
         if self.open is not None:
             context = torch.stack(batch["context"]).to(self.device, non_blocking=True)
             return training_loss(net, self.cfg, self.to_model_space(batch), context, self.open.null, generator, part,
-                                 autocast, objective=self.open.objective, call=self.open.call), {}
+                                 autocast, objective=self.open.objective, call=self.open.call, times=self.open.times), {}
         tokenizer = self.model.tokenizer
         ids = tokenizer.encode(batch["caption"])
         stride = torch.tensor(batch["stride"]) if "stride" in batch else 1

@@ -28,6 +28,7 @@ from ..checkpoint import open_lora_targets
 from ..config import Config
 from ..data import build_dataset
 from ..data.video_folder import DECODE_ERRORS, VideoFolderDataset
+from ..diffusion import schedule_of
 from ..distributed import barrier, current
 from ..errors import VidiffError
 from ..models.bundle import Bundle
@@ -124,6 +125,34 @@ def encode_folder(bundle: Bundle, cfg: Config, device: torch.device) -> tuple[En
     return EncodedClips(folder, keys, cache), cache.get(null_key)
 
 
+def trained_expert(backbone: nn.Module, cfg: Config) -> tuple[nn.Module, nn.Module | None]:
+    """(the transformer that trains, the expert that does not): train.expert of a two-expert model."""
+    second, expert = getattr(backbone, "transformer_2", None), cfg.train.expert
+    if second is None and expert:
+        raise VidiffError(f"train.expert is {expert}, but '{cfg.model.pretrained}' has one transformer: remove train.expert")
+    if second is not None and not expert:
+        raise VidiffError(f"'{cfg.model.pretrained}' has two experts (transformer for the noisy steps, transformer_2 for "
+                          "the rest): set train.expert: high or low (one run per expert, as Wan 2.2's LoRAs come)")
+    if expert == "low":
+        return second, backbone.transformer
+    return backbone.transformer, second
+
+
+def expert_times(backbone: nn.Module, expert: str, objective: tuple[str, str, float]) -> tuple[float, float]:
+    """The training times (0..1 of the schedule) on train.expert's side of the boundary: the high-noise
+    expert's from the boundary up, the low-noise expert's below it; (0, 1) for a one-expert model."""
+    if not expert:
+        return 0.0, 1.0
+    boundary = backbone.boundary / 1000            # Wan's timestep / 1000: the flow time s = sigma / (alpha + sigma)
+    schedule = schedule_of(objective[1], objective[2])
+    lo, hi = 0.0, 1.0
+    for _ in range(60):                            # bisect: the time whose s is the boundary (s grows with t)
+        mid = (lo + hi) / 2
+        s = float(torch.sigmoid(-schedule(torch.tensor([mid], dtype=torch.float64)) / 2))
+        lo, hi = (mid, hi) if s < boundary else (lo, mid)
+    return (hi, 1.0) if expert == "high" else (0.0, lo - 1e-6)
+
+
 class OpenModel:
     """A pretrained directory's parts for the diffusion task: the backbone that trains (with train.lora's
     adapters), the encoded clips, the empty prompt's states, the sample prompts' states, the
@@ -142,25 +171,26 @@ class OpenModel:
         self.sample_states = [bundle.encode([p], 1)[0][0].float().cpu() for p in cfg.train.sample_prompts]
         del bundle                   # the VAE and the text encoder leave memory before training starts
         gc.collect()
-        blocks, swap = self.model.shard_blocks(), cfg.model.blocks_to_swap
+        trained, idle = trained_expert(self.model, cfg)
+        self.times = expert_times(self.model, cfg.train.expert, self.objective)
+        blocks, swap = list(trained.blocks), cfg.model.blocks_to_swap
         if swap > len(blocks):
             raise VidiffError(f"model.blocks_to_swap is {swap}; this transformer has {len(blocks)} blocks")
         if cfg.model.fp8_base:
             store_fp8(blocks)
-        self.swap = place(self.model, blocks, swap, device)     # all on the device but the swapped blocks
+        # all on the device but the swapped blocks and an expert that does not train (it never runs)
+        self.swap = place(self.model, blocks, swap, device, host=idle)
 
     def new_model(self) -> nn.Module:
         backbone = load_open_backbone(self.cfg.model.pretrained)
-        if getattr(backbone, "transformer_2", None) is not None:
-            raise VidiffError(f"'{self.cfg.model.pretrained}' has two experts (transformer and transformer_2); training a LoRA per "
-                              "expert is not supported yet: train on a one-transformer directory")
+        trained, _ = trained_expert(backbone, self.cfg)
         if self.cfg.model.pretrained_checkpointing:
-            backbone.transformer.enable_gradient_checkpointing()
+            trained.enable_gradient_checkpointing()
         lora = self.cfg.train.lora
         if not lora.rank:
-            backbone.requires_grad_(True)
+            trained.requires_grad_(True)
         else:
-            add_lora(backbone.transformer, LORA_NAME, lora.rank, lora.alpha or lora.rank, open_lora_targets(self.cfg))
+            add_lora(trained, LORA_NAME, lora.rank, lora.alpha or lora.rank, open_lora_targets(self.cfg))
         return backbone
 
     def write_samples(self, model: nn.Module, run: RunFolder, step: int, progress: bool) -> None:
@@ -187,7 +217,9 @@ class OpenModel:
             tqdm.write(f"sample sheet {path}: {len(prompts)} videos, {o.steps} steps, {perf_counter() - start:.1f} s")
 
     def save_adapter(self, model: nn.Module, folder: Path) -> None:
-        transformer, targets = model.transformer, open_lora_targets(self.cfg)
+        """The trained expert's adapter in diffusers' `transformer.` keys (Wan 2.2's low-noise expert: load
+        it with `load_lora_weights(..., load_into_transformer_2=True)` or `vidiff generate --lora-2`)."""
+        (transformer, _), targets = trained_expert(model, self.cfg), open_lora_targets(self.cfg)
         save_lora(transformer, LORA_NAME, folder / "lora.safetensors", targets, prefix="transformer.")
         save_peft_adapter(transformer, LORA_NAME, folder / "peft", targets)
         write_lora(adapter_layers(transformer, LORA_NAME), folder / "lora_comfy.safetensors", "comfy",
@@ -198,7 +230,7 @@ def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool 
     """A fine-tune of a pretrained model as the library's own transformer folder (diffusers'
     save_pretrained; `WanTransformer3DModel.from_pretrained(folder)` loads it): the run's EMA weights,
     a LoRA run's adapter folded in with merge_lora."""
-    from ..checkpoint import load_open_run_backbone, read_config, resolve_checkpoint
+    from ..checkpoint import load_open_run_backbone, read_config, resolve_checkpoint, trained_transformer
     from ..models.lora import merge_lora as fold
     checkpoint, folder = resolve_checkpoint(source), Path(folder)
     cfg = read_config(checkpoint)
@@ -208,8 +240,8 @@ def export_transformer(source: str | Path, folder: str | Path, merge_lora: bool 
         raise VidiffError(f"'{checkpoint}' is a LoRA run: pass --merge-lora for a full transformer, or use its adapter "
                           f"'{checkpoint / 'lora.safetensors'}' with `vidiff generate --lora`" if cfg.train.lora.rank
                           else f"'{checkpoint}' has no LoRA adapter to merge (it was not trained with train.lora)")
-    backbone = load_open_run_backbone(checkpoint, cfg)
-    fold(backbone.transformer)
-    backbone.transformer.save_pretrained(str(folder))
+    expert = trained_transformer(load_open_run_backbone(checkpoint, cfg), cfg)    # the one the run trained
+    fold(expert)
+    expert.save_pretrained(str(folder))
     return folder
 

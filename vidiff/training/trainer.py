@@ -36,7 +36,7 @@ from ..models.sequence_parallel import check_split, sequence_group, split_backbo
 from .diffusion import DiffusionTask
 from .ema import EMA
 from .freeze import freeze_except
-from .lr import learning_rate
+from .lr import learning_rate, warmup_steps
 from .optim import fused_adamw, keep_fused, skip_unless
 from .options import autocast_for, validate_training
 from .parallel import wrap
@@ -74,7 +74,7 @@ def check_resumable(cfg: Config, folder: Path, sections: tuple[str, ...]) -> Non
         if getattr(saved, section) != getattr(cfg, section):
             raise VidiffError(f"config section '{section}' differs from the checkpoint in '{folder}'; "
                               "resume with the run's own config.json")
-    for key in ("lora", "trainable"):        # what trains; the rest of train (steps, lr, ...) may change
+    for key in ("lora", "trainable", "expert"):   # what trains; the rest of train (steps, lr, ...) may change
         if getattr(saved.train, key) != getattr(cfg.train, key):
             raise VidiffError(f"train.{key} differs from the checkpoint in '{folder}'; resume with the run's own "
                               "config.json (a different adapter or set of trained weights is a new run)")
@@ -126,6 +126,9 @@ class Trainer:
         if folder is not None:
             self._resume_optimizers(folder)
         self.run.save_config(cfg)
+        if self.dist.main and folder is None and cfg.train.warmup_steps >= cfg.train.steps:
+            tqdm.write(f"note: train.warmup_steps {cfg.train.warmup_steps} is as long as the run ({cfg.train.steps} steps), "
+                       f"which would never reach train.lr; it warms up over {warmup_steps(cfg.train)} steps instead")
 
     def _initialize_from(self, source: str) -> list[str]:
         """train.init_from: another model's weights (new parameters keep their init); from an image
