@@ -10,7 +10,9 @@ The activation estimate: a block keeps about (12 dim + 2 ffn) values a token for
 each block's input instead (the residual stream, fp32 under autocast) plus one block's worth during
 its recomputation. Block swap (model.blocks_to_swap) keeps N blocks' frozen weights on the host with
 one of them on the device at a time. The frozen base is fp32 under bf16 autocast, or with
-model.fp8_base its blocks' linear weights are float8 (1 byte, plus a float32 scale per row).
+model.fp8_base its blocks' linear weights are float8 (1 byte, plus a float32 scale per row). Activation
+offload (model.offload_activations) keeps the checkpointed block inputs on the host: one comes back at a
+time for its block's recomputation.
 """
 from __future__ import annotations
 
@@ -60,10 +62,14 @@ def rows(preset: str) -> list[str]:
             ("fp32 base, checkpointing (default)", fp32_block, True, 0),
             ("fp32 base, checkpointing, swap all but 4 blocks", fp32_block, True, s["blocks"] - 4),
             ("fp8 base, checkpointing", fp8_block, True, 0),
-            ("fp8 base, checkpointing, swap all but 4 blocks", fp8_block, True, s["blocks"] - 4)):
+            ("fp8 base, checkpointing, swap all but 4 blocks", fp8_block, True, s["blocks"] - 4),
+            ("fp8 base, checkpointing + activation offload, swap all but 4 blocks", fp8_block, "offload",
+             s["blocks"] - 4)):
         resident = (s["blocks"] - swap) + (1 if swap else 0)
         weights = s["rest"] * 4 + resident * block_bytes + trained
-        acts = s["blocks"] * stream + inside if checkpointing else s["blocks"] * inside
+        # offload: the checkpointed block inputs live on the host; one block's input comes back for its recomputation
+        acts = (stream + inside if checkpointing == "offload" else s["blocks"] * stream + inside if checkpointing
+                else s["blocks"] * inside)
         total = (weights + acts) / GB
         verdict = "fits" if total < TARGETS[preset] else "does not fit"
         modes.append(f"| {preset} | {name} | {weights / GB:.1f} | {acts / GB:.1f} | {total:.1f} | "
@@ -83,10 +89,10 @@ def table() -> list[str]:
         lines.append(f"| {preset} | (transformer: {s['total'] / 1e9:.2f} B parameters, {s['blocks']} blocks of "
                      f"{s['block'] / 1e6:.0f} M) | | | | |")
     big = sizes("14B")
-    lines += ["", "Not built yet, and so not in the table: activation offload to the host (the checkpointed block "
-              "inputs). The 14B rows show why it is needed for 24 GB: with block swap and fp8 the weights are small, "
-              f"but the checkpointed residual stream alone is {big['blocks'] * big['tokens'] * big['dim'] * 4 / GB:.1f} GB "
-              "(fp32 at 81x480x832; 512x512x81, diffusion-pipe's 24 GB example, has 0.66 of the tokens)."]
+    lines += ["", "Activation offload (model.offload_activations) matters for the 14B: with block swap and fp8 its "
+              "weights are small, but the checkpointed residual stream is "
+              f"{big['blocks'] * big['tokens'] * big['dim'] * 4 / GB:.1f} GB (fp32 at 81x480x832), which offload "
+              "moves to host memory (pinned), so the host needs that much free besides the swapped blocks."]
     return lines
 
 

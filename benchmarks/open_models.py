@@ -122,11 +122,13 @@ def training(folder: Path, args, device: torch.device) -> list[str]:
                                             ("+ activation checkpointing (the default)", True, 0, False),
                                             ("+ checkpointing, block swap of all but one block", True, -1, False),
                                             ("+ checkpointing, fp8 base", True, 0, True),
-                                            ("+ checkpointing, block swap and fp8 base", True, -1, True)):
+                                            ("+ checkpointing, block swap and fp8 base", True, -1, True),
+                                            ("+ checkpointing, block swap, fp8 base, activation offload", "offload", -1,
+                                             True)):
         if swap < 0 and blocks is not None:
             swap = blocks - 1
-        model = {"pretrained": str(folder), "pretrained_checkpointing": checkpointing, "blocks_to_swap": max(swap, 0),
-                 "fp8_base": fp8}
+        model = {"pretrained": str(folder), "pretrained_checkpointing": bool(checkpointing),
+                 "offload_activations": checkpointing == "offload", "blocks_to_swap": max(swap, 0), "fp8_base": fp8}
         values = {"model": model,
                   "data": {"type": "folder", "frames": args.frames, "size": int((args.height * args.width) ** 0.5),
                            "folder": {"path": str(work / "clips"), "cache": str(work / "cache")}},

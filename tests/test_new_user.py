@@ -45,7 +45,7 @@ def test_a_pretrained_recipe_takes_no_own_model_keys_and_writes_none(tmp_path):
     with pytest.raises(VidiffError, match="model.type describes vidiff's own backbones"):
         config_from_dict({"model": {"pretrained": str(tmp_path), "type": "dit"}})
     cfg = config_from_dict({"model": {"pretrained": str(tmp_path)}, "data": {"type": "folder"}})
-    assert set(cfg.to_dict()["model"]) == {"pretrained", "pretrained_checkpointing", "blocks_to_swap", "fp8_base"}
+    assert set(cfg.to_dict()["model"]) == {"pretrained", "pretrained_checkpointing", "blocks_to_swap", "offload_activations", "fp8_base"}
 
 
 def test_data_check_reads_free_text_captions_for_a_pretrained_model(tmp_path):

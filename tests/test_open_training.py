@@ -199,3 +199,45 @@ def test_one_expert_of_a_two_expert_model_trains_on_its_side_of_the_boundary(foo
     cfg.train.expert = "high"
     with pytest.raises(VidiffError, match="train.expert differs"):
         Trainer(cfg, tmp_path / "run", resume=True, progress=False)
+
+
+def test_offloaded_activations_give_the_same_loss_and_adapter_gradients(wan_dir, footage, tmp_path):
+    from contextlib import nullcontext
+
+    from vidiff.training import Trainer
+    from vidiff.training.activation_offload import STATS
+    results = []
+    for n, model in enumerate(({}, {"offload_activations": True}, {"offload_activations": True, "blocks_to_swap": 1})):
+        trainer = Trainer(lora_recipe(wan_dir, footage, tmp_path / "cache", **model), tmp_path / f"run{n}", progress=False)
+        batch = collate([trainer.task.dataset.item(0, j, 2) for j in range(2)])
+        before = STATS["tensors"]
+        loss, _ = trainer.task.loss(trainer.net, batch, torch.Generator().manual_seed(0), slice(0, 2), nullcontext())
+        packed = STATS["tensors"] - before           # what the blocks saved for backward went through the host hooks
+        loss.backward()
+        grads = {k: p.grad for k, p in trainer.model.named_parameters() if p.requires_grad}
+        results.append((loss.item(), grads, packed, len(trainer.model.transformer.blocks)))
+    (loss, grads, packed, blocks), *offloaded = results
+    assert packed == 0
+    for loss_o, grads_o, packed_o, _ in offloaded:
+        assert packed_o >= blocks                    # at least each block's input
+        assert loss_o == pytest.approx(loss, rel=1e-6)
+        assert grads_o.keys() == grads.keys() and all(torch.allclose(grads_o[k], grads[k], atol=1e-6) for k in grads)
+        assert any(g.abs().max() > 0 for g in grads_o.values())
+
+
+def test_a_folder_of_images_alone_trains_an_open_model(wan_dir, tmp_path):
+    """It was 0 clips and a ZeroDivisionError: an image is a one-frame video."""
+    from vidiff.training import Trainer
+    (tmp_path / "stills").mkdir()
+    for i in range(2):
+        Image.fromarray(clip(1, 48, 80, i)[0]).save(tmp_path / "stills" / f"s{i}.jpg")
+        (tmp_path / "stills" / f"s{i}.txt").write_text("a ball at rest")
+    cfg = config_from_dict({"model": {"pretrained": str(wan_dir)},
+                            "data": {"type": "folder", "frames": 9, "size": 32,
+                                     "folder": {"path": str(tmp_path / "stills"), "cache": str(tmp_path / "cache")}},
+                            "train": {"steps": 2, "batch_size": 2, "sample_every": 0, "checkpoint_every": 2,
+                                      "lora": {"rank": 2}}})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.task.dataset.buckets() == Counter({(1, 32, 48): 2})
+    trainer.train()
+    assert trainer.history and np.isfinite(trainer.history[-1]["loss"])

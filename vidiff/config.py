@@ -90,6 +90,8 @@ class ModelConfig:
                                             # backbones have theirs in their sections)
     blocks_to_swap: int = bounded(0, 0)     # a pretrained transformer's last N blocks kept on the host, each brought
                                             # to the device only while it runs (musubi-tuner's --blocks_to_swap)
+    offload_activations: bool = False       # the checkpointed block inputs kept on the host (musubi-tuner's
+                                            # --gradient_checkpointing_cpu_offload); needs pretrained_checkpointing
     fp8_base: bool = False                  # a pretrained transformer's frozen block weights stored in float8, upcast
                                             # per layer (musubi-tuner's --fp8_base): half of bf16's memory
 
@@ -450,6 +452,9 @@ def check(cfg: Config) -> Config:
     if cfg.train.expert and cfg.train.sample_prompts:
         raise VidiffError("train.sample_prompts with train.expert is not supported yet: the sheet needs both experts on "
                           "the device (sample with --model RUN after training)")
+    if cfg.model.offload_activations and not (cfg.model.pretrained and cfg.model.pretrained_checkpointing):
+        raise VidiffError("model.offload_activations keeps a pretrained transformer's checkpointed block inputs on the "
+                          "host: it needs model.pretrained and model.pretrained_checkpointing")
     if cfg.model.fp8_base and not (cfg.model.pretrained and cfg.train.lora.rank):
         raise VidiffError("model.fp8_base stores a pretrained transformer's frozen weights in float8: for a LoRA run "
                           "(model.pretrained and train.lora); a full fine-tune trains those weights")

@@ -39,6 +39,7 @@ from ..models.lora import LORA_NAME, adapter_layers, add_lora, save_lora, save_p
 from ..models.lora_files import write_lora
 from ..pipeline import SampleOptions
 from ..pipeline.sampling import sample_video
+from .activation_offload import offloaded_checkpoint, require_grad_input
 from .block_swap import place
 from .latent_cache import DiskCache, default_folder, file_digest, identity, key
 from .plots import save_samples
@@ -185,7 +186,10 @@ class OpenModel:
         backbone = load_open_backbone(self.cfg.model.pretrained)
         trained, _ = trained_expert(backbone, self.cfg)
         if self.cfg.model.pretrained_checkpointing:
-            trained.enable_gradient_checkpointing()
+            offload = self.cfg.model.offload_activations
+            trained.enable_gradient_checkpointing(offloaded_checkpoint if offload else None)
+            if offload:
+                require_grad_input(trained.patch_embedding)
         lora = self.cfg.train.lora
         if not lora.rank:
             trained.requires_grad_(True)
