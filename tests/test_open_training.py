@@ -98,6 +98,11 @@ def test_data_check_prints_the_buckets(footage, tmp_path):
     # a multiple of 8 (this DiT's patch) fits 5:3 closer than Wan's 16 does: 24x40, not 32x48
     assert "sides a multiple of 8" in r.stdout and "9x24x40: 2" in r.stdout and "9x40x24: 2" in r.stdout
     assert "5x24x40: 1" in r.stdout and "1x32x32: 2" in r.stdout
+    # the recipe's own directories when no FOLDER is named
+    recipe.write_text(recipe.read_text().replace("folder: {", f"folder: {{path: '{footage / 'wide'}', "))
+    again = subprocess.run([sys.executable, "-m", "vidiff", "data", "check", "--config", str(recipe), "--no-decode"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "9x24x40: 2" in again.stdout and "9x40x24: 2" in again.stdout, again.stderr
 
 
 @pytest.fixture(scope="module")

@@ -408,7 +408,8 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("check")
-def data_check(folder: Path = typer.Argument(..., help="folder of videos/images with captions"),
+def data_check(folder: Optional[Path] = typer.Argument(None, help="folder of videos/images with captions (default: "
+                                                                     "the --config's data.folder path and sources)"),
                config: Optional[Path] = typer.Option(None, help="take frames, size, stride/fps and the "
                                                                  "vocabulary from this training config"),
                frames: Optional[int] = typer.Option(None, help="clip length to check for (default: config or 16)"),

@@ -368,14 +368,18 @@ def clip_multiple(cfg: Config) -> int:
     return factor * input_multiples(cfg.model)[1]
 
 
-def check_folder(folder: Path, config: Path | None = None, frames: int | None = None, frame_stride: int | None = None,
-                 decode: bool = True) -> VideoFolderDataset:
-    """`vidiff data check`: the dataset training would build from `folder` (clip length, stride and
-    vocabulary from a recipe if given, none for a pretrained model's; its `skipped` says which files it would skip and why), with one
-    clip of every file decoded if `decode`. Nothing is warned: the caller reports `skipped`."""
+def check_folder(folder: Path | None, config: Path | None = None, frames: int | None = None,
+                 frame_stride: int | None = None, decode: bool = True) -> VideoFolderDataset:
+    """`vidiff data check`: the dataset training would build from `folder` (None: the recipe's
+    data.folder path and sources; clip length, stride, buckets and vocabulary from a recipe if given,
+    no vocabulary for a pretrained model's; its `skipped` says which files it would skip and why), with
+    one clip of every file decoded if `decode`. Nothing is warned: the caller reports `skipped`."""
     cfg = load_config(config) if config is not None else Config()
     data = cfg.data
-    data.type, data.folder.path = "folder", str(folder)
+    if folder is None and not (data.folder.path or data.folder.sources):
+        raise VidiffError("name a FOLDER, or a --config whose data.folder has a path or sources")
+    data.type = "folder"
+    data.folder.path = str(folder) if folder is not None else data.folder.path
     data.frames = frames if frames is not None else data.frames
     data.folder.frame_stride = frame_stride if frame_stride is not None else data.folder.frame_stride
     with warnings.catch_warnings():
