@@ -55,7 +55,7 @@ def test_data_check_reads_free_text_captions_for_a_pretrained_model(tmp_path):
     save_video(np.zeros((9, 32, 32, 3), np.uint8), tmp_path / "clips" / "a.mp4")
     (tmp_path / "clips" / "a.txt").write_text("a ball rolls across the table")
     (tmp_path / "recipe.yaml").write_text(f"model:\n  pretrained: {tmp_path}\ndata:\n  type: folder\n  frames: 9\n")
-    dataset = check_folder(tmp_path / "clips", tmp_path / "recipe.yaml")
+    dataset = check_folder(tmp_path / "clips", tmp_path / "recipe.yaml", multiple=16)
     assert len(dataset.entries) == 1 and not dataset.skipped
 
 

@@ -314,6 +314,17 @@ def open_run(path: str | Path) -> tuple[Path, Config] | None:
     return (checkpoint, cfg) if cfg.model.pretrained else None
 
 
+def clip_multiple(cfg: Config) -> int:
+    """What a recipe's model needs each side of a clip to be a multiple of, from configs alone: a
+    pretrained directory's VAE factor times its patch, or vidiff's backbone's times its VAE's."""
+    if cfg.model.pretrained:
+        from .models.external import open_clip_multiples
+        return open_clip_multiples(cfg.model.pretrained)[1]
+    from .models import input_multiples
+    factor = read_config(resolve_checkpoint(cfg.train.vae)).vae.spatial_factor() if cfg.train.vae else 1
+    return factor * input_multiples(cfg.model)[1]
+
+
 def trained_transformer(backbone: nn.Module, cfg: Config) -> nn.Module:
     return backbone.transformer_2 if cfg.train.expert == "low" else backbone.transformer
 

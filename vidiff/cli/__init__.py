@@ -419,7 +419,10 @@ def data_check(folder: Optional[Path] = typer.Argument(None, help="folder of vid
     from ..data.video_folder import check_folder
     if (frames is not None and frames < 1) or (frame_stride is not None and frame_stride < 1):
         raise VidiffError("--frames and --frame-stride must be at least 1")
-    dataset = check_folder(folder, config, frames, frame_stride, decode)
+    from ..checkpoint import clip_multiple
+    from ..config import load_config
+    multiple = clip_multiple(load_config(config)) if config is not None else 8   # the recipe's model's, for its buckets
+    dataset = check_folder(folder, config, frames, frame_stride, decode, multiple)
     data = dataset.cfg
     for name, reason in dataset.skipped:
         typer.echo(f"skip  {name}: {reason}")

@@ -356,24 +356,13 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         return video[:, :, top:top + height, left:left + width]
 
 
-def clip_multiple(cfg: Config) -> int:
-    """What the recipe's model needs each side of a clip to be a multiple of, from configs alone: a
-    pretrained directory's VAE factor times its patch, or vidiff's backbone's times its VAE's."""
-    if cfg.model.pretrained:
-        from ..models.external import open_clip_multiples
-        return open_clip_multiples(cfg.model.pretrained)[1]
-    from ..checkpoint import read_config, resolve_checkpoint
-    from ..models import input_multiples
-    factor = read_config(resolve_checkpoint(cfg.train.vae)).vae.spatial_factor() if cfg.train.vae else 1
-    return factor * input_multiples(cfg.model)[1]
-
-
 def check_folder(folder: Path | None, config: Path | None = None, frames: int | None = None,
-                 frame_stride: int | None = None, decode: bool = True) -> VideoFolderDataset:
+                 frame_stride: int | None = None, decode: bool = True, multiple: int = 8) -> VideoFolderDataset:
     """`vidiff data check`: the dataset training would build from `folder` (None: the recipe's
     data.folder path and sources; clip length, stride, buckets and vocabulary from a recipe if given,
     no vocabulary for a pretrained model's; its `skipped` says which files it would skip and why), with
-    one clip of every file decoded if `decode`. Nothing is warned: the caller reports `skipped`."""
+    one clip of every file decoded if `decode`; buckets at sides that are multiples of `multiple`.
+    Nothing is warned: the caller reports `skipped`."""
     cfg = load_config(config) if config is not None else Config()
     data = cfg.data
     if folder is None and not (data.folder.path or data.folder.sources):
@@ -386,7 +375,7 @@ def check_folder(folder: Path | None, config: Path | None = None, frames: int | 
         warnings.simplefilter("ignore")
         vocab = cfg.model.text.vocab if config is not None and not cfg.model.pretrained else None   # a pretrained
         dataset = VideoFolderDataset(data, vocab, warn=False, require_files=False,   # text encoder reads free text
-                                     multiple=clip_multiple(cfg) if config is not None else 8)
+                                     multiple=multiple)
         if decode:
             dataset.check()
     return dataset

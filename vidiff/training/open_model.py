@@ -133,7 +133,7 @@ def trained_expert(backbone: nn.Module, cfg: Config) -> tuple[nn.Module, nn.Modu
         raise VidiffError(f"train.expert is {expert}, but '{cfg.model.pretrained}' has one transformer: remove train.expert")
     if second is not None and not expert:
         raise VidiffError(f"'{cfg.model.pretrained}' has two experts (transformer for the noisy steps, transformer_2 for "
-                          "the rest): set train.expert: high or low (one run per expert, as Wan 2.2's LoRAs come)")
+                          "the rest): set train.expert: high or low (one run per expert, as such LoRAs are published)")
     if expert == "low":
         return second, backbone.transformer
     return backbone.transformer, second
