@@ -98,3 +98,21 @@ def test_generate_under_torchrun_makes_the_one_process_video(tmp_path):
     assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
     a, b = read_video(tmp_path / "one.gif"), read_video(tmp_path / "two.gif")
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@pytest.mark.slow   # in CI's second pass (.ci/run), not the default suite
+def test_a_frame_bucket_the_processes_cannot_split_is_a_one_line_error(tmp_path):
+    """Folder data brings clips of other frame counts than data.frames (frame buckets); the trainer checks each
+    bucket before the first step (the split itself would refuse it at the first such batch)."""
+    import numpy as np
+    from vidiff.data.io import save_video
+    (tmp_path / "clips").mkdir()
+    for name, frames in (("long", 12), ("short", 6)):
+        save_video(np.zeros((frames, 32, 32, 3), np.uint8), tmp_path / "clips" / f"{name}.mp4", fps=8)
+        (tmp_path / "clips" / f"{name}.txt").write_text("a red circle bouncing")
+    values = dit_values(parallel="sequence")
+    values["data"] = {"type": "folder", "frames": 8, "size": 16,
+                      "folder": {"path": str(tmp_path / "clips"), "frames": [5, 8]}}
+    (tmp_path / "sp.yaml").write_text(yaml.safe_dump(values))
+    r = torchrun(tmp_path / "sp.yaml", tmp_path / "run", check=False)
+    assert r.returncode != 0 and "this clip has 5" in r.stderr and "token frame count they divide" in r.stderr

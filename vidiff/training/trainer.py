@@ -187,11 +187,14 @@ class Trainer:
         which samples on one process, keeps whole clips). Clips the processes cannot split: one-line error."""
         backbone = self.task.backbone()
         d, m = self.cfg.data, self.cfg.model
-        _, frames, height, width = self.task.codec.shape(m.in_channels, d.frames, d.size, d.size)
         pt, ph, pw = m.dit.patch
         group = sequence_group()
-        check_split(group, frames // pt, (height // ph) * (width // pw), m.dit.width // m.dit.head_dim,
-                    m.dit.attention == "factorized")
+        # every clip shape training will see: folder data's buckets (each its own frames and aspect) too
+        buckets = getattr(self.task.dataset, "buckets", lambda: {})()
+        for clip in [(d.frames, d.size, d.size), *sorted(buckets)]:
+            _, frames, height, width = self.task.codec.shape(m.in_channels, *clip)
+            check_split(group, frames // pt, (height // ph) * (width // pw), m.dit.width // m.dit.head_dim,
+                        m.dit.attention == "factorized")
         split_backbone(backbone, group)
 
     def _resume_optimizers(self, folder: Path) -> None:
