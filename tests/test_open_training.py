@@ -246,3 +246,21 @@ def test_a_folder_of_images_alone_trains_an_open_model(wan_dir, tmp_path):
     assert trainer.task.dataset.buckets() == Counter({(1, 32, 48): 2})
     trainer.train()
     assert trainer.history and np.isfinite(trainer.history[-1]["loss"])
+
+
+def test_a_sample_sheet_with_block_swap_streams_the_blocks_and_matches_the_sheet_without(wan_dir, footage, tmp_path):
+    """The sheet samples the run's average, which shares the frozen (swapped) weights and their swap hooks."""
+    from vidiff.training import Trainer
+    sheets = []
+    for swap in (0, 2):
+        cfg = lora_recipe(wan_dir, footage, tmp_path / "cache", blocks_to_swap=swap)
+        cfg.train.steps, cfg.train.sample_every, cfg.train.sample_steps = 2, 2, 2
+        cfg.train.sample_prompts = ["a red ball rolls right"]
+        trainer = Trainer(cfg, tmp_path / f"run{swap}", progress=False)
+        trainer.train()
+        hooks = [h.__self__ for b in trainer.ema.model.transformer.blocks for h in b._forward_pre_hooks.values()
+                 if hasattr(h, "__self__")]
+        if swap:          # the average's own swap (a copy of the run's) moved its blocks in and out while it sampled
+            assert hooks and hooks[0] is not trainer.task.open.swap and hooks[0].moves > 0 and hooks[0].peak == 1
+        sheets.append(np.asarray(Image.open(tmp_path / f"run{swap}" / "samples" / "step_00000002.png")).astype(int))
+    assert np.abs(sheets[0] - sheets[1]).max() <= 1 and sheets[0].std() > 1

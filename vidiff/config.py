@@ -443,9 +443,6 @@ def check(cfg: Config) -> Config:
     if cfg.train.sample_prompts and not cfg.model.pretrained:
         raise VidiffError("train.sample_prompts is for a pretrained model's run; vidiff's own sample sheets show "
                           "held-out captions of its data")
-    if cfg.train.sample_prompts and cfg.model.blocks_to_swap:
-        raise VidiffError("train.sample_prompts with model.blocks_to_swap is not supported yet: the sheet would need "
-                          "the swapped blocks on the device (sample with --model RUN after training)")
     if cfg.train.expert and (cfg.train.expert not in ("high", "low") or not cfg.model.pretrained):
         raise VidiffError(f"train.expert picks one expert of a pretrained two-expert model (Wan 2.2 A14B): high or low, "
                           f"got {cfg.train.expert!r}" + ("" if cfg.model.pretrained else " without model.pretrained"))
