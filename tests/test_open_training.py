@@ -189,7 +189,7 @@ def test_one_expert_of_a_two_expert_model_trains_on_its_side_of_the_boundary(foo
     cfg.train.expert = "low"
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     backbone = trainer.model
-    high, low = expert_times(backbone, "high", trainer.task.open.objective), trainer.task.open.times
+    high, low = expert_times(backbone, "high", trainer.task.open.objective), trainer.task.open.objective.times
     assert low[1] < high[0] and low[0] == 0 and high[1] == 1
     ran = []
     backbone.transformer.register_forward_pre_hook(lambda *a: ran.append("high"))

@@ -218,6 +218,19 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         self.pools = {kind: [e for e in pool for _ in range(self.sources[e.source].repeats)]
                       for kind, pool in (("video", self.videos), ("image", self.images))}
 
+    def fit(self, multiple: int, time_factor: int = 1, latent_multiple: int = 1) -> None:
+        """Bucket for a model whose clip sides are multiples of `multiple` and whose clips have 1 + time_factor*k
+        frames (a causal VAE's rule), the latent frame count a multiple of `latent_multiple`: a frame target
+        that does not fit is a one-line error."""
+        for source in self.sources:
+            for frames in source.targets:
+                latent = 1 + (frames - 1) // time_factor if time_factor > 1 else frames
+                if (frames - 1) % time_factor or latent % latent_multiple:
+                    raise VidiffError(f"frame target {frames} of '{source.folder}' does not fit the model: it takes "
+                                      f"1 + {time_factor}k frames" + (f", {latent_multiple}k after the VAE"
+                                                                       if latent_multiple > 1 else ""))
+        self.set_multiple(multiple)
+
     def bucket(self, entry: Entry) -> Bucket:
         return (entry.clip_frames, *bucket_size(entry.height, entry.width, self.cfg.size ** 2, self.multiple))
 

@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from time import perf_counter
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +28,7 @@ from ..models.own import own_bundle
 from ..models.vae import latent_frames
 from ..pipeline import SampleOptions, sample_video
 from ..registry import check_input_size
+from .objective import Objective
 from .plots import save_samples
 from .run_folder import RunFolder
 from .task import Task
@@ -50,9 +50,7 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
 
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None,
-                  stride: Tensor | int = 1, weights: Tensor | None = None,
-                  objective: tuple[str, str, float] | None = None, call: Callable | None = None,
-                  times: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+                  stride: Tensor | int = 1, weights: Tensor | None = None, objective: Objective | None = None) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
     The small draws (times, caption dropout, frame masks) come from it on the CPU, for the whole global
@@ -67,15 +65,15 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null:
     stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning).
     weights: (B, 1, T, H, W) per-pixel loss weights at the clips' pixel size (train.overlap_weight),
     max-pooled to x0's size (a latent pixel holding an overlap pixel gets its weight).
-    objective: (prediction, schedule, shift), else the config's diffusion section (an open model's is
-    its bundle's: flow on the shifted rectified schedule). call(model, x, log_snr, cond): how the
-    network is called, else as vidiff's own TextToVideoModel. times: the part of the schedule's time axis
-    drawn from (one expert of a two-expert model trains on its side of the boundary)."""
+    objective: an open model's (its bundle's prediction, schedule and call); None: the config's
+    diffusion section, on vidiff's own TextToVideoModel."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     device = x0.device
-    prediction, schedule, shift = objective or (cfg.diffusion.prediction, cfg.diffusion.schedule, cfg.diffusion.shift)
-    t = times[0] + (times[1] - times[0]) * training_times(b, generator, cfg.diffusion.time_sampling)[part]
+    diffusion = objective or cfg.diffusion
+    prediction, schedule, shift = diffusion.prediction, diffusion.schedule, diffusion.shift
+    low, high = objective.times if objective is not None else (0.0, 1.0)
+    t = low + (high - low) * training_times(b, generator, cfg.diffusion.time_sampling)[part]
     noise = sample_randn(x0.shape[1:], generator, range(b)[part], device)
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     cond = torch.where(drop.view(-1, *[1] * (cond.dim() - 1)).to(cond.device), null.to(cond.device), cond)
@@ -87,8 +85,8 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null:
         where = weights if where is None else weights * where
     x_in = model_input(prediction, x_t, log_snr)
     with autocast if autocast is not None else nullcontext():
-        if call is not None:
-            output = call(model, x_in, log_snr, to_device(cond, device))
+        if objective is not None:
+            output = objective.call(model, x_in, log_snr, to_device(cond, device))
         else:
             output = model(x_in, log_snr, frames=frames, ids=to_device(cond, device), stride=stride)
     return diffusion_loss(output, x0, noise, log_snr, prediction, cfg.diffusion.loss_weighting, where).mean()
@@ -121,13 +119,7 @@ class DiffusionTask(Task):
         frames_multiple, size_multiple = input_multiples(self.cfg.model)
         vae = self.codec.vae
         factor, time_factor = (vae.spatial_factor, vae.time_factor) if vae is not None else (1, 1)
-        for source in self.dataset.sources:
-            for frames in source.targets:
-                latent = latent_frames(frames, time_factor)
-                if latent is None or latent % frames_multiple:
-                    raise VidiffError(f"frame target {frames} of '{source.folder}' does not fit the model: it takes "
-                                      f"1 + {time_factor}k frames, a multiple of {frames_multiple} after the VAE")
-        self.dataset.set_multiple(factor * size_multiple)
+        self.dataset.fit(factor * size_multiple, time_factor, frames_multiple)
 
     def new_model(self) -> nn.Module:
         if self.open is not None:
@@ -191,7 +183,7 @@ class DiffusionTask(Task):
         if self.open is not None:
             context = torch.stack(batch["context"]).to(self.device, non_blocking=True)
             return training_loss(net, self.cfg, self.to_model_space(batch), context, self.open.null, generator, part,
-                                 autocast, objective=self.open.objective, call=self.open.call, times=self.open.times), {}
+                                 autocast, objective=self.open.objective), {}
         tokenizer = self.model.tokenizer
         ids = tokenizer.encode(batch["caption"])
         stride = torch.tensor(batch["stride"]) if "stride" in batch else 1

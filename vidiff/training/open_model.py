@@ -41,6 +41,7 @@ from ..pipeline import SampleOptions
 from ..pipeline.sampling import sample_video
 from .activation_offload import offloaded_checkpoint, require_grad_input
 from .block_swap import place
+from .objective import Objective
 from .latent_cache import DiskCache, default_folder, file_digest, identity, key
 from .plots import save_samples
 from .run_folder import RunFolder
@@ -80,11 +81,7 @@ def encode_folder(bundle: Bundle, cfg: Config, device: torch.device) -> tuple[En
     d = cfg.data
     time_factor, multiple = open_clip_multiples(cfg.model.pretrained)
     folder = build_dataset(replace(d, folder=replace(d.folder, fixed_clips=True)), multiple=multiple)
-    for source in folder.sources:
-        bad = [f for f in source.targets if (f - 1) % time_factor]
-        if bad:
-            raise VidiffError(f"frame target {bad[0]} of '{source.folder}' does not fit the model: it takes 1 + "
-                              f"{time_factor}k frames (e.g. {1 + time_factor * ((bad[0] - 1) // time_factor)})")
+    folder.fit(multiple, time_factor)
     if not folder.entries:
         raise VidiffError(f"'{folder.sources[0].folder}' has no usable video or image; `vidiff data check FOLDER "
                           "--config RECIPE` says why each file is skipped")
@@ -139,13 +136,13 @@ def trained_expert(backbone: nn.Module, cfg: Config) -> tuple[nn.Module, nn.Modu
     return backbone.transformer, second
 
 
-def expert_times(backbone: nn.Module, expert: str, objective: tuple[str, str, float]) -> tuple[float, float]:
+def expert_times(backbone: nn.Module, expert: str, objective: Objective) -> tuple[float, float]:
     """The training times (0..1 of the schedule) on train.expert's side of the boundary: the high-noise
     expert's from the boundary up, the low-noise expert's below it; (0, 1) for a one-expert model."""
     if not expert:
         return 0.0, 1.0
     boundary = backbone.boundary / 1000            # Wan's timestep / 1000: the flow time s = sigma / (alpha + sigma)
-    schedule = schedule_of(objective[1], objective[2])
+    schedule = schedule_of(objective.schedule, objective.shift)
     lo, hi = 0.0, 1.0
     for _ in range(60):                            # bisect: the time whose s is the boundary (s grows with t)
         mid = (lo + hi) / 2
@@ -165,15 +162,15 @@ class OpenModel:
         # the text encoder only encodes captions once: bf16 on a GPU (UMT5-XXL: 11 GB, not 23)
         text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         bundle = load_open_bundle(cfg.model.pretrained, text_dtype, backbone=self.model)
-        self.family, self.call = family_of(cfg.model.pretrained), bundle.call
-        self.objective = (bundle.prediction, bundle.schedule, bundle.shift)
+        self.family = family_of(cfg.model.pretrained)
+        self.objective = Objective(bundle.prediction, bundle.schedule, bundle.shift, bundle.call)
         self.dataset, self.null = encode_folder(bundle, cfg, device)
         # the sheet's prompts are encoded now, while the text encoder is loaded; only the VAE comes back for it
         self.sample_states = [bundle.encode([p], 1)[0][0].float().cpu() for p in cfg.train.sample_prompts]
         del bundle                   # the VAE and the text encoder leave memory before training starts
         gc.collect()
         trained, idle = trained_expert(self.model, cfg)
-        self.times = expert_times(self.model, cfg.train.expert, self.objective)
+        self.objective = replace(self.objective, times=expert_times(self.model, cfg.train.expert, self.objective))
         blocks, swap = list(trained.blocks), cfg.model.blocks_to_swap
         if swap > len(blocks):
             raise VidiffError(f"model.blocks_to_swap is {swap}; this transformer has {len(blocks)} blocks")

@@ -92,12 +92,7 @@ class VAETask(Task):
         self.cfg, self.device = cfg, device
         self.dataset = build_dataset(cfg.data, captions=False)
         if cfg.data.type == "folder":      # clips at their aspect ratio: sides a multiple of the VAE's factor
-            for source in self.dataset.sources:
-                bad = [f for f in source.targets if latent_frames(f, cfg.vae.temporal_downsample) is None]
-                if bad:
-                    raise VidiffError(f"frame target {bad[0]} of '{source.folder}' must be 1 + "
-                                      f"{cfg.vae.temporal_downsample}k for vae.temporal_downsample")
-            self.dataset.set_multiple(cfg.vae.spatial_factor())
+            self.dataset.fit(cfg.vae.spatial_factor(), cfg.vae.temporal_downsample)
         self.model = self.new_model().to(device)
         self.disc = self.disc_optimizer = self.pending = None
         if cfg.vae.adversarial_weight > 0:
