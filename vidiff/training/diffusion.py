@@ -28,7 +28,7 @@ from ..models.own import own_bundle
 from ..models.vae import latent_frames
 from ..pipeline import SampleOptions, sample_video
 from ..registry import check_input_size
-from .objective import Objective
+from .objective import Objective, own_objective
 from .plots import save_samples
 from .run_folder import RunFolder
 from .task import Task
@@ -50,7 +50,7 @@ def frame_inputs(cfg: Config, x0: Tensor, b: int, generator: torch.Generator,
 
 def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null: Tensor,
                   generator: torch.Generator, part: slice | None = None, autocast=None,
-                  stride: Tensor | int = 1, weights: Tensor | None = None, objective: Objective | None = None) -> Tensor:
+                  weights: Tensor | None = None, objective: Objective | None = None) -> Tensor:
     """One diffusion training loss on a batch; all randomness from `generator` (a CPU generator).
 
     The small draws (times, caption dropout, frame masks) come from it on the CPU, for the whole global
@@ -62,22 +62,20 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null:
     ids for vidiff's own models, text states for an open model).
     A frame-conditioned model (model.frame_conditioning) is also shown, per sample, some frames of
     x0 (train.frame_masks: which frames, and a light noise on them), and scored on the others.
-    stride: each clip's frame stride, for a stride-conditioned model (model.stride_conditioning).
     weights: (B, 1, T, H, W) per-pixel loss weights at the clips' pixel size (train.overlap_weight),
     max-pooled to x0's size (a latent pixel holding an overlap pixel gets its weight).
-    objective: an open model's (its bundle's prediction, schedule and call); None: the config's
-    diffusion section, on vidiff's own TextToVideoModel."""
+    objective: prediction, schedule, shift, time range and how the network is called: an open model's
+    bundle gives it; None is vidiff's own model under the config's diffusion section (own_objective)."""
     b = x0.shape[0] if part is None else cfg.train.batch_size
     part = part or slice(None)
     device = x0.device
-    diffusion = objective or cfg.diffusion
-    prediction, schedule, shift = diffusion.prediction, diffusion.schedule, diffusion.shift
-    low, high = objective.times if objective is not None else (0.0, 1.0)
+    objective = objective or own_objective(cfg)
+    prediction, (low, high) = objective.prediction, objective.times
     t = low + (high - low) * training_times(b, generator, cfg.diffusion.time_sampling)[part]
     noise = sample_randn(x0.shape[1:], generator, range(b)[part], device)
     drop = (torch.rand(b, generator=generator) < cfg.train.cfg_dropout)[part]
     cond = torch.where(drop.view(-1, *[1] * (cond.dim() - 1)).to(cond.device), null.to(cond.device), cond)
-    log_snr = to_device(schedule_of(schedule, shift)(t), device)
+    log_snr = to_device(schedule_of(objective.schedule, objective.shift)(t), device)
     x_t = add_noise(x0, noise, log_snr)
     frames, where = frame_inputs(cfg, x0, b, generator, part)
     if weights is not None:
@@ -85,10 +83,7 @@ def training_loss(model: nn.Module, cfg: Config, x0: Tensor, cond: Tensor, null:
         where = weights if where is None else weights * where
     x_in = model_input(prediction, x_t, log_snr)
     with autocast if autocast is not None else nullcontext():
-        if objective is not None:
-            output = objective.call(model, x_in, log_snr, to_device(cond, device))
-        else:
-            output = model(x_in, log_snr, frames=frames, ids=to_device(cond, device), stride=stride)
+        output = objective.call(model, x_in, log_snr, to_device(cond, device), frames)
     return diffusion_loss(output, x0, noise, log_snr, prediction, cfg.diffusion.loss_weighting, where).mean()
 
 
@@ -188,7 +183,7 @@ class DiffusionTask(Task):
         ids = tokenizer.encode(batch["caption"])
         stride = torch.tensor(batch["stride"]) if "stride" in batch else 1
         loss = training_loss(net, self.cfg, self.to_model_space(batch), ids, tokenizer.empty(1), generator, part, autocast,
-                             stride, self.overlap_weights(batch))
+                             self.overlap_weights(batch), own_objective(self.cfg, stride))
         return loss, {}
 
     def save_adapter(self, model: nn.Module, folder: Path) -> None:

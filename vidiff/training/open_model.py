@@ -53,7 +53,10 @@ class EncodedClips:
 
     def __init__(self, folder: VideoFolderDataset, keys: dict[str, tuple[str, str]], cache: DiskCache):
         self.folder, self.keys, self.cache = folder, keys, cache
-        self.skipped = folder.skipped
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.folder.skipped
 
     def __len__(self) -> int:
         return len(self.folder)
@@ -163,7 +166,9 @@ class OpenModel:
         text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         bundle = load_open_bundle(cfg.model.pretrained, text_dtype, backbone=self.model)
         self.family = family_of(cfg.model.pretrained)
-        self.objective = Objective(bundle.prediction, bundle.schedule, bundle.shift, bundle.call)
+        call = bundle.call         # (not a closure over the bundle: the VAE and text encoder must go)
+        self.objective = Objective(bundle.prediction, bundle.schedule, bundle.shift,
+                                   lambda model, x, log_snr, context, frames: call(model, x, log_snr, context))
         self.dataset, self.null = encode_folder(bundle, cfg, device)
         # the sheet's prompts are encoded now, while the text encoder is loaded; only the VAE comes back for it
         self.sample_states = [bundle.encode([p], 1)[0][0].float().cpu() for p in cfg.train.sample_prompts]
